@@ -1,0 +1,94 @@
+"""The app database, as SQLAlchemy 2.0 typed models. Every change here comes with a migration."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, MetaData, String, UniqueConstraint, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from report_pipelines.adapters.db.types import UTCDateTime
+from report_pipelines.domain.calls import DIRECTIONS, DISPOSITIONS, MAX_TEXT
+
+# Named constraints, so that migrations can refer to them on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Client(Base):
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+
+class CallEvent(Base):
+    """One call of one client, as the PBX logged it (several CDR legs collapsed into one row)."""
+
+    __tablename__ = "call_events"
+    __table_args__ = (
+        UniqueConstraint("client_id", "pbx_call_id", name="uq_call_events_client_call"),
+        CheckConstraint(_in("direction", DIRECTIONS), name="direction"),
+        CheckConstraint(_in("disposition", DISPOSITIONS), name="disposition"),
+        CheckConstraint("ended_at >= started_at", name="ends_after_start"),
+        CheckConstraint(
+            "answered_at IS NULL OR (answered_at >= started_at AND answered_at <= ended_at)",
+            name="answered_within_call",
+        ),
+        # Day-window reads: WHERE client_id = ? AND started_at >= ? AND started_at < ?
+        Index("ix_call_events_client_started", "client_id", "started_at"),
+        # Watermarks and late data: the newest ingest per client, and what arrived after an instant.
+        Index("ix_call_events_client_ingested", "client_id", "ingested_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"))
+    pbx_call_id: Mapped[str] = mapped_column(String(MAX_TEXT))
+    direction: Mapped[str] = mapped_column(String(16))
+    queue: Mapped[str | None] = mapped_column(String(MAX_TEXT))
+    agent: Mapped[str | None] = mapped_column(String(MAX_TEXT))
+    caller: Mapped[str | None] = mapped_column(String(MAX_TEXT))
+    callee: Mapped[str | None] = mapped_column(String(MAX_TEXT))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    answered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    disposition: Mapped[str] = mapped_column(String(16))
+    ingested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+
+#: Column order used by bulk loaders (COPY, executemany) and by the generator's output.
+CALL_EVENT_COLUMNS: tuple[str, ...] = (
+    "client_id",
+    "pbx_call_id",
+    "direction",
+    "queue",
+    "agent",
+    "caller",
+    "callee",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "disposition",
+    "ingested_at",
+)

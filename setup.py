@@ -1,0 +1,46 @@
+"""report_pipelines: the reporting back end of a multi-tenant cloud PBX, on Dagster.
+
+The Dagster family is pinned to one release line on purpose: unpinned, pip takes a newer dagster and
+silently falls back to an ancient dagster-postgres whose psycopg2 crashes on import
+(see ../shared/DAGSTER_NOTES.md). ``report_pipelines_tests/test_packaging.py`` imports the set.
+"""
+
+from setuptools import find_packages, setup
+
+DAGSTER = "1.13.27"
+DAGSTER_LIBS = "0.29.27"
+
+setup(
+    name="report_pipelines",
+    version="0.1.0",
+    description="Per-client, per-local-day call reports for a multi-tenant cloud PBX, on Dagster.",
+    packages=find_packages(exclude=["report_pipelines_tests", "report_pipelines_tests.*", "benchmarks"]),
+    package_data={"report_pipelines": ["adapters/db/migrations/*.ini", "adapters/db/migrations/*.mako",
+                                       "adapters/db/migrations/versions/*.py"]},
+    include_package_data=True,
+    python_requires=">=3.11,<3.14",
+    install_requires=[
+        f"dagster=={DAGSTER}",
+        f"dagster-webserver=={DAGSTER}",
+        f"dagster-postgres=={DAGSTER_LIBS}",
+        "psycopg2-binary>=2.9.9,<3",
+        "SQLAlchemy>=2.0.30,<2.2",
+        "alembic>=1.13,<2",
+        "pandas>=2.2,<4",
+        "pyarrow>=16,<27",
+        "numpy>=1.26,<3",
+        "tzdata>=2024.1",
+        "PyYAML>=6.0",
+        "filelock>=3.13",
+        "click>=8.1,<9",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8,<10",
+            "hypothesis>=6.100,<7",
+            "aiosmtpd>=1.4.6,<2",
+        ],
+        "bench": ["duckdb>=1.0"],
+    },
+    entry_points={"console_scripts": ["report-pipelines=report_pipelines.cli:main"]},
+)
