@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, inspect, select
+from sqlalchemy.orm import Session
+
+from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA, load_call_events
+from report_pipelines.adapters.db.engine import make_engine
+from report_pipelines.adapters.db.migrate import current_revision, downgrade, head_revision, upgrade
+from report_pipelines.adapters.db.models import Base, CallEvent
+from report_pipelines.adapters.db.repositories import CallEventRepository
+from report_pipelines.domain.errors import Conflict, InvalidInput
+from report_pipelines.services.clients import add_client, list_clients
+
+UTC = dt.timezone.utc
+
+
+def test_migrations_reach_head_and_match_the_models(engine: Engine) -> None:
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diffs == []
+    indexes = {ix["name"] for ix in inspect(engine).get_indexes("call_events")}
+    assert {"ix_call_events_client_started", "ix_call_events_client_ingested"} <= indexes
+
+
+def test_migrations_go_down_and_up_again(engine: Engine) -> None:
+    downgrade(engine, "base")
+    assert "call_events" not in inspect(engine).get_table_names()
+    upgrade(engine)
+    assert {"clients", "call_events"} <= set(inspect(engine).get_table_names())
+
+
+def test_clients_add_and_list(engine: Engine) -> None:
+    add_client(engine, "zeta", "Zeta Ltd", "Australia/Sydney")
+    add_client(engine, "alpha", "Alpha SA", "America/Sao_Paulo")
+    assert [(c.slug, c.timezone) for c in list_clients(engine)] == [
+        ("alpha", "America/Sao_Paulo"),
+        ("zeta", "Australia/Sydney"),
+    ]
+
+
+def test_duplicate_slug_is_refused_and_changes_nothing(engine: Engine) -> None:
+    add_client(engine, "acme", "Acme", "Europe/Lisbon")
+    with pytest.raises(Conflict) as err:
+        add_client(engine, "acme", "Other", "UTC")
+    assert err.value.field == "slug"
+    assert [c.name for c in list_clients(engine)] == ["Acme"]
+
+
+@pytest.mark.parametrize(
+    ("slug", "zone", "field"),
+    [("ok", "Mars/Olympus", "timezone"), ("ok", "", "timezone"), ("../etc", "UTC", "slug"), ("A B", "UTC", "slug")],
+)
+def test_bad_client_input_names_the_field(engine: Engine, slug: str, zone: str, field: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        add_client(engine, slug, "Name", zone)
+    assert err.value.field == field
+    assert list_clients(engine) == []
+
+
+def _calls(client_id: int, ids: list[str], start: dt.datetime) -> pa.Table:
+    n = len(ids)
+    return pa.Table.from_pydict(
+        {
+            "client_id": [client_id] * n,
+            "pbx_call_id": ids,
+            "direction": ["inbound"] * n,
+            "queue": ["support"] * n,
+            "agent": [None] * n,
+            "caller": ["+351210000000"] * n,
+            "callee": ["100"] * n,
+            "started_at": [start + dt.timedelta(minutes=i) for i in range(n)],
+            "answered_at": [None] * n,
+            "ended_at": [start + dt.timedelta(minutes=i, seconds=30) for i in range(n)],
+            "disposition": ["ABANDONED"] * n,
+            "ingested_at": [start + dt.timedelta(hours=1)] * n,
+        },
+        schema=CALL_EVENT_SCHEMA,
+    )
+
+
+def test_bulk_load_round_trips_instants_and_ignores_duplicates(engine: Engine) -> None:
+    client = add_client(engine, "acme", "Acme", "Europe/Lisbon")
+    start = dt.datetime(2024, 3, 31, 0, 30, 15, tzinfo=UTC)
+    assert load_call_events(engine, _calls(client.id, ["a", "b", "c"], start)) == 3
+    assert load_call_events(engine, _calls(client.id, ["b", "c", "d"], start), on_conflict="ignore") == 1
+    with Session(engine) as session:
+        rows = session.scalars(select(CallEvent).order_by(CallEvent.pbx_call_id)).all()
+    assert [r.pbx_call_id for r in rows] == ["a", "b", "c", "d"]
+    assert rows[0].started_at == start and rows[0].started_at.tzinfo is not None
+    assert rows[3].ended_at == start + dt.timedelta(minutes=2, seconds=30)  # "d" was third in its batch
+    [mark] = CallEventRepository(engine).watermarks()
+    assert (mark.events, mark.latest_started_at, mark.ingest_watermark) == (
+        4, start + dt.timedelta(minutes=2), start + dt.timedelta(hours=1))
+
+
+def test_bulk_load_is_all_or_nothing(engine: Engine) -> None:
+    client = add_client(engine, "acme", "Acme", "Europe/Lisbon")
+    start = dt.datetime(2024, 1, 1, tzinfo=UTC)
+    with pytest.raises(Exception):  # noqa: B017 - the duplicate inside one batch violates the unique key
+        load_call_events(engine, _calls(client.id, ["x", "y", "x"], start))
+    assert CallEventRepository(engine).count(client.id) == 0
+
+
+def test_plain_postgresql_url_uses_psycopg2(pg_url: str) -> None:
+    engine = make_engine(pg_url.replace("postgresql+psycopg2://", "postgresql://"))
+    assert engine.dialect.driver == "psycopg2"
+    engine.dispose()
