@@ -1,0 +1,63 @@
+# report_pipelines: the two commands are `make demo` and `make test`; `make dev` opens the UI.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export REPORT_PIPELINES_DATA_DIR ?= $(CURDIR)/data
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+DAGSTER_STORAGE ?= sqlite
+DAGSTER_PORT ?= 3000
+export DAGSTER_PG_HOST ?= 127.0.0.1
+export DAGSTER_PG_PORT ?= 5432
+export DAGSTER_PG_USER ?= postgres
+export DAGSTER_PG_PASSWORD ?=
+export DAGSTER_PG_DB ?= dagster
+PYTEST_ARGS ?=
+
+.PHONY: demo test dev bench install dagster-home ensure-postgres clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+dagster-home:
+	mkdir -p $(DAGSTER_HOME)
+	if [ "$(DAGSTER_STORAGE)" = "postgres" ]; then \
+	  cp dagster.postgres.yaml $(DAGSTER_HOME)/dagster.yaml; \
+	  psql -h $(DAGSTER_PG_HOST) -p $(DAGSTER_PG_PORT) -U $(DAGSTER_PG_USER) -tAc \
+	    "SELECT 1 FROM pg_database WHERE datname='$(DAGSTER_PG_DB)'" postgres | grep -q 1 || \
+	  createdb -h $(DAGSTER_PG_HOST) -p $(DAGSTER_PG_PORT) -U $(DAGSTER_PG_USER) $(DAGSTER_PG_DB); \
+	else cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml; fi
+
+## make demo: venv + install, migrate a SQLite database, seed demo data, run the main job end to end.
+demo: install dagster-home
+	$(BIN)/report-pipelines db upgrade
+	$(BIN)/report-pipelines demo seed --reset
+	$(BIN)/report-pipelines demo run
+	@echo
+	@echo "Next: 'make dev' opens the Dagster UI on this data (http://127.0.0.1:$(DAGSTER_PORT))."
+
+## make test: venv + install, then the whole suite (SQLite and the PostgreSQL at 127.0.0.1:5432).
+test: install ensure-postgres
+	$(BIN)/python -m pytest report_pipelines_tests $(PYTEST_ARGS)
+
+## make dev: the Dagster UI and daemon on the demo data (run `make demo` first).
+dev: install dagster-home
+	$(BIN)/report-pipelines db upgrade
+	$(BIN)/report-pipelines dev --port $(DAGSTER_PORT)
+
+## make bench: every benchmark script (slow; prints ratios measured in the same run).
+bench: install ensure-postgres
+	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
+
+# PostgreSQL is started by this kind of machine; start it if it is not answering.
+ensure-postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || \
+	  (command -v pg_ctlcluster >/dev/null && pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n1) main start) || true
+
+clean:
+	rm -rf $(VENV) data .dagster_home .pytest_cache *.egg-info
