@@ -11,7 +11,6 @@ import io
 from typing import Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Engine
 
@@ -46,6 +45,19 @@ def conform(table: pa.Table) -> pa.Table:
     return table.select(list(CALL_EVENT_COLUMNS)).cast(CALL_EVENT_SCHEMA)
 
 
+def _utc_wall_clock(table: pa.Table) -> pa.Table:
+    """The same instants as naive UTC timestamps.
+
+    Formatting zone-aware timestamps as text costs Arrow a zone lookup per value (25x slower than
+    naive ones: 0.47 s against 0.02 s per million), and both loaders need text. The receiving side
+    reads them as UTC: ``SET LOCAL TIME ZONE 'UTC'`` on PostgreSQL, naive-UTC storage on SQLite.
+    """
+    for name in _TIMESTAMPS:
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, table.column(name).cast(pa.timestamp("us")))
+    return table
+
+
 def load_call_events(engine: Engine, table: pa.Table, on_conflict: OnConflict = "error",
                      chunk_rows: int = 200_000) -> int:
     """Insert the rows of ``table`` into ``call_events``; return how many were inserted.
@@ -54,7 +66,7 @@ def load_call_events(engine: Engine, table: pa.Table, on_conflict: OnConflict = 
     what makes a re-import idempotent. ``"error"`` is the fastest path, for fresh data (demo seed).
     The whole table is one transaction: either every row lands or none does.
     """
-    table = conform(table)
+    table = _utc_wall_clock(conform(table))
     if table.num_rows == 0:
         return 0
     if engine.dialect.name == "postgresql":
@@ -69,6 +81,7 @@ def _load_postgresql(engine: Engine, table: pa.Table, on_conflict: OnConflict, c
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
+        cursor.execute("SET LOCAL TIME ZONE 'UTC'")  # the CSV holds naive UTC wall-clock times
         if on_conflict == "ignore":
             cursor.execute(
                 "CREATE TEMP TABLE _incoming_calls (LIKE call_events INCLUDING DEFAULTS) ON COMMIT DROP"
@@ -104,8 +117,8 @@ def _sqlite_rows(batch: pa.RecordBatch):  # noqa: ANN202
     for name in CALL_EVENT_COLUMNS:
         column = batch.column(name)
         if name in _TIMESTAMPS:
-            # The text format SQLAlchemy's SQLite DATETIME reads and writes ("%S" prints microseconds).
-            column = pc.strftime(column, format="%Y-%m-%d %H:%M:%S")
+            # "YYYY-MM-DD HH:MM:SS.ffffff": the text SQLAlchemy's SQLite DATETIME reads and writes.
+            column = column.cast(pa.string())
         arrays.append(column.to_pylist())
     return zip(*arrays)
 
