@@ -1,0 +1,136 @@
+"""The Asterisk/FreePBX ``cdr`` table (database ``asteriskcdrdb``) exported to CSV with a header row.
+
+Columns are found by header name (case-insensitive): calldate, clid, src, dst, dcontext, channel,
+dstchannel, lastapp, lastdata, duration, billsec, disposition, amaflags, accountcode, uniqueid,
+userfield, and optionally did, recordingfile, cnum, cnam, outbound_cnum, outbound_cnam, dst_cnam,
+linkedid, peeraccount, sequence. Other columns are ignored.
+
+There is no answer or end column: start = calldate, end = start + duration (computed in UTC, so a
+call across a DST change keeps its real length), and an ANSWERED leg was answered at
+end - billsec. Two choices where the brief's "answered when billsec > 0" meets real rows: an
+ANSWERED leg with billsec 0 (picked up and hung up within the second) is answered at its end, and
+a leg that is not ANSWERED but has billsec > 0 contradicts itself and is rejected.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from report_pipelines.adapters.sources.cdr.rows import (
+    ParsedRow,
+    RejectedRow,
+    Row,
+    asterisk_time,
+    numbered_lines,
+    split_csv,
+    text_field,
+    whole_seconds,
+)
+from report_pipelines.domain.calls import MAX_TEXT, Disposition
+from report_pipelines.domain.cdr import Leg, LocalTimes, epoch_of_uniqueid, map_disposition
+from report_pipelines.domain.errors import InvalidInput
+
+UTC = dt.timezone.utc
+
+REQUIRED: tuple[str, ...] = (
+    "calldate", "src", "dst", "dcontext", "channel", "dstchannel", "lastapp", "lastdata",
+    "duration", "billsec", "disposition", "uniqueid",
+)
+
+
+def read_asterisk_db(stream: BinaryIO, times: LocalTimes) -> Iterator[Row]:
+    lines = numbered_lines(stream)
+    header = next(lines, None)
+    if header is None:
+        raise InvalidInput("FILE", "the file is empty (an asterisk-db export starts with a header row)")
+    if isinstance(header, RejectedRow):
+        raise InvalidInput("FILE", f"line {header.line} (the header): {header.reason}")
+    header_line, header_text = header
+    try:
+        names = [name.strip().lower() for name in split_csv(header_text)]
+    except csv.Error as exc:
+        raise InvalidInput("FILE", f"line {header_line} (the header): malformed CSV: {exc}") from exc
+    missing = [name for name in REQUIRED if name not in names]
+    if missing:
+        raise InvalidInput(
+            "FILE",
+            f"the header (line {header_line}) lacks the column(s) {', '.join(missing)} of an asterisk-db export "
+            f"(is it Master.csv? use --format asterisk-csv)",
+        )
+    index = {name: names.index(name) for name in (*REQUIRED, "linkedid") if name in names}
+    for item in lines:
+        if isinstance(item, RejectedRow):
+            yield item
+            continue
+        number, text = item
+        try:
+            fields = split_csv(text)
+        except csv.Error as exc:
+            yield RejectedRow(number, f"malformed CSV: {exc}", text)
+            continue
+        if len(fields) != len(names):
+            yield RejectedRow(number, f"wrong column count: {len(fields)} columns, the header has {len(names)}", text)
+            continue
+        yield _row(number, text, {name: fields[i] for name, i in index.items()}, times)
+
+
+def _row(number: int, text: str, row: dict[str, str], times: LocalTimes) -> Row:
+    problems: list[str] = []
+    uniqueid = row["uniqueid"].strip() or None
+    linkedid = row.get("linkedid", "").strip()
+    call_id = linkedid or uniqueid or ""
+    if not call_id:
+        problems.append("uniqueid: empty (the call id is linkedid, else uniqueid)")
+    elif len(call_id) > MAX_TEXT:
+        problems.append(f"{'linkedid' if linkedid else 'uniqueid'}: longer than {MAX_TEXT} characters")
+        call_id = ""
+
+    start_local = asterisk_time(row["calldate"], "calldate", problems, required=True)
+    duration = whole_seconds(row["duration"], "duration", problems)
+    billsec = whole_seconds(row["billsec"], "billsec", problems)
+    disposition: Disposition | None = None
+    try:
+        disposition = map_disposition(row["disposition"])
+    except InvalidInput as exc:
+        problems.append(str(exc))
+    src = text_field(row["src"], "src", problems)
+    dst = text_field(row["dst"], "dst", problems)
+    if duration is not None and billsec is not None and billsec > duration:
+        problems.append(f"billsec: {billsec} is more than duration {duration}")
+    if disposition is not None and disposition is not Disposition.ANSWERED and billsec:
+        problems.append(f"billsec: {billsec} seconds billed but the disposition is {row['disposition'].strip()}")
+
+    epoch = epoch_of_uniqueid(uniqueid)
+    start = None
+    if start_local is not None:
+        try:
+            start = times.to_utc(start_local, "calldate",
+                                 expected=dt.datetime.fromtimestamp(epoch, UTC) if epoch is not None else None)
+        except InvalidInput as exc:
+            problems.append(str(exc))
+    if problems or start is None or duration is None or billsec is None or disposition is None:
+        return RejectedRow(number, "; ".join(problems), text, call_id or None)
+    end = start + dt.timedelta(seconds=duration)
+    answer = end - dt.timedelta(seconds=billsec) if disposition is Disposition.ANSWERED else None
+    leg = Leg(
+        line=number,
+        call_id=call_id,
+        started_at=start,
+        ended_at=end,
+        disposition=disposition,
+        answered_at=answer,
+        uniqueid=uniqueid,
+        src=src,
+        dst=dst,
+        dcontext=row["dcontext"],
+        channel=row["channel"],
+        dstchannel=row["dstchannel"],
+        lastapp=row["lastapp"],
+        lastdata=row["lastdata"],
+        local_start=start_local,
+        epoch=epoch,
+    )
+    return ParsedRow(number, leg, text)
