@@ -164,7 +164,8 @@ def dev(port: int, host: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
-    dagster = shutil.which("dagster") or "dagster"
+    beside = Path(sys.executable).with_name("dagster")  # the venv's, even when it is not on PATH
+    dagster = str(beside) if beside.exists() else (shutil.which("dagster") or "dagster")
     args = [dagster, "dev", "-h", host, "-p", str(port)]
     args += ["-w", str(workspace)] if workspace.exists() else ["-m", "report_pipelines.definitions"]
     os.execvp(dagster, args)
