@@ -75,13 +75,16 @@ def clients() -> None:
 @click.argument("slug")
 @click.option("--name", required=True, help="Display name.")
 @click.option("--timezone", required=True, help="IANA time zone, e.g. America/Sao_Paulo.")
+@click.option("--active-from", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="First local date with reports [default: today in the client's zone; imports move it back].")
 @_friendly
-def clients_add(slug: str, name: str, timezone: str) -> None:
+def clients_add(slug: str, name: str, timezone: str, active_from) -> None:  # noqa: ANN001
     """Add a client."""
     from report_pipelines.services.clients import add_client
 
-    record = add_client(_engine(), slug=slug, name=name, timezone=timezone)
-    click.echo(f"added client {record.slug} (id {record.id}, {record.timezone})")
+    record = add_client(_engine(), slug=slug, name=name, timezone=timezone,
+                        active_from=active_from.date() if active_from else None)
+    click.echo(f"added client {record.slug} (id {record.id}, {record.timezone}, reports from {record.active_from})")
 
 
 @clients.command("list")
@@ -95,7 +98,7 @@ def clients_list() -> None:
         return
     width = max(len(r.slug) for r in rows)
     for r in rows:
-        click.echo(f"{r.id:>5}  {r.slug:<{width}}  {r.timezone:<24} {r.name}")
+        click.echo(f"{r.id:>5}  {r.slug:<{width}}  {r.timezone:<24} from {r.active_from}  {r.name}")
 
 
 # --- demo -----------------------------------------------------------------------------------------

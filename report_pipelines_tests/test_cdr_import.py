@@ -12,6 +12,7 @@ import datetime as dt
 import io
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
@@ -19,7 +20,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from report_pipelines.adapters.db.models import CallEvent
-from report_pipelines.adapters.db.repositories import CallEventRepository
+from report_pipelines.adapters.db.repositories import CallEventRepository, ClientRepository
 from report_pipelines.adapters.sources.cdr import ParsedRow, RejectedRow, load_mapping, parse_mapping, read_asterisk_csv
 from report_pipelines.adapters.sources.cdr.rows import MAX_LINE_BYTES
 from report_pipelines.cli import main
@@ -154,6 +155,11 @@ def test_master_csv_is_collapsed_checked_and_idempotent(engine: Engine, tmp_path
     assert again.rejects_path.name.startswith("Master.csv.") and again.rejects_path.name.endswith(".rejects.csv")
     assert rejects_of(again.rejects_path) == MASTER_REJECTS
     assert CallEventRepository(engine).count(client.id) == 15
+
+    # Imported history: the client's reports now start at its first imported call's local date.
+    first_call = min(e.started_at for e in events).astimezone(ZoneInfo("America/New_York")).date()
+    assert first_call < client.active_from
+    assert ClientRepository(engine).get(client.id).active_from == first_call
 
 
 def test_a_small_chunk_size_gives_the_same_result(sqlite_engine: Engine, tmp_path: Path) -> None:

@@ -112,3 +112,28 @@ def test_plain_postgresql_url_uses_psycopg2(pg_url: str) -> None:
     engine = make_engine(pg_url.replace("postgresql+psycopg2://", "postgresql://"))
     assert engine.dialect.driver == "psycopg2"
     engine.dispose()
+
+
+def test_upgrade_from_0001_gives_existing_clients_an_active_from(engine: Engine) -> None:
+    downgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO clients (id, slug, name, timezone, created_at, updated_at) VALUES "
+            "(1, 'old', 'Old', 'UTC', '2024-05-01 10:00:00', '2024-05-01 10:00:00'), "
+            "(2, 'new', 'New', 'UTC', '2024-05-01 10:00:00', '2024-05-01 10:00:00')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO call_events (client_id, pbx_call_id, direction, started_at, ended_at, disposition, ingested_at)"
+            " VALUES (1, 'x', 'inbound', '2024-02-03 12:00:00', '2024-02-03 12:01:00', 'BUSY', '2024-02-03 12:02:00')"
+        )
+    upgrade(engine)
+    by_slug = {c.slug: c.active_from for c in list_clients(engine)}
+    assert by_slug == {"old": dt.date(2024, 2, 3), "new": dt.date(2024, 5, 1)}
+
+
+def test_a_new_client_is_active_from_today_in_its_own_zone(engine: Engine) -> None:
+    client = add_client(engine, "kiritimati", "Line Islands", "Pacific/Kiritimati")
+    assert client.active_from == dt.datetime.now(dt.timezone(dt.timedelta(hours=14))).date()
+    assert list_clients(engine)[0].active_from == client.active_from
+    explicit = add_client(engine, "since", "Since", "UTC", active_from=dt.date(2023, 1, 1))
+    assert explicit.active_from == dt.date(2023, 1, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 
@@ -43,11 +44,12 @@ class ClientSpec:
     slug: str
     name: str
     timezone: str
+    active_from: dt.date | None = None  # None: the local date at creation
 
     @classmethod
-    def parse(cls, slug: str, name: str, timezone: str) -> "ClientSpec":
+    def parse(cls, slug: str, name: str, timezone: str, active_from: dt.date | None = None) -> "ClientSpec":
         zone = parse_zone(timezone, field="timezone")
-        return cls(slug=validate_slug(slug), name=validate_name(name), timezone=zone.key)
+        return cls(slug=validate_slug(slug), name=validate_name(name), timezone=zone.key, active_from=active_from)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +60,4 @@ class ClientRecord:
     slug: str
     name: str
     timezone: str
+    active_from: dt.date  # the first local date the client has reports for

@@ -48,7 +48,7 @@ from report_pipelines.adapters.sources.cdr import (
 from report_pipelines.domain.calls import Call
 from report_pipelines.domain.cdr import CDR_FORMATS, ClockCheck, LocalTimes, collapse
 from report_pipelines.domain.errors import InvalidInput, NotFound
-from report_pipelines.domain.timezones import parse_zone
+from report_pipelines.domain.timezones import local_date_of, parse_zone
 
 UTC = dt.timezone.utc
 DEFAULT_HORIZON = dt.timedelta(hours=2)
@@ -273,11 +273,14 @@ def import_cdr(
     clock = ClockCheck(zone_label)
     grouper = _CallGrouper(client.id, horizon, rejects)
     rows_read = imported = duplicates = calls = 0
+    earliest: dt.datetime | None = None
 
     def store() -> None:
-        nonlocal imported, duplicates, calls
+        nonlocal imported, duplicates, calls, earliest
         ready = grouper.take_ready()
         if ready:
+            first = min(c.started_at for c in ready)
+            earliest = first if earliest is None else min(earliest, first)
             inserted = load_call_events(engine, calls_table(ready, now), on_conflict="ignore")
             calls += len(ready)
             imported += inserted
@@ -313,6 +316,8 @@ def import_cdr(
     finally:
         stream.close()
         rejects.close()
+    if earliest is not None:  # imported history: the client's reports now start that far back
+        ClientRepository(engine).extend_active_from(client.id, local_date_of(earliest, parse_zone(client.timezone)))
 
     warnings: list[str] = []
     clock_warning = clock.warning()

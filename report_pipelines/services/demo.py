@@ -51,7 +51,7 @@ def seed_demo(engine: Engine, config: GeneratorConfig, *, reset: bool = False,
     generate_s = load_s = 0.0
     events = 0
     for planned in generator.clients:
-        record = repo.add(ClientSpec.parse(planned.slug, planned.name, planned.timezone))
+        record = repo.add(ClientSpec.parse(planned.slug, planned.name, planned.timezone, active_from=config.start))
         client_events = 0
         for_client = generator.iter_tables(planned, record.id)
         while True:

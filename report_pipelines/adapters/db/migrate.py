@@ -21,19 +21,40 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
+def _run(engine: Engine, action, revision: str) -> None:  # noqa: ANN001
+    """Run an Alembic command in one transaction.
+
+    On SQLite, a column change rebuilds the table (Alembic's batch mode: copy, drop, rename), which
+    foreign keys would refuse; they are switched off for the migration, which must happen outside a
+    transaction, and every reference is checked before the transaction commits.
+    """
+    cfg = alembic_config()
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                cfg.attributes["connection"] = connection
+                action(cfg, revision)
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration to {revision} broke foreign keys: {broken[:5]}")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database behind ``engine`` up to ``revision``."""
-    cfg = alembic_config()
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
+    _run(engine, command.upgrade, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    cfg = alembic_config()
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, revision)
+    _run(engine, command.downgrade, revision)
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, MetaData, String, UniqueConstraint, func
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from report_pipelines.adapters.db.types import UTCDateTime
@@ -39,6 +51,8 @@ class Client(Base):
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64))
+    #: First local date the client's reports exist for (earlier dates are refused by name).
+    active_from: Mapped[dt.date] = mapped_column(Date)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), server_default=func.now())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
@@ -60,6 +74,8 @@ class CallEvent(Base):
         Index("ix_call_events_client_started", "client_id", "started_at"),
         # Watermarks and late data: the newest ingest per client, and what arrived after an instant.
         Index("ix_call_events_client_ingested", "client_id", "ingested_at"),
+        # The late-data sensor: everything ingested since its cursor, all clients at once.
+        Index("ix_call_events_ingested", "ingested_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -75,6 +91,37 @@ class CallEvent(Base):
     ended_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     disposition: Mapped[str] = mapped_column(String(16))
     ingested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+
+class CacheEntry(Base):
+    """The cache manifest: one row per (report, client, local day) cached in the report store.
+
+    ``source_watermark`` is the newest ``ingested_at`` among the day's events when it was computed:
+    an event of that day ingested later makes the entry stale. ``source_rows`` and
+    ``source_checksum`` (of the sorted call ids) let an asset check compare the cache with the source.
+    """
+
+    __tablename__ = "report_cache_manifest"
+    __table_args__ = (
+        UniqueConstraint("report", "client_id", "local_date", name="uq_report_cache_manifest_entry"),
+        Index("ix_report_cache_manifest_client_date", "client_id", "local_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    report: Mapped[str] = mapped_column(String(64))
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"))
+    local_date: Mapped[dt.date] = mapped_column(Date)
+    path: Mapped[str] = mapped_column(Text)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    checksum: Mapped[str] = mapped_column(String(64))
+    source_rows: Mapped[int] = mapped_column(BigInteger)
+    source_checksum: Mapped[str] = mapped_column(String(64))
+    source_watermark: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    rejected_rows: Mapped[int] = mapped_column(Integer, default=0)
+    rejected_reasons: Mapped[str] = mapped_column(Text, default="{}")  # JSON {reason: count}
+    computed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    run_id: Mapped[str | None] = mapped_column(String(64))
 
 
 #: Column order used by bulk loaders (COPY, executemany) and by the generator's output.

@@ -5,18 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from report_pipelines.adapters.db.models import CallEvent, Client
 from report_pipelines.domain.clients import ClientRecord, ClientSpec
 from report_pipelines.domain.errors import Conflict, NotFound
+from report_pipelines.domain.timezones import local_date_of, parse_zone
 
 UTC = dt.timezone.utc
 
 
-def _record(row: Client) -> ClientRecord:
-    return ClientRecord(id=row.id, slug=row.slug, name=row.name, timezone=row.timezone)
+def _record(row) -> ClientRecord:  # noqa: ANN001 - a Client or a row with the same columns
+    return ClientRecord(id=row.id, slug=row.slug, name=row.name, timezone=row.timezone, active_from=row.active_from)
 
 
 class ClientRepository:
@@ -25,30 +26,48 @@ class ClientRepository:
 
     def add(self, spec: ClientSpec) -> ClientRecord:
         now = dt.datetime.now(UTC)
+        active_from = spec.active_from or local_date_of(now, parse_zone(spec.timezone))
         with self.engine.begin() as conn:
             if conn.execute(select(Client.id).where(Client.slug == spec.slug)).first():
                 raise Conflict("slug", f"a client with slug {spec.slug!r} already exists")
             try:
                 new_id = conn.execute(
                     Client.__table__.insert()
-                    .values(slug=spec.slug, name=spec.name, timezone=spec.timezone, created_at=now, updated_at=now)
+                    .values(slug=spec.slug, name=spec.name, timezone=spec.timezone, active_from=active_from,
+                            created_at=now, updated_at=now)
                     .returning(Client.id)
                 ).scalar_one()
             except IntegrityError as exc:  # a concurrent add won the race
                 raise Conflict("slug", f"a client with slug {spec.slug!r} already exists") from exc
-        return ClientRecord(id=new_id, slug=spec.slug, name=spec.name, timezone=spec.timezone)
+        return ClientRecord(id=new_id, slug=spec.slug, name=spec.name, timezone=spec.timezone, active_from=active_from)
 
     def get_by_slug(self, slug: str) -> ClientRecord:
         with self.engine.connect() as conn:
             row = conn.execute(select(Client).where(Client.slug == slug)).first()
         if row is None:
             raise NotFound("client", f"no client with slug {slug!r}")
-        return ClientRecord(id=row.id, slug=row.slug, name=row.name, timezone=row.timezone)
+        return _record(row)
+
+    def get(self, client_id: int) -> ClientRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Client).where(Client.id == client_id)).first()
+        if row is None:
+            raise NotFound("client", f"no client with id {client_id}")
+        return _record(row)
+
+    def extend_active_from(self, client_id: int, day: dt.date) -> None:
+        """Move the client's first report date back to ``day`` if it is earlier (imported history)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(Client)
+                .where(Client.id == client_id, Client.active_from > day)
+                .values(active_from=day, updated_at=dt.datetime.now(UTC))
+            )
 
     def list(self) -> list[ClientRecord]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(Client).order_by(Client.slug)).all()
-        return [ClientRecord(id=r.id, slug=r.slug, name=r.name, timezone=r.timezone) for r in rows]
+        return [_record(r) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
