@@ -1,0 +1,190 @@
+"""The calls a report reads, their validity rules, and their NumPy view (shared by every report).
+
+The rules live here once: :func:`problem_masks` is what screening rejects and what
+:func:`prepare` refuses, so a report cannot be fed a row that screening would have thrown out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from report_pipelines.domain.calls import DISPOSITIONS, Direction, Disposition
+from report_pipelines.domain.errors import InvalidInput
+from report_pipelines.domain.reports.base import INSTANT, DayContext
+from report_pipelines.domain.timezones import ensure_utc
+
+#: The call columns reports read (the call-event schema of ``adapters.db.bulk`` without the owner
+#: and ingest columns, which screening may use but reports never do).
+CALL_SCHEMA = pa.schema(
+    [
+        ("pbx_call_id", pa.string()),
+        ("direction", pa.string()),
+        ("queue", pa.string()),
+        ("agent", pa.string()),
+        ("caller", pa.string()),
+        ("callee", pa.string()),
+        ("started_at", INSTANT),
+        ("answered_at", INSTANT),
+        ("ended_at", INSTANT),
+        ("disposition", pa.string()),
+    ]
+)
+#: Columns that may not be null in a call.
+REQUIRED_COLUMNS = ("pbx_call_id", "direction", "started_at", "ended_at", "disposition")
+
+_US = 1_000_000
+
+
+def _column(table: pa.Table, name: str, target: pa.DataType) -> pa.ChunkedArray:
+    if name not in table.column_names:
+        raise InvalidInput("calls", f"column {name!r} is missing (calls need: {', '.join(CALL_SCHEMA.names)})")
+    column = table.column(name)
+    if pa.types.is_timestamp(target):
+        if not pa.types.is_timestamp(column.type) or column.type.tz is None:
+            raise InvalidInput(name, f"must be a time zone-aware timestamp (UTC instants), not {column.type}")
+        return column.cast(target, safe=False)
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    try:
+        return column.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InvalidInput(name, f"must be text, not {column.type}") from exc
+
+
+def conform_calls(calls: pa.Table) -> pa.Table:
+    """The columns of :data:`CALL_SCHEMA`, cast to it (instants to ``timestamp[us, UTC]``)."""
+    return pa.Table.from_arrays([_column(calls, f.name, f.type) for f in CALL_SCHEMA], schema=CALL_SCHEMA)
+
+
+def epoch_us(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, valid)``: microseconds since the epoch (0 where null) and the validity mask."""
+    ints = column.cast(pa.int64())
+    valid = np.ones(len(ints), dtype=bool) if ints.null_count == 0 else pc.is_valid(ints).to_numpy()
+    return pc.fill_null(ints, 0).to_numpy(), valid
+
+
+def _flag(values: pa.ChunkedArray) -> np.ndarray:
+    return pc.fill_null(values, False).to_numpy()
+
+
+def window_us(ctx: DayContext, start: dt.datetime | None = None, end: dt.datetime | None = None) -> tuple[int, int]:
+    """The local day's ``[start, end)`` in epoch microseconds (``ctx``'s own window by default)."""
+    own_start, own_end = ctx.window_utc
+    start = ensure_utc(start if start is not None else own_start, "window_start_utc")
+    end = ensure_utc(end if end is not None else own_end, "window_end_utc")
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    return (start - epoch) // dt.timedelta(microseconds=1), (end - epoch) // dt.timedelta(microseconds=1)
+
+
+def problem_masks(calls: pa.Table, client_id: int, window: tuple[int, int], view: Calls | None = None) -> dict[str, np.ndarray]:
+    """Every reason a row cannot be counted, as a boolean mask per reason, in precedence order
+    (a row is reported under the first reason it meets). Duplicates are not looked for here.
+    ``view`` is :func:`view_calls` of ``calls`` when the caller already has it."""
+    v = view if view is not None else view_calls(calls)
+    table = v.table
+    masks: dict[str, np.ndarray] = {}
+    if "client_id" in calls.column_names:
+        owner = calls.column("client_id")
+        masks["null_client_id"] = _flag(owner.is_null())
+        masks["other_client"] = _flag(pc.not_equal(owner, pa.scalar(client_id, owner.type)))
+    for name in REQUIRED_COLUMNS:
+        column = table.column(name)
+        masks[f"null_{name}"] = _flag(column.is_null()) if column.null_count else np.zeros(v.size, dtype=bool)
+    masks["empty_pbx_call_id"] = _flag(pc.equal(table.column("pbx_call_id"), ""))
+    masks["unknown_direction"] = ~(v.inbound | v.outbound | v.internal)
+    masks["unknown_disposition"] = ~_flag(pc.is_in(table.column("disposition"), value_set=pa.array(DISPOSITIONS)))
+    start, end, answer, has_answer = v.start_us, v.end_us, v.answer_us, v.has_answer
+    masks["ends_before_start"] = end < start
+    masks["answered_outside_call"] = has_answer & ((answer < start) | (answer > end))
+    masks["answered_without_answer_time"] = v.answered & ~has_answer
+    masks["answer_time_but_not_answered"] = has_answer & ~v.answered
+    masks["outside_day"] = (start < window[0]) | (start >= window[1])
+    return masks
+
+
+def first_reason(masks: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Per row, 1 + the index of the first reason it meets in ``masks``, or 0 when it meets none."""
+    code = np.zeros(n, dtype=np.int64)
+    ordered = list(masks.values())
+    for index in range(len(ordered), 0, -1):  # reversed, so the first reason wins
+        code[ordered[index - 1]] = index
+    return code
+
+
+def count_reasons(masks: dict[str, np.ndarray], n: int) -> tuple[np.ndarray, dict[str, int]]:
+    """``(first-reason code per row, {reason: rows counted under it})`` (only reasons met)."""
+    code = first_reason(masks, n)
+    counts = np.bincount(code, minlength=len(masks) + 1)
+    return code, {reason: int(counts[i + 1]) for i, reason in enumerate(masks) if counts[i + 1]}
+
+
+@dataclass(frozen=True)
+class Calls:
+    """Screened calls of one client-day as NumPy arrays (microsecond instants) plus the table."""
+
+    table: pa.Table  # conformed to CALL_SCHEMA
+    start_us: np.ndarray
+    end_us: np.ndarray
+    answer_us: np.ndarray  # 0 where there is no answer
+    has_answer: np.ndarray
+    inbound: np.ndarray
+    outbound: np.ndarray
+    internal: np.ndarray
+    answered: np.ndarray  # disposition ANSWERED (== has_answer once screened)
+    abandoned: np.ndarray  # disposition ABANDONED
+
+    @property
+    def size(self) -> int:
+        return self.table.num_rows
+
+    @property
+    def wait_us(self) -> np.ndarray:
+        """answer - start for answered calls, 0 otherwise."""
+        return np.where(self.has_answer, self.answer_us - self.start_us, 0)
+
+    @property
+    def talk_us(self) -> np.ndarray:
+        """end - answer for answered calls, 0 otherwise."""
+        return np.where(self.has_answer, self.end_us - self.answer_us, 0)
+
+
+def view_calls(calls: pa.Table) -> Calls:
+    """:class:`Calls` of any call table (conformed, not checked)."""
+    table = conform_calls(calls)
+    start, _ = epoch_us(table.column("started_at"))
+    end, _ = epoch_us(table.column("ended_at"))
+    answer, has_answer = epoch_us(table.column("answered_at"))
+    direction, disposition = table.column("direction"), table.column("disposition")
+    return Calls(
+        table=table,
+        start_us=start,
+        end_us=end,
+        answer_us=answer,
+        has_answer=has_answer,
+        inbound=_flag(pc.equal(direction, Direction.INBOUND.value)),
+        outbound=_flag(pc.equal(direction, Direction.OUTBOUND.value)),
+        internal=_flag(pc.equal(direction, Direction.INTERNAL.value)),
+        answered=_flag(pc.equal(disposition, Disposition.ANSWERED.value)),
+        abandoned=_flag(pc.equal(disposition, Disposition.ABANDONED.value)),
+    )
+
+
+def prepare(calls: pa.Table, ctx: DayContext) -> Calls:
+    """Conform and check the calls of ``ctx``'s day; refuse (``InvalidInput``) any row screening
+    would reject (duplicates aside), so a report never counts a row that could corrupt the day."""
+    view = view_calls(calls)
+    _, bad = count_reasons(problem_masks(calls, ctx.client_id, window_us(ctx), view), calls.num_rows)
+    if bad:
+        detail = ", ".join(f"{reason}: {count}" for reason, count in bad.items())
+        raise InvalidInput("calls", f"calls must be screened for client {ctx.client_id} on {ctx.day} first ({detail})")
+    return view
+
+
+def seconds(microseconds: np.ndarray) -> np.ndarray:
+    """Float seconds from integer (or integer-valued float) microseconds."""
+    return np.asarray(microseconds, dtype=np.float64) / _US

@@ -1,0 +1,123 @@
+"""Vectorised group maths shared by the reports: group codes, per-group counts/sums/maxima,
+exact re-aggregation of day tables, and safe ratios. No Python loop per call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from report_pipelines.domain.errors import InvalidInput
+
+
+def group_codes(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """``(code per row, keys)``: keys sorted ascending (byte order) with null last; code indexes them."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    encoded = pc.dictionary_encode(values, null_encoding="encode")
+    order = pc.sort_indices(encoded.dictionary).to_numpy()  # nulls sort last (the default)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    return rank[encoded.indices.to_numpy(zero_copy_only=False)], encoded.dictionary.take(pa.array(order))
+
+
+def count(group: np.ndarray, mask: np.ndarray, groups: int) -> pa.Array:
+    """Rows per group where ``mask`` holds (int64, zeros for none)."""
+    return pa.array(np.bincount(group[mask], minlength=groups).astype(np.int64), type=pa.int64())
+
+
+def total_seconds(group: np.ndarray, mask: np.ndarray, micros: np.ndarray, groups: int) -> pa.Array:
+    """Sum per group of integer ``micros`` where ``mask`` holds, in float64 seconds (0.0 for none).
+
+    The sum is taken over integers (exact in float64 below 2**53 us, 285 years), so it does not
+    depend on row order; it is divided by 10**6 once.
+    """
+    sums = np.bincount(group[mask], weights=micros[mask].astype(np.float64), minlength=groups)
+    return pa.array(sums / 1_000_000, type=pa.float64())
+
+
+def max_seconds(group: np.ndarray, mask: np.ndarray, micros: np.ndarray, groups: int) -> pa.Array:
+    """Maximum per group of ``micros`` where ``mask`` holds, in float64 seconds; null for none."""
+    best = np.full(groups, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(best, group[mask], micros[mask])
+    empty = best == np.iinfo(np.int64).min
+    return pa.array(np.where(empty, 0, best) / 1_000_000, type=pa.float64(), mask=empty)
+
+
+def conform_days(days: pa.Table, fields: Sequence[pa.Field]) -> pa.Table:
+    """The columns ``fields`` of concatenated day tables, cast to their stored types."""
+    columns = []
+    for f in fields:
+        if f.name not in days.column_names:
+            raise InvalidInput("days", f"column {f.name!r} is missing from the day tables")
+        column = days.column(f.name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        columns.append(column.cast(f.type))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+def sort_table(table: pa.Table, keys: Sequence[str]) -> pa.Table:
+    """``table`` sorted ascending by ``keys``, nulls last."""
+    if table.num_rows == 0:
+        return table
+    order = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in keys])  # nulls last (the default)
+    return table.take(order)
+
+
+def regroup(days: pa.Table, schema: pa.Schema, keys: Sequence[str], sums: Sequence[str],
+            maxima: Sequence[str] = (), counted: str | None = None) -> pa.Table:
+    """Re-aggregate day tables exactly: group by ``keys``, sum ``sums``, take the max of ``maxima``
+    (null when every day's was null) and, when ``counted`` is given, count the merged rows into it.
+
+    Returns ``schema`` (keys first), sorted by ``keys`` with nulls last.
+    """
+    stored = [schema.field(n) for n in (*keys, *sums, *maxima) if n != counted]
+    table = conform_days(days, stored)
+    aggregations = [(n, "sum") for n in sums if n != counted] + [(n, "max") for n in maxima]
+    if counted is not None:
+        aggregations.append(([], "count_all"))
+    grouped = table.group_by(list(keys), use_threads=False).aggregate(aggregations)
+    names = {f"{n}_sum": n for n in sums} | {f"{n}_max": n for n in maxima}
+    if counted is not None:
+        names["count_all"] = counted
+    grouped = grouped.rename_columns([names.get(n, n) for n in grouped.column_names])
+    return sort_table(grouped.select(schema.names).cast(schema), keys)
+
+
+def ratio(numerator: pd.Series | np.ndarray, denominator: pd.Series | np.ndarray) -> np.ndarray:
+    """``numerator / denominator`` as float64, NaN where the denominator is 0 or missing."""
+    num = np.asarray(numerator, dtype=np.float64)
+    den = np.asarray(denominator, dtype=np.float64)
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    ok = np.isfinite(den) & (den != 0)
+    np.divide(num, den, out=out, where=ok)
+    return out
+
+
+def inbound_rates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add the contact-centre rates of inbound traffic to ``frame`` (columns of hourly_volume or
+    queue_performance), each a ratio of re-aggregated sums/counts; NaN when the denominator is 0.
+
+    * ``answer_rate`` = answered / offered
+    * ``abandon_rate`` = abandoned / offered
+    * ``missed_rate`` = missed / offered  (answered + abandoned + missed = offered)
+    * ``service_level`` = answered_within_sl / (offered - abandoned_within_sl): the industry
+      definition, short abandons (callers who hung up within the threshold) are not held against it
+    * ``service_level_of_offered`` = answered_within_sl / offered: the strict variant
+    * ``average_speed_of_answer`` = wait_seconds_sum / answered  (seconds)
+    * ``average_talk_seconds`` = talk_seconds_sum / answered
+    * ``average_abandon_wait_seconds`` = abandoned_wait_seconds_sum / abandoned
+    """
+    frame["answer_rate"] = ratio(frame["answered"], frame["offered"])
+    frame["abandon_rate"] = ratio(frame["abandoned"], frame["offered"])
+    frame["missed_rate"] = ratio(frame["missed"], frame["offered"])
+    frame["service_level"] = ratio(frame["answered_within_sl"], frame["offered"] - frame["abandoned_within_sl"])
+    frame["service_level_of_offered"] = ratio(frame["answered_within_sl"], frame["offered"])
+    frame["average_speed_of_answer"] = ratio(frame["wait_seconds_sum"], frame["answered"])
+    frame["average_talk_seconds"] = ratio(frame["talk_seconds_sum"], frame["answered"])
+    frame["average_abandon_wait_seconds"] = ratio(frame["abandoned_wait_seconds_sum"], frame["abandoned"])
+    return frame
