@@ -11,28 +11,25 @@ class ReportPipelinesError(Exception):
     """Base class of the errors we expect and explain (as opposed to bugs)."""
 
 
-class InvalidInput(ReportPipelinesError, ValueError):
+class _FieldError(ReportPipelinesError):
+    """An error about one named field; survives pickling (worker processes send them back)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+    def __reduce__(self):  # noqa: ANN204
+        return (type(self), (self.field, self.message))
+
+
+class InvalidInput(_FieldError, ValueError):
     """A value given by a user or a file is not acceptable."""
 
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}")
 
-
-class NotFound(ReportPipelinesError, LookupError):
+class NotFound(_FieldError, LookupError):
     """A named thing (client, report, ...) does not exist."""
 
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}")
 
-
-class Conflict(ReportPipelinesError):
+class Conflict(_FieldError):
     """The thing asked for would clash with what already exists (duplicate slug, ...)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
@@ -31,3 +33,9 @@ def make_engine(url: str, **kwargs) -> Engine:  # noqa: ANN003
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+@lru_cache(maxsize=16)
+def engine_for(url: str) -> Engine:
+    """One shared engine (and connection pool) per URL in this process."""
+    return make_engine(url)

@@ -46,6 +46,8 @@ class Base(DeclarativeBase):
 
 class Client(Base):
     __tablename__ = "clients"
+    # Never reuse a deleted client's id (SQLite would): ids name folders in the report store.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, func, select, update
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from sqlalchemy import BigInteger, Engine, Integer, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from report_pipelines.adapters.db.models import CallEvent, Client
+from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA
+from report_pipelines.adapters.db.models import CALL_EVENT_COLUMNS, CacheEntry, CallEvent, Client
+from report_pipelines.domain.cache import CachedDay, SourceState
 from report_pipelines.domain.clients import ClientRecord, ClientSpec
 from report_pipelines.domain.errors import Conflict, NotFound
 from report_pipelines.domain.timezones import local_date_of, parse_zone
@@ -54,6 +61,17 @@ class ClientRepository:
         if row is None:
             raise NotFound("client", f"no client with id {client_id}")
         return _record(row)
+
+    def in_zone(self, timezone: str) -> list[ClientRecord]:
+        """Clients whose time zone is ``timezone`` (one partition's tenants)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Client).where(Client.timezone == timezone).order_by(Client.id)).all()
+        return [_record(r) for r in rows]
+
+    def zones(self) -> list[str]:
+        """The distinct time zones clients use."""
+        with self.engine.connect() as conn:
+            return list(conn.scalars(select(Client.timezone).distinct().order_by(Client.timezone)))
 
     def extend_active_from(self, client_id: int, day: dt.date) -> None:
         """Move the client's first report date back to ``day`` if it is earlier (imported history)."""
@@ -117,9 +135,169 @@ class CallEventRepository:
             for r in rows
         ]
 
+    def day_calls(self, client_id: int, start: dt.datetime, end: dt.datetime) -> pa.Table:
+        """The client's calls that started in ``[start, end)``, as an Arrow table of CALL_EVENT_SCHEMA.
+
+        PostgreSQL streams them with ``COPY (SELECT ...) TO STDOUT`` into Arrow's CSV reader; SQLite
+        hands rows to Arrow column by column. Both avoid one Python object per row and column.
+        """
+        columns = ", ".join(CALL_EVENT_COLUMNS)
+        if self.engine.dialect.name == "postgresql":
+            return self._day_calls_copy(client_id, start, end, columns)
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(
+                f"SELECT {columns} FROM call_events WHERE client_id = ? AND started_at >= ? AND started_at < ? "
+                "ORDER BY started_at, pbx_call_id",
+                (client_id, _sqlite_text(start), _sqlite_text(end)),
+            )
+            rows = cursor.fetchall()
+        finally:
+            raw.close()
+        values = list(zip(*rows)) if rows else [[] for _ in CALL_EVENT_COLUMNS]
+        arrays = []
+        for name, column in zip(CALL_EVENT_COLUMNS, values, strict=True):
+            field = CALL_EVENT_SCHEMA.field(name)
+            if pa.types.is_timestamp(field.type):
+                arrays.append(pa.array(column, type=pa.string()).cast(pa.timestamp("us")).cast(field.type))
+            else:
+                arrays.append(pa.array(column, type=field.type))
+        return pa.Table.from_arrays(arrays, schema=CALL_EVENT_SCHEMA)
+
+    def _day_calls_copy(self, client_id: int, start: dt.datetime, end: dt.datetime, columns: str) -> pa.Table:
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("SET TIME ZONE 'UTC'")
+            query = cursor.mogrify(
+                f"SELECT {columns} FROM call_events WHERE client_id = %s AND started_at >= %s AND started_at < %s "
+                "ORDER BY started_at, pbx_call_id",
+                (client_id, start, end),
+            ).decode()
+            buffer = io.BytesIO()
+            cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)", buffer)
+            raw.rollback()
+        finally:
+            raw.close()
+        buffer.seek(0)
+        return pacsv.read_csv(
+            buffer,
+            convert_options=pacsv.ConvertOptions(
+                column_types=CALL_EVENT_SCHEMA, strings_can_be_null=True, quoted_strings_can_be_null=False
+            ),
+        ).select(list(CALL_EVENT_COLUMNS)).cast(CALL_EVENT_SCHEMA)
+
+    def window_counts(self, client_ids: list[int], start: dt.datetime, end: dt.datetime) -> dict[int, int]:
+        """Calls started in ``[start, end)`` per client (clients of one zone share a local-day window)."""
+        if not client_ids:
+            return {}
+        query = (
+            select(CallEvent.client_id, func.count())
+            .where(CallEvent.client_id.in_(client_ids), CallEvent.started_at >= start, CallEvent.started_at < end)
+            .group_by(CallEvent.client_id)
+        )
+        with self.engine.connect() as conn:
+            return {client_id: int(n) for client_id, n in conn.execute(query)}
+
+    def day_source(self, client_id: int, start: dt.datetime, end: dt.datetime) -> SourceState:
+        """Count and newest ingest of the client's calls started in ``[start, end)`` (index only)."""
+        query = select(func.count(), func.max(CallEvent.ingested_at)).where(
+            CallEvent.client_id == client_id, CallEvent.started_at >= start, CallEvent.started_at < end
+        )
+        with self.engine.connect() as conn:
+            count, newest = conn.execute(query).one()
+        return SourceState(rows=int(count), watermark=_as_utc(newest))
+
+    def ingested_since(self, after: dt.datetime) -> list[tuple[int, dt.datetime, dt.datetime]]:
+        """What arrived after ``after``: ``(client_id, 15-minute bucket start, newest ingested_at)``.
+
+        Calls are grouped by the UTC quarter-hour they started in: every zone's offset and DST
+        transition falls on a quarter-hour, so each bucket lies inside one local day of its client,
+        and the result stays small (at most 96 rows per client-day) however many calls arrived.
+        """
+        if self.engine.dialect.name == "postgresql":
+            bucket = func.floor(func.extract("epoch", CallEvent.started_at) / 900).cast(BigInteger)
+        else:
+            bucket = func.cast(func.strftime("%s", CallEvent.started_at), Integer) / 900
+        query = (
+            select(CallEvent.client_id, bucket.label("bucket"), func.max(CallEvent.ingested_at))
+            .where(CallEvent.ingested_at > after)
+            .group_by(CallEvent.client_id, bucket)
+        )
+        with self.engine.connect() as conn:
+            return [
+                (client_id, dt.datetime.fromtimestamp(int(b) * 900, UTC), _as_utc(newest))
+                for client_id, b, newest in conn.execute(query)
+            ]
+
+    def newest_ingest(self) -> dt.datetime | None:
+        with self.engine.connect() as conn:
+            return _as_utc(conn.execute(select(func.max(CallEvent.ingested_at))).scalar_one())
+
     def count(self, client_id: int) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).where(CallEvent.client_id == client_id)).scalar_one())
+
+
+def _sqlite_text(instant: dt.datetime) -> str:
+    """An instant as SQLite stores it (naive UTC text, see UTCDateTime)."""
+    return instant.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+class CacheManifestRepository:
+    """The cache manifest: one row per (report, client, local day)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def replace(self, entries: list[CachedDay]) -> None:
+        """Write entries, replacing any existing row of the same (report, client, day), in one transaction."""
+        if not entries:
+            return
+        table = CacheEntry.__table__
+        with self.engine.begin() as conn:
+            for entry in entries:
+                conn.execute(delete(CacheEntry).where(
+                    CacheEntry.report == entry.report, CacheEntry.client_id == entry.client_id,
+                    CacheEntry.local_date == entry.local_date))
+            conn.execute(table.insert(), [
+                {
+                    "report": e.report, "client_id": e.client_id, "local_date": e.local_date, "path": e.path,
+                    "rows": e.rows, "bytes": e.bytes, "checksum": e.checksum, "source_rows": e.source_rows,
+                    "source_checksum": e.source_checksum, "source_watermark": e.source_watermark,
+                    "rejected_rows": e.rejected_rows, "rejected_reasons": json.dumps(e.rejected_reasons, sort_keys=True),
+                    "computed_at": e.computed_at, "run_id": e.run_id,
+                }
+                for e in entries
+            ])
+
+    def entries(self, client_id: int, first: dt.date, last: dt.date,
+                reports: tuple[str, ...] | None = None) -> list[CachedDay]:
+        """The client's manifest rows for local dates ``first..last`` (inclusive)."""
+        query = select(CacheEntry).where(
+            CacheEntry.client_id == client_id, CacheEntry.local_date >= first, CacheEntry.local_date <= last)
+        if reports is not None:
+            query = query.where(CacheEntry.report.in_(reports))
+        with Session(self.engine) as session:
+            return [_cached(row) for row in session.scalars(query.order_by(CacheEntry.local_date, CacheEntry.report))]
+
+    def entries_for_day(self, client_ids: list[int], day: dt.date) -> list[CachedDay]:
+        """Every report's row for ``day`` for these clients (one partition's clients)."""
+        if not client_ids:
+            return []
+        query = select(CacheEntry).where(CacheEntry.client_id.in_(client_ids), CacheEntry.local_date == day)
+        with Session(self.engine) as session:
+            return [_cached(row) for row in session.scalars(query)]
+
+
+def _cached(row: CacheEntry) -> CachedDay:
+    return CachedDay(
+        report=row.report, client_id=row.client_id, local_date=row.local_date, path=row.path, rows=row.rows,
+        bytes=row.bytes, checksum=row.checksum, source_rows=row.source_rows, source_checksum=row.source_checksum,
+        source_watermark=row.source_watermark, rejected_rows=row.rejected_rows,
+        rejected_reasons=json.loads(row.rejected_reasons or "{}"), computed_at=row.computed_at, run_id=row.run_id,
+    )
 
 
 def _as_utc(value: dt.datetime | str | None) -> dt.datetime | None:

@@ -36,6 +36,8 @@ def upgrade() -> None:
         sa.Column("updated_at", UTCDateTime(), server_default=sa.func.now(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_clients"),
         sa.UniqueConstraint("slug", name="uq_clients_slug"),
+        # Never reuse a deleted client's id: ids name folders in the report store.
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "call_events",
