@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, select
 
 from report_pipelines.adapters.db.bulk import load_call_events
-from report_pipelines.adapters.db.models import CallEvent, Client
+from report_pipelines.adapters.db.models import CacheEntry, CallEvent, Client
+from report_pipelines.adapters.report_store import ParquetReportStore
+from report_pipelines.domain.reports import REPORTS
 from report_pipelines.adapters.db.repositories import ClientRepository
 from report_pipelines.adapters.sources.synthetic import CallGenerator, GeneratorConfig
 from report_pipelines.domain.clients import ClientSpec
@@ -28,12 +30,14 @@ class SeedSummary:
 
 
 def seed_demo(engine: Engine, config: GeneratorConfig, *, reset: bool = False,
+              store: ParquetReportStore | None = None,
               progress: Callable[[str], None] | None = None) -> SeedSummary:
     """Create the generated clients and load their calls (COPY on PostgreSQL).
 
     Seeding twice would duplicate nothing but would mix two generations, so a demo client that
     already exists is refused unless ``reset`` is set, which first deletes the demo clients (only
-    those whose slugs the generator plans) and their calls.
+    those whose slugs the generator plans), their calls, their cache manifest rows and, given the
+    ``store``, their cached report files.
     """
     generator = CallGenerator(config)
     slugs = [c.slug for c in generator.clients]
@@ -43,9 +47,14 @@ def seed_demo(engine: Engine, config: GeneratorConfig, *, reset: bool = False,
             raise Conflict("clients", f"{len(existing)} demo clients already exist (e.g. {sorted(existing)[0]!r}); "
                                       "use --reset to replace them")
         if existing:
-            ids = select(Client.id).where(Client.slug.in_(slugs)).scalar_subquery()
+            ids = list(conn.scalars(select(Client.id).where(Client.slug.in_(slugs))))
+            conn.execute(delete(CacheEntry).where(CacheEntry.client_id.in_(ids)))
             conn.execute(delete(CallEvent).where(CallEvent.client_id.in_(ids)))
-            conn.execute(delete(Client).where(Client.slug.in_(slugs)))
+            conn.execute(delete(Client).where(Client.id.in_(ids)))
+            if store is not None:
+                for client_id in ids:
+                    for report in REPORTS:
+                        store.delete_client(report, client_id)
 
     repo = ClientRepository(engine)
     generate_s = load_s = 0.0

@@ -1,0 +1,128 @@
+"""Reading reports back: a period is the union of its days.
+
+Closed days come from the report store (cached ones are read as they are; missing ones are computed
+and cached on the way, through the same client-day computation the Dagster assets use); the current
+local day is computed live from the calls so far and never cached. Reading cached days touches the
+clients table, the cache manifest and the Parquet files, never the events table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow as pa
+
+from report_pipelines.adapters.db.engine import engine_for
+from report_pipelines.adapters.db.repositories import CacheManifestRepository, ClientRepository
+from report_pipelines.adapters.report_store import ParquetReportStore
+from report_pipelines.domain.clients import ClientRecord
+from report_pipelines.domain.errors import InvalidInput, NotFound
+from report_pipelines.domain.reports import ReportDefinition, get_report
+from report_pipelines.domain.timezones import UTC, local_date_of, parse_zone
+from report_pipelines.services.extracts import ANY_TIME, ClientDay, Extractor, ExtractSettings, run_client_days
+from report_pipelines.settings import Settings
+
+
+@dataclass(frozen=True)
+class PeriodRequest:
+    """A validated request: which report, whose, which local days, and which of them are closed."""
+
+    report: ReportDefinition
+    client: ClientRecord
+    start: dt.date
+    end: dt.date
+    today: dt.date  # the client's current local date
+
+    @property
+    def closed_days(self) -> list[dt.date]:
+        last = min(self.end, self.today - dt.timedelta(days=1))
+        return [self.start + dt.timedelta(days=i) for i in range((last - self.start).days + 1)]
+
+    @property
+    def includes_today(self) -> bool:
+        return self.start <= self.today <= self.end
+
+
+def _date(value: dt.date | str, field: str) -> dt.date:
+    if isinstance(value, dt.datetime):
+        raise InvalidInput(field, "a date is required (a local day, e.g. 2024-03-31), not a datetime")
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidInput(field, f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def validate_request(engine, report: str, client: str | int, start: dt.date | str, end: dt.date | str,  # noqa: ANN001
+                     now: dt.datetime) -> PeriodRequest:
+    """Check every argument, naming the one that is wrong, before anything is read or computed."""
+    definition = get_report(report)
+    repo = ClientRepository(engine)
+    try:
+        record = repo.get(client) if isinstance(client, int) and not isinstance(client, bool) else repo.get_by_slug(str(client))
+    except NotFound:
+        raise NotFound("client", f"no client {client!r} (see: report-pipelines clients list)") from None
+    first, last = _date(start, "start"), _date(end, "end")
+    if last < first:
+        raise InvalidInput("end", f"{last} is before start {first}")
+    if first < record.active_from:
+        raise InvalidInput("start", f"{first} is before client {record.slug!r} existed (its reports start on {record.active_from})")
+    today = local_date_of(now, parse_zone(record.timezone))
+    if last > today:
+        raise InvalidInput("end", f"{last} is in the future for {record.slug!r} (today there is {today} in {record.timezone})")
+    return PeriodRequest(report=definition, client=record, start=first, end=last, today=today)
+
+
+def read_report_arrow(report: str, client: str | int, start: dt.date | str, end: dt.date | str, *,
+                      settings: Settings | None = None, now: dt.datetime | None = None,
+                      timeout_s: float | None = None, workers: int = 1) -> pa.Table:
+    """The day tables of ``report`` for ``client`` (slug or id) over local days ``start..end``.
+
+    One row set per day, with ``client`` and ``date`` columns, days ascending. Closed days missing
+    from the cache are computed and cached first (within ``timeout_s``); today, if asked for, is
+    computed live from the calls so far.
+
+    ``workers > 1`` computes missing days on that many processes; like any multiprocessing code,
+    a script that asks for it must keep its top-level code under ``if __name__ == "__main__":``.
+    The Dagster assets, not this call, are where bulk computation belongs.
+    """
+    settings = settings or Settings.from_env()
+    now = now or dt.datetime.now(UTC)
+    engine = engine_for(settings.database_url)
+    request = validate_request(engine, report, client, start, end, now)
+    name, client_id = request.report.name, request.client.id
+    store = ParquetReportStore(settings.store_root)
+    extract = ExtractSettings.from_settings(settings)
+
+    days = request.closed_days
+    cached = {e.local_date for e in CacheManifestRepository(engine).entries(client_id, request.start, request.end, (name,))}
+    missing = [d for d in days if d not in cached or not store.exists(name, client_id, d)]
+    if missing:
+        run_client_days(extract, [ClientDay(client_id, request.client.timezone, d) for d in missing],
+                        workers=workers, now=now, reuse_since=ANY_TIME, timeout_s=timeout_s)
+    tables = [store.read_days(name, client_id, days, request.report.schema)] if days else []
+    if request.includes_today:
+        extractor = Extractor(extract, engine=engine)
+        live = extractor.live_day(name, client_id, request.client.timezone, request.today, now)
+        n = live.num_rows
+        tables.append(live.append_column("client", pa.array([client_id] * n, pa.int64()))
+                      .append_column("date", pa.array([request.today] * n, pa.date32())))
+    if not tables:
+        return store.read_days(name, client_id, [], request.report.schema)
+    return pa.concat_tables(tables)
+
+
+def read_report(report: str, client: str | int, start: dt.date | str, end: dt.date | str, **options) -> pd.DataFrame:  # noqa: ANN003
+    """:func:`read_report_arrow` as a pandas DataFrame."""
+    return read_report_arrow(report, client, start, end, **options).to_pandas()
+
+
+def summarize_report(report: str, client: str | int, start: dt.date | str, end: dt.date | str,
+                     **options) -> pd.DataFrame:  # noqa: ANN003
+    """The period as people read it: the days re-aggregated (sums over sums), then presented."""
+    definition = get_report(report)
+    days = read_report_arrow(report, client, start, end, **options)
+    return definition.present(definition.combine(days.drop_columns(["client"])))

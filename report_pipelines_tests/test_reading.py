@@ -1,0 +1,101 @@
+"""read_report: a period is the union of its days; cached days never touch the events table."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, event
+
+from report_pipelines import read_report, read_report_arrow, summarize_report
+from report_pipelines.adapters.db.engine import engine_for
+from report_pipelines.adapters.db.repositories import CacheManifestRepository, CallEventRepository
+from report_pipelines.domain.errors import InvalidInput, NotFound
+from report_pipelines.domain.timezones import local_day_window, parse_zone
+from report_pipelines.services.extracts import ClientDay, run_client_days
+from report_pipelines_tests.extract_support import SMALL, UTC, seed
+
+NOW = dt.datetime(2024, 6, 1, tzinfo=UTC)
+
+
+def _statements(url: str) -> list[str]:
+    seen: list[str] = []
+    event.listen(engine_for(url), "before_cursor_execute", lambda *args: seen.append(args[2]))
+    return seen
+
+
+def test_reading_cached_days_never_touches_the_events_table(engine: Engine, tmp_path: Path) -> None:
+    seeded = seed(engine, tmp_path)
+    ny = seeded.clients["America/New_York"]
+    days = [SMALL.start + dt.timedelta(days=d) for d in range(SMALL.days)]
+    run_client_days(seeded.extract, [ClientDay(ny.id, ny.timezone, d) for d in days], workers=1, now=NOW)
+    statements = _statements(seeded.settings.database_url)
+    table = read_report_arrow("hourly_volume", ny.slug, SMALL.start, SMALL.end, settings=seeded.settings, now=NOW)
+    assert table.num_rows == 24 + 24 + 23 + 24  # the spring-forward day has 23 local hours
+    assert statements and not [s for s in statements if "call_events" in s]
+    assert table.column_names[-2:] == ["client", "date"]
+
+
+def test_missing_days_are_computed_and_cached_on_the_way(engine: Engine, tmp_path: Path) -> None:
+    seeded = seed(engine, tmp_path)
+    lisbon = seeded.clients["Europe/Lisbon"]
+    frame = read_report("call_detail", lisbon.slug, "2024-03-09", "2024-03-10", settings=seeded.settings, now=NOW)
+    events = CallEventRepository(engine)
+    expected = sum(events.day_source(lisbon.id, *local_day_window(day, parse_zone(lisbon.timezone))).rows
+                   for day in (dt.date(2024, 3, 9), dt.date(2024, 3, 10)))
+    assert len(frame) == expected > 0
+    assert sorted({e.local_date for e in CacheManifestRepository(engine).entries(lisbon.id, SMALL.start, SMALL.end)}) == [
+        dt.date(2024, 3, 9), dt.date(2024, 3, 10)]
+    assert list(frame["date"].unique()) == [dt.date(2024, 3, 9), dt.date(2024, 3, 10)]
+
+
+def test_today_is_computed_live_and_never_cached(sqlite_engine: Engine, tmp_path: Path) -> None:
+    seeded = seed(sqlite_engine, tmp_path)
+    sydney = seeded.clients["Australia/Sydney"]
+    last = SMALL.end  # Sydney's last generated day; "now" is its 15:00 local
+    now = dt.datetime.combine(last, dt.time(15), tzinfo=parse_zone(sydney.timezone)).astimezone(UTC)
+    frame = read_report("call_detail", sydney.slug, last - dt.timedelta(days=1), last, settings=seeded.settings, now=now)
+    today = frame[frame["date"] == last]
+    assert len(today) > 0
+    assert today["started_at"].max() < pd.Timestamp(now)  # only calls started so far
+    cached = {e.local_date for e in CacheManifestRepository(sqlite_engine).entries(sydney.id, SMALL.start, SMALL.end)}
+    assert cached == {last - dt.timedelta(days=1)}
+    assert not (tmp_path / "reports" / "call_detail" / f"client={sydney.id}" / f"date={last}").exists()
+
+
+def test_the_period_summary_is_a_sum_over_its_days(engine: Engine, tmp_path: Path) -> None:
+    seeded = seed(engine, tmp_path)
+    ny = seeded.clients["America/New_York"]
+    summary = summarize_report("queue_performance", ny.slug, SMALL.start, SMALL.end, settings=seeded.settings, now=NOW)
+    detail = read_report("call_detail", ny.slug, SMALL.start, SMALL.end, settings=seeded.settings, now=NOW)
+    inbound = detail[detail["direction"] == "inbound"]
+    by_queue = summary.set_index("queue")
+    for queue, calls in inbound.groupby("queue"):
+        assert by_queue.loc[queue, "offered"] == len(calls)
+        assert by_queue.loc[queue, "answered"] == (calls["disposition"] == "ANSWERED").sum()
+        waits = calls["wait_seconds"].dropna()
+        assert by_queue.loc[queue, "average_speed_of_answer"] == pytest.approx(waits.sum() / len(waits))
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "field"),
+    [
+        (("no_such_report", "c", "2024-03-08", "2024-03-09"), NotFound, "report"),
+        (("call_detail", "nobody", "2024-03-08", "2024-03-09"), NotFound, "client"),
+        (("call_detail", None, "2024-03-09", "2024-03-08"), InvalidInput, "end"),
+        (("call_detail", None, "2024-03-01", "2024-03-09"), InvalidInput, "start"),
+        (("call_detail", None, "2024-03-08", "2024-07-01"), InvalidInput, "end"),
+        (("call_detail", None, "08/03/2024", "2024-03-09"), InvalidInput, "start"),
+    ],
+)
+def test_bad_requests_name_the_argument(sqlite_engine: Engine, tmp_path: Path, args: tuple, error: type,
+                                        field: str) -> None:
+    seeded = seed(sqlite_engine, tmp_path)
+    ny = seeded.clients["America/New_York"]
+    report, client, start, end = args
+    with pytest.raises(error) as err:
+        read_report(report, client or ny.slug, start, end, settings=seeded.settings, now=NOW)
+    assert err.value.field == field
+    assert not (tmp_path / "reports").exists()  # nothing computed for a refused request
