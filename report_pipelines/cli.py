@@ -129,7 +129,10 @@ def demo_seed(clients: int, days: int, end, largest: float, smallest: float, see
     config = GeneratorConfig(start=last - dt.timedelta(days=days - 1), days=days, clients=clients,
                              largest_daily_calls=largest, smallest_daily_calls=smallest, seed=seed)
     click.echo(f"seeding {clients} clients, local days {config.start} .. {config.end} (seed {seed})")
-    summary = seed_demo(_engine(), config, reset=reset, progress=click.echo)
+    from report_pipelines.adapters.report_store import ParquetReportStore
+
+    store = ParquetReportStore(Settings.from_env().store_root)
+    summary = seed_demo(_engine(), config, reset=reset, store=store, progress=click.echo)
     total = summary.generate_seconds + summary.load_seconds
     click.echo(
         f"seeded {summary.events:,} calls for {summary.clients} clients in {total:.1f} s "
@@ -138,16 +141,19 @@ def demo_seed(clients: int, days: int, end, largest: float, smallest: float, see
 
 
 @demo.command("run")
-def demo_run() -> None:
-    """Run the main job in-process on the Dagster instance in DAGSTER_HOME and say where results are."""
+@click.option("--days", default=7, show_default=True, help="Closed local days to extract for every zone.")
+@click.option("--end", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Last local day [default: the day before yesterday, UTC, as `demo seed`].")
+def demo_run(days: int, end) -> None:  # noqa: ANN001
+    """Run the jobs in-process on the Dagster instance in DAGSTER_HOME and say where results are."""
     import os
 
-    from report_pipelines.defs.runner import run_main_job
+    from report_pipelines.defs.runner import run_demo
 
     if not os.environ.get("DAGSTER_HOME"):
         click.echo("error: DAGSTER_HOME: set it to a folder holding dagster.yaml (make demo does)", err=True)
         sys.exit(2)
-    ok = run_main_job(echo=click.echo)
+    ok = run_demo(echo=click.echo, days=days, last_day=end.date() if end else None)
     sys.exit(0 if ok else 1)
 
 

@@ -51,7 +51,10 @@ def test_demo_seed_and_run_end_to_end_on_postgresql(run, pg_url: str) -> None:  
     assert "seeded" in seeded.stdout
     again = run("demo", "seed", "--clients", "3", "--days", "3", "--largest", "200", url=pg_url)
     assert again.returncode == 2 and "--reset" in again.stderr
-    demo = run("demo", "run", url=pg_url)
+    demo = run("demo", "run", "--end", "2024-10-27", "--days", "3", url=pg_url)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "job observe_call_events_job: succeeded" in demo.stdout
     assert "3 clients" in demo.stdout
+    assert "job extract_reports_job over 2024-10-25..2024-10-27 x 3 zones: succeeded" in demo.stdout
+    assert "FAILED" not in demo.stdout and demo.stdout.count(": passed") == 5
+    assert "summarize_report('queue_performance'" in demo.stdout and "answer_rate" in demo.stdout

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA, load_call_events
 from report_pipelines.definitions import MAIN_JOB_NAME, defs
+from report_pipelines.defs.events.jobs import observe_call_events_job
 from report_pipelines.defs.resources import AppDatabase
 from report_pipelines.services.clients import add_client
 
@@ -75,7 +76,7 @@ def _calls(client_id: int, n: int, start: dt.datetime, ingested: dt.datetime, pr
 
 
 def _observe(url: str, instance: dg.DagsterInstance) -> dg.AssetObservation:
-    job = defs.resolve_job_def(MAIN_JOB_NAME)
+    job = defs.resolve_job_def(observe_call_events_job.name)
     result = job.execute_in_process(instance=instance, resources={"app_db": AppDatabase(url=url)})
     assert result.success
     [event] = result.get_asset_observation_events()
@@ -133,5 +134,5 @@ def test_postgres_instance_stores_runs_in_postgresql(tmp_path: Path, pg_engine: 
         observation = _observe(_engine_url(pg_engine), instance)
         assert observation.metadata["clients"].value == 1
         runs = instance.get_runs()
-        assert len(runs) == 1 and runs[0].job_name == MAIN_JOB_NAME
+        assert len(runs) == 1 and runs[0].job_name == observe_call_events_job.name
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4

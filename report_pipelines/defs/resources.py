@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import dagster as dg
 from pydantic import Field
 from sqlalchemy import Engine
 
-from report_pipelines.adapters.db.engine import make_engine
+from report_pipelines.adapters.db.engine import engine_for
+from report_pipelines.adapters.report_store import ParquetReportStore
 from report_pipelines.settings import Settings
-
-
-@lru_cache(maxsize=8)
-def _engine_for(url: str) -> Engine:
-    return make_engine(url)
 
 
 class AppDatabase(dg.ConfigurableResource):
@@ -30,4 +24,19 @@ class AppDatabase(dg.ConfigurableResource):
         return self.url or Settings.from_env().database_url
 
     def engine(self) -> Engine:
-        return _engine_for(self.resolved_url())
+        return engine_for(self.resolved_url())
+
+
+class ReportStore(dg.ConfigurableResource):
+    """The Parquet report store (a folder, or a URI such as ``s3://bucket/prefix``).
+
+    ``root`` defaults to ``REPORT_PIPELINES_STORE``, else ``<data dir>/reports``.
+    """
+
+    root: str | None = Field(default=None, description="Folder or URI; default from REPORT_PIPELINES_STORE")
+
+    def resolved_root(self) -> str:
+        return self.root or Settings.from_env().store_root
+
+    def store(self) -> ParquetReportStore:
+        return ParquetReportStore(self.resolved_root())

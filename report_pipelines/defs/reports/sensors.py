@@ -1,0 +1,98 @@
+"""Sensors of the report assets: they decide, runs act (every request has a stable run key)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections import defaultdict
+
+import dagster as dg
+
+from report_pipelines.adapters.db.repositories import CallEventRepository, ClientRepository
+from report_pipelines.defs.reports.jobs import extract_reports_job
+from report_pipelines.defs.reports.partitions import PARTITIONS_START, TIMEZONE_PARTITIONS, partition_key
+from report_pipelines.defs.resources import AppDatabase
+from report_pipelines.domain.timezones import UTC, local_date_of, parse_zone
+from report_pipelines.services.staleness import find_stale_client_days
+
+#: How far back the late-data sensor re-reads ingests on every tick (commits that land late).
+LATE_OVERLAP = dt.timedelta(hours=1)
+#: How many missed closed days per zone the closed-days sensor catches up after a pause.
+CATCH_UP_DAYS = 7
+
+
+@dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+def client_timezones_sensor(context: dg.SensorEvaluationContext, app_db: AppDatabase) -> dg.SensorResult | dg.SkipReason:
+    """Add a time-zone partition for every zone a client uses (a new zone appears with its first client)."""
+    zones = ClientRepository(app_db.engine()).zones()
+    known = set(context.instance.get_dynamic_partitions(TIMEZONE_PARTITIONS.name))
+    new = [zone for zone in zones if zone not in known]
+    if not new:
+        return dg.SkipReason(f"all {len(zones)} client time zones have partitions")
+    return dg.SensorResult(dynamic_partitions_requests=[TIMEZONE_PARTITIONS.build_add_request(new)])
+
+
+@dg.sensor(job=extract_reports_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+def closed_days_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    """When a zone's local day ends, request its partition (every client of the zone, that day).
+
+    Cursor: the last day requested per zone. After a pause, at most ``CATCH_UP_DAYS`` missed days per
+    zone are requested (older gaps are a backfill's job); a brand-new zone starts with its last day.
+    """
+    done: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    now = dt.datetime.now(UTC)
+    requests = []
+    for zone in context.instance.get_dynamic_partitions(TIMEZONE_PARTITIONS.name):
+        last_closed = local_date_of(now, parse_zone(zone)) - dt.timedelta(days=1)
+        first = last_closed if zone not in done else dt.date.fromisoformat(done[zone]) + dt.timedelta(days=1)
+        first = max(first, last_closed - dt.timedelta(days=CATCH_UP_DAYS - 1), dt.date.fromisoformat(PARTITIONS_START))
+        day = first
+        while day <= last_closed:
+            requests.append(dg.RunRequest(
+                run_key=f"closed-day:{zone}:{day}",
+                partition_key=partition_key(day.isoformat(), zone),
+                run_config={"ops": {"report_extracts": {"config": {"only_stale": True}}}},
+                tags={"report_pipelines/trigger": "closed_day"},
+            ))
+            day += dt.timedelta(days=1)
+        done[zone] = max(last_closed, dt.date.fromisoformat(done.get(zone, last_closed.isoformat()))).isoformat()
+    if not requests:
+        return dg.SkipReason("no zone has finished a new day")
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(done, sort_keys=True))
+
+
+@dg.sensor(job=extract_reports_job, minimum_interval_seconds=120, default_status=dg.DefaultSensorStatus.RUNNING)
+def late_events_sensor(context: dg.SensorEvaluationContext, app_db: AppDatabase) -> dg.SensorResult | dg.SkipReason:
+    """Recompute cached client-days that late calls made stale, one run per (date, zone).
+
+    Cursor: the newest ingest instant seen. Each tick re-reads ``LATE_OVERLAP`` before it, since an
+    import's commits can land after their stamps; the manifest comparison makes that idempotent.
+    """
+    engine = app_db.engine()
+    state = json.loads(context.cursor) if context.cursor else {}
+    if "seen" not in state:
+        newest = CallEventRepository(engine).newest_ingest()
+        cursor = json.dumps({"seen": (newest or dt.datetime.now(UTC)).isoformat()})
+        return dg.SensorResult(skip_reason=dg.SkipReason("started watching ingests from now"), cursor=cursor)
+    seen = dt.datetime.fromisoformat(state["seen"])
+    stale, newest = find_stale_client_days(engine, seen - LATE_OVERLAP, dt.datetime.now(UTC))
+    cursor = json.dumps({"seen": max(seen, newest).isoformat() if newest else seen.isoformat()})
+    if not stale:
+        return dg.SensorResult(skip_reason=dg.SkipReason("no cached client-day went stale"), cursor=cursor)
+    by_partition: dict[tuple[str, dt.date], list] = defaultdict(list)
+    for item in stale:
+        by_partition[(item.timezone, item.day)].append(item)
+    requests = []
+    for (zone, day), items in sorted(by_partition.items()):
+        ids = sorted({i.client_id for i in items})
+        newest_ingest = max(i.newest_ingest for i in items).isoformat()
+        fingerprint = hashlib.sha256(f"{ids}{newest_ingest}".encode()).hexdigest()[:12]
+        requests.append(dg.RunRequest(
+            run_key=f"late:{zone}:{day}:{fingerprint}",
+            partition_key=partition_key(day.isoformat(), zone),
+            run_config={"ops": {"report_extracts": {"config": {"client_ids": ids}}}},
+            tags={"report_pipelines/trigger": "late_events"},
+        ))
+    context.log.info("%s stale client-days in %s partitions", len(stale), len(requests))
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
