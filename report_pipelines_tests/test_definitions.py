@@ -53,6 +53,8 @@ def test_embedded_instance_has_a_bounded_run_queue(tmp_path: Path) -> None:
         assert queue is not None and queue.max_concurrent_runs == 4
         assert queue.tag_concurrency_limits == [{"key": "report_pipelines/workload", "value": "extract", "limit": 2}]
         assert "sqlite" in type(instance.run_storage).__name__.lower()
+        pools = instance.get_concurrency_config().pool_config
+        assert pools.default_pool_limit == 2 and pools.pool_granularity.value == "run"
 
 
 def _calls(client_id: int, n: int, start: dt.datetime, ingested: dt.datetime, prefix: str) -> pa.Table:
