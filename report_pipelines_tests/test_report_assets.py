@@ -187,3 +187,19 @@ def test_late_events_make_cached_days_stale_and_the_sensor_requests_them(engine:
     assert detail[0].source_watermark == late.replace(microsecond=late.microsecond)
     quiet = late_events_sensor(dg.build_sensor_context(instance=instance, cursor=tick.cursor, resources=resources(seeded)))
     assert not quiet.run_requests
+
+
+def test_materialize_a_single_report_for_one_partition(sqlite_engine: Engine, tmp_path: Path) -> None:
+    from report_pipelines.defs.reports.assets import report_extracts
+
+    seeded = seed(sqlite_engine, tmp_path)
+    sydney = seeded.clients["Australia/Sydney"]
+    key = partition_key("2024-03-09", "Australia/Sydney")
+    result = dg.materialize([report_extracts], selection=["queue_performance"], partition_key=str(key),
+                            instance=instance_with_zones(seeded), resources=resources(seeded), run_config=QUIET)
+    assert result.success
+    assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == ["queue_performance"]
+    assert {(c.asset_key.to_user_string(), c.check_name) for c in result.get_asset_check_evaluations()} == {
+        ("queue_performance", "no_missing_client_days")}
+    cached = CacheManifestRepository(sqlite_engine).entries(sydney.id, dt.date(2024, 3, 9), dt.date(2024, 3, 9))
+    assert [e.report for e in cached] == ["queue_performance"]
