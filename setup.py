@@ -33,12 +33,15 @@ setup(
         "PyYAML>=6.0",
         "filelock>=3.13",
         "click>=8.1,<9",
+        "XlsxWriter>=3.1,<4",
+        "email-validator>=2.1,<3",
     ],
     extras_require={
         "test": [
             "pytest>=8,<10",
             "hypothesis>=6.100,<7",
             "aiosmtpd>=1.4.6,<2",
+            "openpyxl>=3.1,<4",
         ],
         "bench": ["duckdb>=1.0"],
     },
