@@ -1,0 +1,19 @@
+"""Commercial domain: products, discount policies, proposals and licences. Pure Python.
+
+Money is ``Decimal`` (never float), rounded once, at the line total, half-up to the currency's
+minor unit. Nothing here reads a database: use counts, catalogues and dates are passed in. Each
+module's docstring states its decisions:
+
+* :mod:`.money` -- :class:`Money`, :func:`round_cents`, minor units (JPY 0, BHD/KWD 3, others 2);
+* :mod:`.products` -- :class:`Product`, :class:`Unit`, :data:`REPORTS_PRODUCT`, :class:`Catalogue`;
+* :mod:`.policies` -- :class:`CommercialPolicy`, :class:`PolicyUsage`, :func:`eligibility`;
+"""
+
+from report_pipelines.domain.commercial.money import MINOR_UNITS, Money, minor_units, round_cents
+from report_pipelines.domain.commercial.policies import CommercialPolicy, PolicyKind, PolicyUsage, eligibility
+from report_pipelines.domain.commercial.products import REPORTS_PRODUCT, Catalogue, Product, Unit, check_quantity
+
+__all__ = [
+    "MINOR_UNITS", "REPORTS_PRODUCT", "Catalogue", "CommercialPolicy", "Money", "PolicyKind", "PolicyUsage", "Product",
+    "Unit", "check_quantity", "eligibility", "minor_units", "round_cents",
+]
