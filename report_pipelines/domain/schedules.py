@@ -63,8 +63,8 @@ for _number, _name in enumerate(("monday", "tuesday", "wednesday", "thursday", "
     _WEEKDAY_NAMES[_name[:3]] = _number
 _WEEKDAY_NAMES.update({"tues": 1, "thur": 3, "thurs": 3})
 
-_SEND_TIME = re.compile(r"^([0-9]{1,2}):([0-9]{2})$")
-_ASCII_NUMBER = re.compile(r"^[0-9]{1,3}$")
+_SEND_TIME = re.compile(r"([0-9]{1,2}):([0-9]{2})")
+_ASCII_NUMBER = re.compile(r"[0-9]{1,3}")
 _MAX_SHOWN = 40
 
 
@@ -165,7 +165,7 @@ def _parse_frequency(value: object) -> Frequency:
 def _parse_send_time(value: object) -> dt.time:
     if isinstance(value, dt.time):
         return value  # checked by the constructor
-    match = _SEND_TIME.match(value.strip()) if isinstance(value, str) else None
+    match = _SEND_TIME.fullmatch(value.strip()) if isinstance(value, str) else None
     if not match or int(match[1]) > 23 or int(match[2]) > 59:
         raise InvalidInput("send_time", f"{_show(value)} is not a time HH:MM on a 24-hour clock (00:00 to 23:59)")
     return dt.time(int(match[1]), int(match[2]))
@@ -197,7 +197,7 @@ def _parse_weekdays(value: Iterable[str | int] | str | None) -> frozenset[int]:
 def _parse_month_day(value: int | str | None) -> int | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if isinstance(value, str) and _ASCII_NUMBER.match(value.strip()):
+    if isinstance(value, str) and _ASCII_NUMBER.fullmatch(value.strip()):
         number: object = int(value.strip())
     else:
         number = value
@@ -318,7 +318,7 @@ class PeriodSpec:
             text = days.strip()
             if not text:
                 days = None
-            elif _ASCII_NUMBER.match(text):
+            elif _ASCII_NUMBER.fullmatch(text):
                 days = int(text)
             else:
                 raise InvalidInput("period_days", f"{_show(days)} is not a number of days 1..366")
