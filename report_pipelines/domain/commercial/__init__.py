@@ -7,13 +7,16 @@ module's docstring states its decisions:
 * :mod:`.money` -- :class:`Money`, :func:`round_cents`, minor units (JPY 0, BHD/KWD 3, others 2);
 * :mod:`.products` -- :class:`Product`, :class:`Unit`, :data:`REPORTS_PRODUCT`, :class:`Catalogue`;
 * :mod:`.policies` -- :class:`CommercialPolicy`, :class:`PolicyUsage`, :func:`eligibility`;
+* :mod:`.pricing` -- :func:`price_proposal` (best single policy, stacking, explanation);
 """
 
 from report_pipelines.domain.commercial.money import MINOR_UNITS, Money, minor_units, round_cents
 from report_pipelines.domain.commercial.policies import CommercialPolicy, PolicyKind, PolicyUsage, eligibility
+from report_pipelines.domain.commercial.pricing import PolicyOutcome, PricedLine, PricedProposal, price_proposal
 from report_pipelines.domain.commercial.products import REPORTS_PRODUCT, Catalogue, Product, Unit, check_quantity
 
 __all__ = [
-    "MINOR_UNITS", "REPORTS_PRODUCT", "Catalogue", "CommercialPolicy", "Money", "PolicyKind", "PolicyUsage", "Product",
-    "Unit", "check_quantity", "eligibility", "minor_units", "round_cents",
+    "MINOR_UNITS", "REPORTS_PRODUCT", "Catalogue", "CommercialPolicy", "Money", "PolicyKind", "PolicyOutcome", "PolicyUsage",
+    "PricedLine", "PricedProposal", "Product", "Unit", "check_quantity", "eligibility", "minor_units", "price_proposal",
+    "round_cents",
 ]
