@@ -8,15 +8,31 @@ module's docstring states its decisions:
 * :mod:`.products` -- :class:`Product`, :class:`Unit`, :data:`REPORTS_PRODUCT`, :class:`Catalogue`;
 * :mod:`.policies` -- :class:`CommercialPolicy`, :class:`PolicyUsage`, :func:`eligibility`;
 * :mod:`.pricing` -- :func:`price_proposal` (best single policy, stacking, explanation);
+* :mod:`.proposals` -- the proposal state machine (:func:`submit`, :func:`approve`, ...);
 """
 
 from report_pipelines.domain.commercial.money import MINOR_UNITS, Money, minor_units, round_cents
 from report_pipelines.domain.commercial.policies import CommercialPolicy, PolicyKind, PolicyUsage, eligibility
 from report_pipelines.domain.commercial.pricing import PolicyOutcome, PricedLine, PricedProposal, price_proposal
 from report_pipelines.domain.commercial.products import REPORTS_PRODUCT, Catalogue, Product, Unit, check_quantity
+from report_pipelines.domain.commercial.proposals import (
+    ClientRef,
+    Proposal,
+    ProposalStatus,
+    Prospect,
+    Transition,
+    approve,
+    expire,
+    new_proposal,
+    reject,
+    revise,
+    submit,
+)
 
 __all__ = [
-    "MINOR_UNITS", "REPORTS_PRODUCT", "Catalogue", "CommercialPolicy", "Money", "PolicyKind", "PolicyOutcome", "PolicyUsage",
-    "PricedLine", "PricedProposal", "Product", "Unit", "check_quantity", "eligibility", "minor_units", "price_proposal",
-    "round_cents",
+    "MINOR_UNITS", "REPORTS_PRODUCT",
+    "Catalogue", "ClientRef", "CommercialPolicy", "Money", "PolicyKind", "PolicyOutcome", "PolicyUsage",
+    "PricedLine", "PricedProposal", "Product", "Proposal", "ProposalStatus", "Prospect", "Transition", "Unit",
+    "approve", "check_quantity", "eligibility", "expire", "minor_units",
+    "new_proposal", "price_proposal", "reject", "revise", "round_cents", "submit",
 ]
