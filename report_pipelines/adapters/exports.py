@@ -1,0 +1,314 @@
+"""The one tabular writer for report files people open: CSV, XLSX (Excel) and Parquet.
+
+Scheduled report e-mails and on-demand period extractions both write through :func:`write_table`,
+so the rules below hold for every file we hand out.
+
+**Atomic.** The file is written under a hidden temporary name (``.<name>.<random>.tmp``) in the
+target's own folder (created if missing), flushed to disk, hashed, then renamed over ``path`` with
+``os.replace``. On any error the temporary file is removed and ``path`` is untouched: a new file
+never appears half-written, an existing one is never replaced by a broken one.
+
+**Formula injection (CSV and XLSX).** A spreadsheet treats a cell that starts with ``=``, ``+``,
+``-``, ``@``, TAB or CR as a formula (``=cmd|' /C calc'!A0``, ``=HYPERLINK(...)``). Following
+the OWASP "CSV Injection" guidance, every *string* cell, column names included, that starts with one
+of those characters gets a leading single quote (:func:`neutralise_cell`); the quote tells the
+spreadsheet "text". Numbers are never touched: ``-5`` stays the number ``-5``. In XLSX every string is
+also written as a string cell (never parsed as a formula, number or URL), so the quote there is
+defence in depth: the same value reads the same in both formats.
+
+**CSV:** UTF-8 *with* a byte-order mark (``utf-8-sig``), because Excel on Windows reads a BOM-less
+CSV in the local ANSI code page and garbles names such as "João"; Python (``encoding="utf-8-sig"``),
+pandas and DuckDB skip the BOM. Comma separated, CRLF line ends, minimal RFC 4180 quoting, one
+header row. Null is an empty field. Timestamps are ISO 8601 with their offset
+(``2024-03-10T07:00:00+00:00``; a naive timestamp column has none), dates ``YYYY-MM-DD``, booleans
+``true``/``false``, decimals in plain notation, floats in Python's shortest round-trip form. A NaN
+or infinite float is written as an empty field (a spreadsheet has neither, and ``-inf`` would start
+with ``-``).
+
+**XLSX:** XlsxWriter in constant-memory mode (rows stream to disk) with every automatic conversion
+off. Bold, frozen header row with an autofilter. Numbers are number cells, booleans boolean cells,
+dates real Excel dates (``yyyy-mm-dd``). Timestamps are written as ISO 8601 *text* with their
+offset, exactly as in CSV: an Excel date-time has no time zone, so a number cell would either lose the
+offset or silently show another zone's clock than the report's local columns. Integers of 15 or more
+digits are written as text too (Excel keeps only 15 significant digits and would round them). NaN
+and infinity are empty cells. A sheet holds at most 1,048,576 rows (header included) and 16,384
+columns: a larger table is refused (``rows`` / ``columns``), not split over several sheets (an
+analyst's filter or pivot would silently miss rows) — use CSV or Parquet for it. A string longer
+than a cell holds (32,767 characters) is refused (``cell``) instead of being truncated.
+
+**Parquet:** the table as it is (pyarrow, zstd), with no neutralisation: Parquet is typed data read
+by programs (pandas, DuckDB, Spark), never evaluated as a spreadsheet, and a quote added to
+``-5 min`` or ``+351...`` would corrupt values that analysts compare and join on. Whoever turns
+Parquet into a spreadsheet must use this module.
+
+CSV and XLSX hold flat values only: a list, struct, map, binary or duration column is refused
+(``columns``) before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import decimal
+import hashlib
+import math
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pyarrow.types as pat
+
+from report_pipelines.domain.errors import InvalidInput
+
+FORMATS: tuple[str, ...] = ("csv", "xlsx", "parquet")
+
+#: Leading characters that make a spreadsheet read a cell as a formula (OWASP CSV Injection).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+EXCEL_MAX_ROWS = 1_048_576  # header included
+EXCEL_MAX_COLUMNS = 16_384
+EXCEL_MAX_CELL_CHARS = 32_767
+EXCEL_MAX_EXACT_INT = 10**15  # Excel keeps 15 significant digits
+_XLSX_OPTIONS = {
+    "constant_memory": True,
+    "strings_to_formulas": False,
+    "strings_to_urls": False,
+    "strings_to_numbers": False,
+}
+_SHEET_NAME_FORBIDDEN = set("[]:*?/\\")
+_BATCH_ROWS = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenFile:
+    """A file written by :func:`write_table`: where, how many bytes, sha256 of its bytes (hex)."""
+
+    path: Path
+    bytes: int
+    sha256: str
+
+
+def neutralise_cell(value: str) -> str:
+    """``value`` with a leading ``'`` if it starts with ``= + - @``, TAB or CR; otherwise unchanged."""
+    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+
+
+def write_table(table: pa.Table, path: Path, fmt: str, *, sheet_name: str = "report") -> WrittenFile:
+    """Write ``table`` to ``path`` as ``fmt`` (``csv``, ``xlsx`` or ``parquet``), atomically.
+
+    See the module docstring for each format's rules. Refusals (:class:`InvalidInput`) name
+    ``format``, ``sheet_name``, ``rows``, ``columns`` or ``cell``; they happen before ``path`` changes.
+    """
+    fmt_name = fmt.strip().lower() if isinstance(fmt, str) else fmt
+    if fmt_name not in FORMATS:
+        raise InvalidInput("format", f"{fmt!r} is not one of {', '.join(FORMATS)}")
+    if not isinstance(table, pa.Table):
+        raise TypeError(f"a pyarrow Table is required, not {type(table).__name__}")
+    path = Path(path)
+    if not path.name or path.name in (".", ".."):
+        raise InvalidInput("path", f"{str(path)!r} does not name a file")
+
+    writer: Callable[[Path], None]
+    if fmt_name == "csv":
+        kinds = _flat_kinds(table)
+        writer = lambda temporary: _write_csv(table, kinds, temporary)  # noqa: E731
+    elif fmt_name == "xlsx":
+        kinds = _flat_kinds(table)
+        _check_excel_limits(table, sheet_name)
+        writer = lambda temporary: _write_xlsx(table, kinds, temporary, sheet_name)  # noqa: E731
+    else:
+        writer = lambda temporary: pq.write_table(table, str(temporary), compression="zstd")  # noqa: E731
+    return _write_atomically(path, writer)
+
+
+# --- atomic write ----------------------------------------------------------------------------------------
+def _write_atomically(path: Path, writer: Callable[[Path], None]) -> WrittenFile:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        writer(temporary)
+        digest, size = hashlib.sha256(), 0
+        with open(temporary, "rb+") as written:
+            for chunk in iter(lambda: written.read(1 << 20), b""):
+                digest.update(chunk)
+                size += len(chunk)
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+    return WrittenFile(path=path, bytes=size, sha256=digest.hexdigest())
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable where the platform allows it (POSIX); best effort elsewhere."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(descriptor)
+
+
+# --- column kinds ----------------------------------------------------------------------------------------
+def _kind(data_type: pa.DataType) -> str | None:
+    if pat.is_dictionary(data_type):
+        return _kind(data_type.value_type)
+    if pat.is_string(data_type) or pat.is_large_string(data_type) or getattr(pat, "is_string_view", lambda _: False)(data_type):
+        return "string"
+    if pat.is_boolean(data_type):
+        return "bool"
+    if pat.is_integer(data_type):
+        return "int"
+    if pat.is_floating(data_type):
+        return "float"
+    if pat.is_decimal(data_type):
+        return "decimal"
+    if pat.is_timestamp(data_type):
+        return "timestamp"
+    if pat.is_date(data_type):
+        return "date"
+    if pat.is_time(data_type):
+        return "time"
+    if pat.is_null(data_type):
+        return "null"
+    return None
+
+
+def _flat_kinds(table: pa.Table) -> list[str]:
+    kinds = []
+    for table_field in table.schema:
+        kind = _kind(table_field.type)
+        if kind is None:
+            raise InvalidInput("columns", f"column {table_field.name!r} has type {table_field.type}, "
+                                          "which a CSV or spreadsheet cell cannot hold; use parquet")
+        kinds.append(kind)
+    return kinds
+
+
+def _rows(table: pa.Table) -> Iterator[tuple]:
+    for batch in table.to_batches(max_chunksize=_BATCH_ROWS):
+        yield from zip(*(column.to_pylist() for column in batch.columns))
+
+
+def _finite(value: float) -> bool:
+    return math.isfinite(value)
+
+
+# --- CSV -------------------------------------------------------------------------------------------------
+def _csv_text(value: object, kind: str) -> str:
+    if value is None:
+        return ""
+    if kind == "string":
+        return neutralise_cell(value)  # type: ignore[arg-type]
+    if kind == "int":
+        return str(value)
+    if kind == "float":
+        return repr(float(value)) if _finite(value) else ""  # type: ignore[arg-type]
+    if kind == "decimal":
+        return format(value, "f")
+    if kind == "bool":
+        return "true" if value else "false"
+    if kind in ("timestamp", "date", "time"):
+        return value.isoformat()  # type: ignore[attr-defined]
+    return ""  # null
+
+
+def _write_csv(table: pa.Table, kinds: list[str], temporary: Path) -> None:
+    with open(temporary, "x", encoding="utf-8-sig", newline="") as out:
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow([neutralise_cell(name) for name in table.column_names])
+        for row in _rows(table):
+            writer.writerow([_csv_text(value, kind) for value, kind in zip(row, kinds)])
+
+
+# --- XLSX ------------------------------------------------------------------------------------------------
+def _check_excel_limits(table: pa.Table, sheet_name: str) -> None:
+    if (not isinstance(sheet_name, str) or not 1 <= len(sheet_name) <= 31 or set(sheet_name) & _SHEET_NAME_FORBIDDEN
+            or sheet_name.startswith("'") or sheet_name.endswith("'") or sheet_name.lower() == "history"
+            or any(ord(ch) < 32 for ch in sheet_name)):
+        raise InvalidInput("sheet_name", f"{sheet_name!r}: an Excel sheet name is 1-31 characters, without "
+                                         "[ ] : * ? / \\, not quoted and not 'History'")
+    if table.num_rows + 1 > EXCEL_MAX_ROWS:
+        raise InvalidInput("rows", f"{table.num_rows:,} rows do not fit in an Excel sheet "
+                                   f"(at most {EXCEL_MAX_ROWS - 1:,} below the header); use csv or parquet")
+    if table.num_columns > EXCEL_MAX_COLUMNS:
+        raise InvalidInput("columns", f"{table.num_columns:,} columns do not fit in an Excel sheet "
+                                      f"(at most {EXCEL_MAX_COLUMNS:,}); use csv or parquet")
+
+
+def _write_xlsx(table: pa.Table, kinds: list[str], temporary: Path, sheet_name: str) -> None:
+    import xlsxwriter  # imported here: only spreadsheet exports need it
+
+    workbook = xlsxwriter.Workbook(str(temporary), _XLSX_OPTIONS)
+    try:
+        sheet = workbook.add_worksheet(sheet_name)
+        bold = workbook.add_format({"bold": True})
+        date_format = workbook.add_format({"num_format": "yyyy-mm-dd"})
+        names = table.column_names
+        for column, (name, kind) in enumerate(zip(names, kinds)):  # before any row (constant memory)
+            width = 12 if kind in ("date", "int", "float", "decimal", "bool") else 22 if kind == "timestamp" else 16
+            sheet.set_column(column, column, max(width, min(len(name) + 2, 40)))
+        sheet.freeze_panes(1, 0)
+        for column, name in enumerate(names):
+            _xlsx_string(sheet, 0, column, neutralise_cell(name), name, bold)
+        for row_number, row in enumerate(_rows(table), start=1):
+            for column, (value, kind) in enumerate(zip(row, kinds)):
+                if value is None:
+                    continue
+                if kind == "string":
+                    _xlsx_string(sheet, row_number, column, neutralise_cell(value), names[column])
+                elif kind == "bool":
+                    sheet.write_boolean(row_number, column, value)
+                elif kind == "int":
+                    if abs(value) < EXCEL_MAX_EXACT_INT:
+                        sheet.write_number(row_number, column, value)
+                    else:
+                        sheet.write_string(row_number, column, str(value))
+                elif kind in ("float", "decimal"):
+                    number = float(value)
+                    if _finite(number):
+                        sheet.write_number(row_number, column, number)
+                elif kind == "date":
+                    sheet.write_datetime(row_number, column, value, date_format)
+                elif kind in ("timestamp", "time"):
+                    sheet.write_string(row_number, column, value.isoformat())
+        if table.num_columns:
+            sheet.autofilter(0, 0, table.num_rows, table.num_columns - 1)
+    except BaseException:
+        _discard(workbook)
+        raise
+    workbook.close()
+
+
+def _xlsx_string(sheet, row: int, column: int, text: str, name: str, cell_format=None) -> None:  # noqa: ANN001
+    if len(text) > EXCEL_MAX_CELL_CHARS:
+        raise InvalidInput("cell", f"column {name!r}, row {row}: {len(text):,} characters; an Excel cell "
+                                   f"holds at most {EXCEL_MAX_CELL_CHARS:,} (use csv or parquet)")
+    sheet.write_string(row, column, text, cell_format)
+
+
+def _discard(workbook) -> None:  # noqa: ANN001
+    """Release an unfinished workbook's streamed row files without writing the workbook."""
+    for sheet in workbook.worksheets():
+        handle = getattr(sheet, "row_data_fh", None)
+        if handle is not None and not handle.closed:
+            handle.close()
+        filename = getattr(sheet, "row_data_filename", None)
+        if filename:
+            try:
+                os.unlink(filename)
+            except OSError:
+                pass
+    workbook.fileclosed = True  # nothing to write: keep XlsxWriter's destructor from warning
+
+
+__all__ = ["FORMATS", "FORMULA_TRIGGERS", "WrittenFile", "neutralise_cell", "write_table"]
