@@ -25,6 +25,11 @@ most one occurrence, found like this:
 
 An occurrence therefore always lies on the local date it belongs to, and occurrences are strictly
 increasing in time. Every instant returned is an aware ``datetime`` in UTC.
+
+**Periods** (:class:`PeriodSpec`) cover closed local days only, never the occurrence's own day:
+``month_to_date`` is the 1st .. yesterday, and on the 1st the whole month just ended.
+**Missed occurrences** (:func:`plan_missed`): after an outage only the most recent due occurrence is
+sent, once; the older ones are reported as skipped, never sent (no flood of stale reports).
 """
 
 from __future__ import annotations
