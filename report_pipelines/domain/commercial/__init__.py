@@ -9,8 +9,19 @@ module's docstring states its decisions:
 * :mod:`.policies` -- :class:`CommercialPolicy`, :class:`PolicyUsage`, :func:`eligibility`;
 * :mod:`.pricing` -- :func:`price_proposal` (best single policy, stacking, explanation);
 * :mod:`.proposals` -- the proposal state machine (:func:`submit`, :func:`approve`, ...);
+* :mod:`.licences` -- licences from approvals, trials, :func:`serves_reports`.
 """
 
+from report_pipelines.domain.commercial.licences import (
+    TRIAL_MAX_DAYS,
+    TRIAL_MIN_DAYS,
+    Licence,
+    is_active,
+    licences_from_approved,
+    serves_reports,
+    trial_end,
+    trial_licences,
+)
 from report_pipelines.domain.commercial.money import MINOR_UNITS, Money, minor_units, round_cents
 from report_pipelines.domain.commercial.policies import CommercialPolicy, PolicyKind, PolicyUsage, eligibility
 from report_pipelines.domain.commercial.pricing import PolicyOutcome, PricedLine, PricedProposal, price_proposal
@@ -30,9 +41,10 @@ from report_pipelines.domain.commercial.proposals import (
 )
 
 __all__ = [
-    "MINOR_UNITS", "REPORTS_PRODUCT",
-    "Catalogue", "ClientRef", "CommercialPolicy", "Money", "PolicyKind", "PolicyOutcome", "PolicyUsage",
+    "MINOR_UNITS", "REPORTS_PRODUCT", "TRIAL_MAX_DAYS", "TRIAL_MIN_DAYS",
+    "Catalogue", "ClientRef", "CommercialPolicy", "Licence", "Money", "PolicyKind", "PolicyOutcome", "PolicyUsage",
     "PricedLine", "PricedProposal", "Product", "Proposal", "ProposalStatus", "Prospect", "Transition", "Unit",
-    "approve", "check_quantity", "eligibility", "expire", "minor_units",
-    "new_proposal", "price_proposal", "reject", "revise", "round_cents", "submit",
+    "approve", "check_quantity", "eligibility", "expire", "is_active", "licences_from_approved", "minor_units",
+    "new_proposal", "price_proposal", "reject", "revise", "round_cents", "serves_reports", "submit", "trial_end",
+    "trial_licences",
 ]
