@@ -6,6 +6,7 @@ import datetime as dt
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     ForeignKey,
@@ -124,6 +125,80 @@ class CacheEntry(Base):
     rejected_reasons: Mapped[str] = mapped_column(Text, default="{}")  # JSON {reason: count}
     computed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     run_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class ReportSchedule(Base):
+    """What to send, for whom, when (a rule in the schedule's zone), to whom, in which format."""
+
+    __tablename__ = "report_schedules"
+    __table_args__ = (
+        CheckConstraint("frequency IN ('daily', 'weekly', 'monthly')", name="frequency"),
+        CheckConstraint("format IN ('csv', 'xlsx', 'parquet')", name="format"),
+        # The planner and the processor look for active schedules by next send instant.
+        Index("ix_report_schedules_due", "active", "next_send_at"),
+        Index("ix_report_schedules_client", "client_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"))
+    report: Mapped[str] = mapped_column(String(64))
+    period: Mapped[str] = mapped_column(String(32))
+    period_days: Mapped[int | None] = mapped_column(Integer)
+    frequency: Mapped[str] = mapped_column(String(16))
+    weekdays: Mapped[str | None] = mapped_column(String(32))  # "0,2,4" (Monday = 0)
+    month_day: Mapped[int | None] = mapped_column(Integer)
+    send_time: Mapped[str] = mapped_column(String(5))  # local "HH:MM"
+    timezone: Mapped[str] = mapped_column(String(64))
+    recipients: Mapped[str] = mapped_column(Text)  # normalised addresses, comma-separated
+    subject: Mapped[str | None] = mapped_column(String(200))
+    format: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    next_send_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # empty: to be planned
+    revision: Mapped[int] = mapped_column(Integer, default=1)  # bumped by every edit
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+
+class ReportFile(Base):
+    """One occurrence of a schedule: the file built for it and its delivery.
+
+    ``(schedule_id, occurrence)`` is unique, so an occurrence can never produce two files. States:
+    ``building`` (claimed by a processor, under lease) -> ``ready`` -> ``sending`` (claimed by a
+    sender, under lease) -> ``sent``; ``retry`` waits for ``next_attempt_at``; ``failed`` after the
+    last attempt; ``skipped`` records a missed occurrence that was not sent (the daemon was down).
+    """
+
+    __tablename__ = "report_files"
+    __table_args__ = (
+        UniqueConstraint("schedule_id", "occurrence", name="uq_report_files_occurrence"),
+        CheckConstraint(
+            "state IN ('building', 'ready', 'sending', 'retry', 'sent', 'failed', 'skipped')", name="state"),
+        Index("ix_report_files_state", "state", "next_attempt_at"),
+        Index("ix_report_files_sent", "sent_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("report_schedules.id", ondelete="CASCADE"))
+    occurrence: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    period_start: Mapped[dt.date | None] = mapped_column(Date)
+    period_end: Mapped[dt.date | None] = mapped_column(Date)
+    format: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str | None] = mapped_column(Text)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    checksum: Mapped[str | None] = mapped_column(String(64))
+    rows: Mapped[int | None] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    message_id: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 #: Column order used by bulk loaders (COPY, executemany) and by the generator's output.
