@@ -1,0 +1,95 @@
+"""Jobs of the scheduled reports: build one occurrence, send what is ready, clean what was sent."""
+
+import datetime as dt
+from dataclasses import replace
+
+import dagster as dg
+from pydantic import Field
+
+from report_pipelines.defs.resources import AppDatabase, MailerResource
+from report_pipelines.domain.errors import ReportPipelinesError
+from report_pipelines.domain.timezones import UTC
+from report_pipelines.services.scheduled_reports import (
+    DueOccurrence,
+    clean_files,
+    process_occurrence,
+    send_files,
+)
+from report_pipelines.settings import Settings
+
+
+class OccurrenceConfig(dg.Config):
+    """One due occurrence, as the processor sensor decided it (instants in UTC, ISO 8601)."""
+
+    schedule_id: int
+    due: str = Field(description="the schedule's next_send_at when the sensor saw it")
+    send: str = Field(description="the occurrence to build and send")
+    skipped: list[str] = Field(default_factory=list, description="older missed occurrences to record as skipped")
+    following: str = Field(description="the schedule's next occurrence after this one")
+
+
+def _settings(app_db: AppDatabase) -> Settings:
+    return replace(Settings.from_env(), database_url=app_db.resolved_url())
+
+
+@dg.op(tags={"report_pipelines/workload": "schedule"})
+def build_report_file(context: dg.OpExecutionContext, config: OccurrenceConfig, app_db: AppDatabase) -> None:
+    """Claim the occurrence, build its file from the report cache, record it ready, advance the schedule."""
+    occurrence = DueOccurrence(
+        schedule_id=config.schedule_id, due=dt.datetime.fromisoformat(config.due),
+        send=dt.datetime.fromisoformat(config.send), skipped=tuple(dt.datetime.fromisoformat(s) for s in config.skipped),
+        following=dt.datetime.fromisoformat(config.following))
+    try:
+        file = process_occurrence(app_db.engine(), _settings(app_db), occurrence, owner=context.run.run_id)
+    except ReportPipelinesError as exc:
+        raise dg.Failure(description=str(exc)) from None
+    if file is None:
+        context.log.info("occurrence %s of schedule %s was already built", config.send, config.schedule_id)
+        return
+    context.add_output_metadata({"file_id": file.id, "rows": file.rows or 0, "bytes": file.bytes or 0,
+                                 "period": f"{file.period_start}..{file.period_end}", "skipped": len(config.skipped)})
+
+
+@dg.op(tags={"report_pipelines/workload": "schedule"})
+def send_report_files(context: dg.OpExecutionContext, app_db: AppDatabase, mailer: MailerResource) -> None:
+    """Send every file not sent yet; fails (visibly) if a file ran out of attempts or cannot be sent."""
+    summary = send_files(app_db.engine(), _settings(app_db), mailer.mailer(), owner=context.run.run_id)
+    context.log.info("sent %s, retrying later %s, failed %s", len(summary.sent), len(summary.retried), len(summary.failed))
+    for file_id, error in summary.retried:
+        context.log.warning("file %s will be retried: %s", file_id, error)
+    context.add_output_metadata({"sent": len(summary.sent), "retried": len(summary.retried),
+                                 "failed": len(summary.failed)})
+    if summary.failed:
+        raise dg.Failure(
+            description=f"{len(summary.failed)} report file(s) could not be sent: "
+                        + "; ".join(f"file {i}: {e}" for i, e in summary.failed[:10]),
+            metadata={"failed_file_ids": [i for i, _ in summary.failed]}, allow_retries=False)
+
+
+@dg.op
+def clean_report_files(context: dg.OpExecutionContext, app_db: AppDatabase) -> None:
+    """Delete sent files past the retention (file, then row); never unsent ones."""
+    settings = _settings(app_db)
+    summary = clean_files(app_db.engine(), settings, dt.datetime.now(UTC))
+    for file_id in summary.missing_on_disk:
+        context.log.warning("file %s was already gone from disk; its row is deleted", file_id)
+    for file_id, path in summary.refused_paths:
+        context.log.error("file %s: path %s is outside %s; left alone", file_id, path, settings.files_dir)
+    context.add_output_metadata({"deleted": len(summary.deleted), "missing_on_disk": len(summary.missing_on_disk),
+                                 "refused_paths": len(summary.refused_paths),
+                                 "retention_days": settings.retention_days})
+
+
+@dg.job(description="Build the file of one due occurrence of a report schedule.")
+def process_report_file_job() -> None:
+    build_report_file()
+
+
+@dg.job(description="E-mail every report file not sent yet (leases, retries with backoff, bounded attempts).")
+def send_report_files_job() -> None:
+    send_report_files()
+
+
+@dg.job(description="Delete sent report files past the retention.")
+def clean_report_files_job() -> None:
+    clean_report_files()
