@@ -20,7 +20,8 @@ def make_engine(url: str, **kwargs) -> Engine:  # noqa: ANN003
             from pathlib import Path
 
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        # Pooled connections may be returned (and closed) by another thread than the one that opened them.
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001

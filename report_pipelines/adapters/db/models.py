@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger,
@@ -20,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from report_pipelines.adapters.db.types import UTCDateTime
+from report_pipelines.adapters.db.types import ExactDecimal, UTCDateTime
 from report_pipelines.domain.calls import DIRECTIONS, DISPOSITIONS, MAX_TEXT
 
 # Named constraints, so that migrations can refer to them on every backend.
@@ -199,6 +200,146 @@ class ReportFile(Base):
     message_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class ProductRow(Base):
+    """The catalogue: what the platform sells (the reports product among them)."""
+
+    __tablename__ = "products"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    unit: Mapped[str] = mapped_column(String(16))
+    list_price: Mapped[Decimal] = mapped_column(ExactDecimal())
+    currency: Mapped[str] = mapped_column(String(3))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class PolicyRow(Base):
+    """A commercial (discount) policy created by sales."""
+
+    __tablename__ = "commercial_policies"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[Decimal] = mapped_column(ExactDecimal())
+    currency: Mapped[str | None] = mapped_column(String(3))  # amount policies only
+    products: Mapped[str] = mapped_column(Text, default="")  # comma-separated codes; empty = all
+    valid_from: Mapped[dt.date] = mapped_column(Date)
+    valid_to: Mapped[dt.date | None] = mapped_column(Date)
+    min_quantity: Mapped[int | None] = mapped_column(Integer)
+    max_uses: Mapped[int | None] = mapped_column(Integer)
+    max_uses_per_client: Mapped[int | None] = mapped_column(Integer)
+    stackable: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ProposalRow(Base):
+    """A proposal to a client or a prospect; its priced lines live in ``proposal_items``."""
+
+    __tablename__ = "proposals"
+    __table_args__ = (
+        CheckConstraint("status IN ('draft', 'submitted', 'approved', 'rejected', 'expired')", name="status"),
+        CheckConstraint("(client_id IS NOT NULL) OR (prospect_email IS NOT NULL AND prospect_slug IS NOT NULL)",
+                        name="customer"),
+        Index("ix_proposals_to_apply", "status", "applied_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"))
+    prospect_name: Mapped[str | None] = mapped_column(String(200))
+    prospect_email: Mapped[str | None] = mapped_column(String(320))
+    prospect_slug: Mapped[str | None] = mapped_column(String(64))  # the client account approval creates
+    timezone: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    valid_until: Mapped[dt.date] = mapped_column(Date)
+    term_days: Mapped[int | None] = mapped_column(Integer)  # licences' length; empty = open-ended
+    requested_policy: Mapped[str | None] = mapped_column(String(32))
+    applied_policies: Mapped[str] = mapped_column(Text, default="")
+    currency: Mapped[str] = mapped_column(String(3))
+    subtotal: Mapped[Decimal] = mapped_column(ExactDecimal())
+    discount: Mapped[Decimal] = mapped_column(ExactDecimal())
+    total: Mapped[Decimal] = mapped_column(ExactDecimal())
+    priced_on: Mapped[dt.date] = mapped_column(Date)
+    explanation: Mapped[str] = mapped_column(Text)
+    applied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # licences written
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ProposalItemRow(Base):
+    __tablename__ = "proposal_items"
+    __table_args__ = (UniqueConstraint("proposal_id", "product_code", name="uq_proposal_items_product"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"))
+    product_code: Mapped[str] = mapped_column(ForeignKey("products.code", ondelete="RESTRICT"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(ExactDecimal())
+    list_total: Mapped[Decimal] = mapped_column(ExactDecimal())
+    discount: Mapped[Decimal] = mapped_column(ExactDecimal())
+    line_total: Mapped[Decimal] = mapped_column(ExactDecimal())
+    applied: Mapped[str] = mapped_column(Text, default="")  # policy codes applied to this line
+    explanation: Mapped[str] = mapped_column(Text, default="")
+
+
+class ProposalTransitionRow(Base):
+    """Who moved a proposal from which status to which, when, and why."""
+
+    __tablename__ = "proposal_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(16))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    by: Mapped[str] = mapped_column(String(200))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class PolicyUseRow(Base):
+    """One use of a policy: a proposal approved with it (use limits count these)."""
+
+    __tablename__ = "policy_uses"
+    __table_args__ = (UniqueConstraint("policy_code", "proposal_id", name="uq_policy_uses_proposal"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    policy_code: Mapped[str] = mapped_column(ForeignKey("commercial_policies.code", ondelete="RESTRICT"))
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"))
+    client_key: Mapped[str] = mapped_column(String(400))
+    used_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ClientProductRow(Base):
+    """A client's products and licences (trials included). ``(source_proposal, product)`` is unique, so an
+    approved proposal can be applied only once."""
+
+    __tablename__ = "client_products"
+    __table_args__ = (
+        UniqueConstraint("source_proposal", "product_code", name="uq_client_products_source"),
+        Index("ix_client_products_client", "client_id", "product_code"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"))
+    product_code: Mapped[str] = mapped_column(ForeignKey("products.code", ondelete="RESTRICT"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(ExactDecimal())
+    discount: Mapped[Decimal] = mapped_column(ExactDecimal())
+    currency: Mapped[str] = mapped_column(String(3))
+    valid_from: Mapped[dt.date] = mapped_column(Date)
+    valid_to: Mapped[dt.date | None] = mapped_column(Date)  # inclusive; empty = open-ended
+    trial: Mapped[bool] = mapped_column(Boolean, default=False)
+    source_proposal: Mapped[int | None] = mapped_column(ForeignKey("proposals.id", ondelete="RESTRICT"))
+    note: Mapped[str | None] = mapped_column(Text)  # e.g. "demo", "trial"
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 #: Column order used by bulk loaders (COPY, executemany) and by the generator's output.

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, String
 from sqlalchemy.types import TypeDecorator
 
 UTC = dt.timezone.utc
@@ -37,3 +38,21 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """A ``Decimal`` stored exactly as text on every backend (SQLite has no decimal type and would
+    round money through a float). Money is never added up in SQL here, only in Python."""
+
+    impl = String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect) -> str | None:  # noqa: ANN001
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise ValueError(f"{value!r} is not a Decimal")
+        return format(value, "f")
+
+    def process_result_value(self, value: str | None, dialect) -> Decimal | None:  # noqa: ANN001
+        return None if value is None else Decimal(value)
