@@ -125,7 +125,7 @@ def test_client_ids_restrict_the_run_and_unknown_ones_are_refused(sqlite_engine:
     bad = run(seeded, instance, key=key, config={"client_ids": [ny.id, 999]}, raise_on_error=False)
     assert not bad.success
     [failure] = [e for e in bad.all_events if e.is_step_failure]
-    assert "client_ids: not clients of the requested zones and dates: [999]" in failure.step_failure_data.error.message
+    assert "client_ids: not served clients of the requested zones and dates: [999]" in failure.step_failure_data.error.message
 
 
 def test_client_timezones_sensor_adds_each_new_zone_once(sqlite_engine: Engine, tmp_path: Path) -> None:

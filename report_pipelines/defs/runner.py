@@ -27,7 +27,8 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 def run_demo(echo: Callable[[str], None] = print, days: int = 7, last_day: dt.date | None = None) -> bool:
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-    from report_pipelines.adapters.db.repositories import CallEventRepository, ClientRepository
+    from report_pipelines.adapters.db.repositories import CallEventRepository
+    from report_pipelines.services.commercial import licensed_zones
     from report_pipelines.definitions import MAIN_JOB_NAME, defs
     from report_pipelines.defs.events.jobs import observe_call_events_job
     from report_pipelines.defs.reports.partitions import TIMEZONE_PARTITIONS
@@ -45,7 +46,7 @@ def run_demo(echo: Callable[[str], None] = print, days: int = 7, last_day: dt.da
             meta = event.asset_observation_data.asset_observation.metadata
             echo(f"   observed call_events: {meta['calls'].value:,} calls, {meta['clients'].value} clients")
 
-        zones = ClientRepository(engine).zones()
+        zones = licensed_zones(engine)
         known = set(instance.get_dynamic_partitions(TIMEZONE_PARTITIONS.name))
         instance.add_dynamic_partitions(TIMEZONE_PARTITIONS.name, [z for z in zones if z not in known])
         ordered = instance.get_dynamic_partitions(TIMEZONE_PARTITIONS.name)

@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, select
 
 from report_pipelines.adapters.db.bulk import load_call_events
-from report_pipelines.adapters.db.models import CacheEntry, CallEvent, Client
+from report_pipelines.adapters.db.models import CacheEntry, CallEvent, Client, ClientProductRow
 from report_pipelines.adapters.report_store import ParquetReportStore
+from report_pipelines.domain.commercial import REPORTS_PRODUCT, Licence, Money, Product
+from report_pipelines.domain.errors import NotFound
 from report_pipelines.domain.reports import REPORTS
+from report_pipelines.services.commercial import add_product, catalogue, grant
 from report_pipelines.adapters.db.repositories import ClientRepository
 from report_pipelines.adapters.sources.synthetic import CallGenerator, GeneratorConfig
 from report_pipelines.domain.clients import ClientSpec
@@ -49,6 +52,8 @@ def seed_demo(engine: Engine, config: GeneratorConfig, *, reset: bool = False,
         if existing:
             ids = list(conn.scalars(select(Client.id).where(Client.slug.in_(slugs))))
             conn.execute(delete(CacheEntry).where(CacheEntry.client_id.in_(ids)))
+            conn.execute(delete(ClientProductRow).where(ClientProductRow.client_id.in_(ids),
+                                                        ClientProductRow.source_proposal.is_(None)))
             conn.execute(delete(CallEvent).where(CallEvent.client_id.in_(ids)))
             conn.execute(delete(Client).where(Client.id.in_(ids)))
             if store is not None:
@@ -57,10 +62,12 @@ def seed_demo(engine: Engine, config: GeneratorConfig, *, reset: bool = False,
                         store.delete_client(report, client_id)
 
     repo = ClientRepository(engine)
+    reports_product = ensure_reports_product(engine)
     generate_s = load_s = 0.0
     events = 0
     for planned in generator.clients:
         record = repo.add(ClientSpec.parse(planned.slug, planned.name, planned.timezone, active_from=config.start))
+        grant(engine, record.id, [demo_licence(reports_product, config.start)], note="demo")
         client_events = 0
         for_client = generator.iter_tables(planned, record.id)
         while True:
@@ -84,3 +91,18 @@ def seed_demo(engine: Engine, config: GeneratorConfig, *, reset: bool = False,
         generate_seconds=generate_s,
         load_seconds=load_s,
     )
+
+
+def ensure_reports_product(engine: Engine) -> Product:
+    """The reports product, created with a default list price if the catalogue does not have it yet."""
+    try:
+        return catalogue(engine).get(REPORTS_PRODUCT)
+    except NotFound:
+        return add_product(engine, REPORTS_PRODUCT, "Call reports", "licence", "49.00", "EUR")
+
+
+def demo_licence(product: Product, start: dt.date) -> Licence:
+    """An open-ended reports licence at list price, as if sold before the demo's first day."""
+    zero = Money.zero(product.list_price.currency)
+    return Licence(product_code=product.code, quantity=1, unit_price=product.list_price, discount=zero,
+                   valid_from=start, valid_to=None, trial=False, source_proposal=None)

@@ -21,6 +21,7 @@ from report_pipelines.domain.clients import ClientRecord
 from report_pipelines.domain.errors import InvalidInput, NotFound
 from report_pipelines.domain.reports import ReportDefinition, get_report
 from report_pipelines.domain.timezones import UTC, local_date_of, parse_zone
+from report_pipelines.services.commercial import licence_state
 from report_pipelines.services.extracts import ANY_TIME, ClientDay, Extractor, ExtractSettings, run_client_days
 from report_pipelines.settings import Settings
 
@@ -34,6 +35,7 @@ class PeriodRequest:
     start: dt.date
     end: dt.date
     today: dt.date  # the client's current local date
+    served: bool = True  # False: the licence ended; cached days stay readable, nothing new is computed
 
     @property
     def closed_days(self) -> list[dt.date]:
@@ -65,6 +67,9 @@ def validate_request(engine, report: str, client: str | int, start: dt.date | st
         record = repo.get(client) if isinstance(client, int) and not isinstance(client, bool) else repo.get_by_slug(str(client))
     except NotFound:
         raise NotFound("client", f"no client {client!r} (see: report-pipelines clients list)") from None
+    state = licence_state(engine, record.id, now)
+    if state == "never":
+        raise InvalidInput("client", f"{record.slug!r} is not licensed for the reports product")
     first, last = _date(start, "start"), _date(end, "end")
     if last < first:
         raise InvalidInput("end", f"{last} is before start {first}")
@@ -73,7 +78,8 @@ def validate_request(engine, report: str, client: str | int, start: dt.date | st
     today = local_date_of(now, parse_zone(record.timezone))
     if last > today:
         raise InvalidInput("end", f"{last} is in the future for {record.slug!r} (today there is {today} in {record.timezone})")
-    return PeriodRequest(report=definition, client=record, start=first, end=last, today=today)
+    return PeriodRequest(report=definition, client=record, start=first, end=last, today=today,
+                         served=state == "served")
 
 
 def read_report_arrow(report: str, client: str | int, start: dt.date | str, end: dt.date | str, *,
@@ -100,6 +106,9 @@ def read_report_arrow(report: str, client: str | int, start: dt.date | str, end:
     days = request.closed_days
     cached = {e.local_date for e in CacheManifestRepository(engine).entries(client_id, request.start, request.end, (name,))}
     missing = [d for d in days if d not in cached or not store.exists(name, client_id, d)]
+    if (missing or request.includes_today) and not request.served:
+        raise InvalidInput("client", f"{request.client.slug!r} no longer holds a reports licence: its cached days "
+                                     f"can be read, but {len(missing) or 'today'} day(s) of this period are not cached")
     if missing:
         run_client_days(extract, [ClientDay(client_id, request.client.timezone, d) for d in missing],
                         workers=workers, now=now, reuse_since=ANY_TIME, timeout_s=timeout_s)

@@ -41,6 +41,7 @@ from report_pipelines.domain.errors import InvalidInput, NotFound
 from report_pipelines.domain.reports import get_report
 from report_pipelines.domain.schedules import PeriodSpec, ScheduleRule, next_send_at, period_for, plan_missed
 from report_pipelines.domain.timezones import UTC, parse_zone
+from report_pipelines.services.commercial import licence_state, served_client_ids
 from report_pipelines.services.reading import read_report_arrow
 from report_pipelines.settings import Settings
 
@@ -82,6 +83,8 @@ def add_schedule(engine: Engine, client: str, *, report: str, period: str = "yes
         record = ClientRepository(engine).get_by_slug(client)
     except NotFound:
         raise NotFound("client", f"no client {client!r} (see: report-pipelines clients list)") from None
+    if licence_state(engine, record.id) != "served":
+        raise InvalidInput("report", f"client {record.slug!r} holds no active licence of the reports product")
     values = _validated(record.timezone, report=report, period=period, period_days=period_days, frequency=frequency,
                         send_time=send_time, weekdays=weekdays, month_day=month_day, timezone=timezone,
                         recipients=recipients, subject=subject, fmt=fmt)
@@ -139,7 +142,10 @@ class DueOccurrence:
 
 def due_occurrences(engine: Engine, now: dt.datetime, limit: int = 10_000) -> list[DueOccurrence]:
     found = []
+    served = served_client_ids(engine, now)
     for row in ScheduleRepository(engine).due(now, limit):
+        if row.client_id not in served:
+            continue  # its licence ended: the daily commercial job pauses the schedule with the reason
         rule = rule_of(row)
         missed = plan_missed(rule, row.next_send_at, now)
         if missed.send is None:

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from report_pipelines.adapters.db.repositories import CallEventRepository, ClientRepository
 from report_pipelines.domain.errors import InvalidInput
 from report_pipelines.domain.timezones import local_day_window, parse_zone
+from report_pipelines.services.commercial import served_client_ids
 from report_pipelines.services.extracts import ClientDay, ClientDayResult, DayNotClosed
 
 
@@ -40,6 +41,8 @@ def plan_zone_days(engine: Engine, zone_days: Iterable[ZoneDay], *, now: dt.date
                    client_ids: Iterable[int] | None = None) -> list[ZoneDayPlan]:
     """The client-days of each zone-day, weighted by their number of calls.
 
+    Only clients served now (an active reports licence) get new work; existing caches stay readable.
+
     Refuses (naming ``date``) a zone-day that has not ended yet: the current local day is computed
     live by readers and never cached. ``client_ids`` restricts the work to those clients; an id that
     is not a client of any requested zone is refused (naming ``client_ids``), so a typo never turns
@@ -48,6 +51,7 @@ def plan_zone_days(engine: Engine, zone_days: Iterable[ZoneDay], *, now: dt.date
     clients = ClientRepository(engine)
     events = CallEventRepository(engine)
     wanted = None if client_ids is None else set(client_ids)
+    served = served_client_ids(engine, now)  # a client whose reports licence ended gets no new work
     seen: set[int] = set()
     plans = []
     for zone_day in sorted(set(zone_days)):
@@ -56,7 +60,7 @@ def plan_zone_days(engine: Engine, zone_days: Iterable[ZoneDay], *, now: dt.date
             raise DayNotClosed(
                 "date", f"{zone_day.day} has not ended in {zone_day.timezone} yet (it ends at {end.isoformat()}); "
                         "the current local day is computed live, never cached")
-        members = [c for c in clients.in_zone(zone_day.timezone) if c.active_from <= zone_day.day]
+        members = [c for c in clients.in_zone(zone_day.timezone) if c.active_from <= zone_day.day and c.id in served]
         if wanted is not None:
             members = [c for c in members if c.id in wanted]
         seen.update(c.id for c in members)
@@ -65,7 +69,7 @@ def plan_zone_days(engine: Engine, zone_days: Iterable[ZoneDay], *, now: dt.date
             ClientDay(c.id, c.timezone, zone_day.day, weight=counts.get(c.id, 0)) for c in members
         ]))
     if wanted is not None and wanted - seen:
-        raise InvalidInput("client_ids", f"not clients of the requested zones and dates: {sorted(wanted - seen)}")
+        raise InvalidInput("client_ids", f"not served clients of the requested zones and dates: {sorted(wanted - seen)}")
     return plans
 
 

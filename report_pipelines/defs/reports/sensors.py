@@ -9,7 +9,8 @@ from collections import defaultdict
 
 import dagster as dg
 
-from report_pipelines.adapters.db.repositories import CallEventRepository, ClientRepository
+from report_pipelines.adapters.db.repositories import CallEventRepository
+from report_pipelines.services.commercial import licensed_zones
 from report_pipelines.defs.reports.jobs import extract_reports_job
 from report_pipelines.defs.reports.partitions import PARTITIONS_START, TIMEZONE_PARTITIONS, partition_key
 from report_pipelines.defs.resources import AppDatabase
@@ -24,12 +25,12 @@ CATCH_UP_DAYS = 7
 
 @dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
 def client_timezones_sensor(context: dg.SensorEvaluationContext, app_db: AppDatabase) -> dg.SensorResult | dg.SkipReason:
-    """Add a time-zone partition for every zone a client uses (a new zone appears with its first client)."""
-    zones = ClientRepository(app_db.engine()).zones()
+    """Add a time-zone partition for every zone a served client uses (a licensed client with a new zone)."""
+    zones = licensed_zones(app_db.engine())
     known = set(context.instance.get_dynamic_partitions(TIMEZONE_PARTITIONS.name))
     new = [zone for zone in zones if zone not in known]
     if not new:
-        return dg.SkipReason(f"all {len(zones)} client time zones have partitions")
+        return dg.SkipReason(f"all {len(zones)} time zones of served clients have partitions")
     return dg.SensorResult(dynamic_partitions_requests=[TIMEZONE_PARTITIONS.build_add_request(new)])
 
 
