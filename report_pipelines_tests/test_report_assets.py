@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
+import multiprocessing
 from pathlib import Path
 
 import dagster as dg
@@ -91,18 +91,31 @@ def test_rerunning_a_partition_is_idempotent_and_concurrent_runs_compute_once(en
     manifest = CacheManifestRepository(engine)
     first = {e.report: e.checksum for e in manifest.entries(lisbon.id, dt.date(2024, 3, 9), dt.date(2024, 3, 9))}
 
-    outcomes: list[dg.ExecuteInProcessResult] = []
-    threads = [threading.Thread(target=lambda: outcomes.append(run(seeded, instance_with_zones(seeded), key=key)))
-               for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(outcomes) == 2 and all(o.success for o in outcomes)
+    # Two runs of the same partition at once, each in its own process (as the run launcher does).
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    processes = [context.Process(target=_run_elsewhere, args=(seeded.settings.database_url, seeded.settings.store_root,
+                                                              sorted(seeded.clients), str(key), results))
+                 for _ in range(2)]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+    assert [success for success, _ in outcomes] == [True, True]
     entries = manifest.entries(lisbon.id, dt.date(2024, 3, 9), dt.date(2024, 3, 9))
     assert {e.report: e.checksum for e in entries} == first
     assert len({e.run_id for e in entries}) == 1  # one of the two computed, the other reused its result
-    assert {e.run_id for e in entries} <= {o.run_id for o in outcomes}
+    assert {e.run_id for e in entries} <= {run_id for _, run_id in outcomes}
+
+
+def _run_elsewhere(url: str, store: str, zones: list[str], key: str, results) -> None:  # noqa: ANN001
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(TIMEZONE_PARTITIONS.name, zones)
+    result = defs.resolve_job_def(JOB).execute_in_process(
+        instance=instance, partition_key=key, run_config=QUIET, raise_on_error=False,
+        resources={"app_db": AppDatabase(url=url), "report_store": ReportStore(root=store)})
+    results.put((result.success, result.run_id))
 
 
 def test_a_day_still_going_on_is_refused_with_a_clear_error(sqlite_engine: Engine, tmp_path: Path) -> None:
