@@ -117,7 +117,11 @@ class ParquetReportStore:
             return _with_keys(schema).empty_table()
 
         def read(day: dt.date) -> pa.Table:
-            table = pq.read_table(self.day_path(report, client_id, day), filesystem=self.fs, schema=schema)
+            # ParquetFile.read is about half the cost of pq.read_table per small file (no dataset discovery).
+            with self.fs.open_input_file(self.day_path(report, client_id, day)) as source:
+                table = pq.ParquetFile(source).read()
+            if table.schema != schema:
+                table = table.select(schema.names).cast(schema)
             n = table.num_rows
             return table.append_column("client", pa.array(np.full(n, client_id, dtype=np.int64))).append_column(
                 "date", pa.array(np.full(n, day, dtype="datetime64[D]")).cast(pa.date32()))

@@ -10,7 +10,18 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, select
 
 from report_pipelines.adapters.db.bulk import load_call_events
-from report_pipelines.adapters.db.models import CacheEntry, CallEvent, Client, ClientProductRow
+from report_pipelines.adapters.db.models import (
+    CacheEntry,
+    CallEvent,
+    Client,
+    ClientProductRow,
+    PolicyUseRow,
+    ProposalItemRow,
+    ProposalRow,
+    ProposalTransitionRow,
+    ReportFile,
+    ReportSchedule,
+)
 from report_pipelines.adapters.report_store import ParquetReportStore
 from report_pipelines.domain.commercial import REPORTS_PRODUCT, Licence, Money, Product
 from report_pipelines.domain.errors import NotFound
@@ -39,8 +50,9 @@ def seed_demo(engine: Engine, config: GeneratorConfig, *, reset: bool = False,
 
     Seeding twice would duplicate nothing but would mix two generations, so a demo client that
     already exists is refused unless ``reset`` is set, which first deletes the demo clients (only
-    those whose slugs the generator plans), their calls, their cache manifest rows and, given the
-    ``store``, their cached report files.
+    those whose slugs the generator plans) with everything that hangs on them (calls, cache
+    manifest, licences, proposals, schedules and their file rows) and, given the ``store``, their
+    cached report files.
     """
     generator = CallGenerator(config)
     slugs = [c.slug for c in generator.clients]
@@ -51,9 +63,15 @@ def seed_demo(engine: Engine, config: GeneratorConfig, *, reset: bool = False,
                                       "use --reset to replace them")
         if existing:
             ids = list(conn.scalars(select(Client.id).where(Client.slug.in_(slugs))))
+            schedules = select(ReportSchedule.id).where(ReportSchedule.client_id.in_(ids)).scalar_subquery()
+            conn.execute(delete(ReportFile).where(ReportFile.schedule_id.in_(schedules)))
+            conn.execute(delete(ReportSchedule).where(ReportSchedule.client_id.in_(ids)))
             conn.execute(delete(CacheEntry).where(CacheEntry.client_id.in_(ids)))
-            conn.execute(delete(ClientProductRow).where(ClientProductRow.client_id.in_(ids),
-                                                        ClientProductRow.source_proposal.is_(None)))
+            conn.execute(delete(ClientProductRow).where(ClientProductRow.client_id.in_(ids)))
+            proposals = select(ProposalRow.id).where(ProposalRow.client_id.in_(ids)).scalar_subquery()
+            for table in (PolicyUseRow, ProposalItemRow, ProposalTransitionRow):
+                conn.execute(delete(table).where(table.proposal_id.in_(proposals)))
+            conn.execute(delete(ProposalRow).where(ProposalRow.client_id.in_(ids)))
             conn.execute(delete(CallEvent).where(CallEvent.client_id.in_(ids)))
             conn.execute(delete(Client).where(Client.id.in_(ids)))
             if store is not None:
