@@ -264,18 +264,25 @@ def create_proposal(engine: Engine, *, items: Sequence[tuple[str, int]], valid_u
 
 
 def _transition(engine: Engine, proposal_id: int, action, extra=None) -> StoredProposal:  # noqa: ANN001
-    """Apply a domain transition and store it with a compare-and-set on the status (all or nothing)."""
+    """Apply a domain transition and store it with a compare-and-set on the status (all or nothing).
+
+    Two transitions of one proposal at once (a double click, two operators): on PostgreSQL the row
+    lock makes the second wait and then load the new status (refused by the domain, naming
+    ``status``); everywhere the compare-and-set comes before ``extra`` (policy uses), so a loser is
+    refused by it rather than by the policy-use unique key.
+    """
     products = catalogue(engine)
     with engine.begin() as conn:
+        conn.execute(select(ProposalRow.id).where(ProposalRow.id == proposal_id).with_for_update())
         stored = _load(conn, proposal_id, products)
         moved = action(stored.proposal)
-        if extra is not None:
-            extra(conn, stored, moved)
         changed = conn.execute(update(ProposalRow).where(
             ProposalRow.id == proposal_id, ProposalRow.status == stored.proposal.status.value,
         ).values(status=moved.status.value, updated_at=moved.transitions[-1].at)).rowcount
         if changed != 1:
             raise Conflict("status", f"proposal {proposal_id} changed meanwhile; look at it again")
+        if extra is not None:
+            extra(conn, stored, moved)
         _record_transitions(conn, proposal_id, moved.transitions[len(stored.proposal.transitions):])
     return get_proposal(engine, proposal_id)
 
