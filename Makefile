@@ -34,7 +34,12 @@ dagster-home:
 	else cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml; fi
 
 ## make demo: venv + install, migrate a SQLite database, seed demo data, run the main job end to end.
-demo: install dagster-home
+## With the embedded default (no REPORT_PIPELINES_DATABASE_URL) it starts from scratch every time.
+demo: install
+	@if [ -z "$$REPORT_PIPELINES_DATABASE_URL" ]; then \
+	  echo "fresh embedded demo: removing $(REPORT_PIPELINES_DATA_DIR) and $(DAGSTER_HOME)"; \
+	  rm -rf "$(REPORT_PIPELINES_DATA_DIR)" "$(DAGSTER_HOME)"; fi
+	$(MAKE) --no-print-directory dagster-home
 	$(BIN)/report-pipelines db upgrade
 	$(BIN)/report-pipelines demo seed --reset
 	$(BIN)/report-pipelines demo run

@@ -7,7 +7,13 @@ Each feature adds its step here; so far:
 2. register every client time zone as a partition (what ``client_timezones_sensor`` does);
 3. the main job, ``extract_reports_job``, over the last ``days`` closed local days of every zone, as
    one single-run backfill (a rectangle of dates x zones), with its asset checks;
-4. read a period back through the public API, the way a client's export or an analyst would.
+4. read a period back through the public API, the way a client's export or an analyst would;
+5. the commercial side: a discount policy, a proposal to a prospect (priced, submitted, approved),
+   ``approved_proposals_sensor`` and ``apply_proposal_job`` turning it into a licensed client, and a
+   trial account;
+6. a scheduled report: ``schedule_planner_sensor`` plans it, its send time is made to come now, then
+   ``report_file_processor_sensor`` / ``process_report_file_job`` build the file and
+   ``report_file_sender_sensor`` / ``send_report_files_job`` e-mail it (to the local outbox).
 """
 
 from __future__ import annotations
@@ -81,8 +87,96 @@ def run_demo(echo: Callable[[str], None] = print, days: int = 7, last_day: dt.da
     echo(f"4. summarize_report('queue_performance', '{biggest.slug}', '{first}', '{last}'):")
     for line in summary[columns].round(3).to_string(index=False).splitlines():
         echo(f"   {line}")
+    with dg.DagsterInstance.get() as instance:
+        _commercial(echo, instance, engine, defs)
+        outbox = _scheduled_report(echo, instance, engine, defs, biggest.slug, settings)
     echo("results:")
     echo(f"  app database      {settings.database_url}")
+    echo(f"  outbox            {outbox}")
     echo(f"  report store      {settings.store_root}/<report>/client=<id>/date=<YYYY-MM-DD>/part-0.parquet")
     echo(f"  Dagster instance  {os.environ.get('DAGSTER_HOME')} (runs, materializations, checks: `make dev`)")
     return True
+
+
+def _run_requests(echo, instance, defs, requests, job_name: str) -> bool:  # noqa: ANN001
+    ok = True
+    for request in requests:
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, run_config={**QUIET, **(request.run_config or {})}, tags=request.tags,
+            raise_on_error=False)
+        ok = ok and result.success
+        echo(f"   run {job_name} ({request.run_key}): {'succeeded' if result.success else 'FAILED'}")
+    return ok
+
+
+def _commercial(echo, instance, engine, defs) -> None:  # noqa: ANN001
+    from report_pipelines.defs.resources import AppDatabase
+    from report_pipelines.defs.commercial.sensors import approved_proposals_sensor
+    from report_pipelines.domain.errors import Conflict, NotFound
+    from report_pipelines.services import commercial
+
+    now = dt.datetime.now(dt.timezone.utc)
+    try:
+        commercial.add_product(engine, "SEATS", "PBX seats", "seat", "12.50", "EUR")
+    except Conflict:
+        pass
+    try:
+        commercial.add_policy(engine, code="LAUNCH15", name="Launch offer", kind="percentage", value="15",
+                              valid_from=now.date() - dt.timedelta(days=30), max_uses_per_client=1, created_by="sales")
+    except Conflict:
+        pass
+    proposal = commercial.create_proposal(
+        engine, items=[("REPORTS", 1), ("SEATS", 25)], valid_until=now.date() + dt.timedelta(days=30), by="ana@sales",
+        prospect=("Porto Dental Clinic", "it@porto-dental.example", "Europe/Lisbon", "porto-dental"), now=now)
+    priced = proposal.proposal.priced
+    echo(f"5. proposal {proposal.id} to a prospect: subtotal {priced.subtotal}, discount {priced.discount}, "
+         f"total {priced.total}")
+    echo(f"   {priced.explanation.splitlines()[-1]}")
+    commercial.submit_proposal(engine, proposal.id, "ana@sales", now)
+    commercial.approve_proposal(engine, proposal.id, "boss@sales", now)
+    requests = approved_proposals_sensor(dg.build_sensor_context(instance=instance, resources={"app_db": AppDatabase()}))
+    _run_requests(echo, instance, defs, requests if isinstance(requests, list) else [], "apply_proposal_job")
+    client = commercial.ClientRepository(engine).get_by_slug("porto-dental")
+    state = commercial.licence_state(engine, client.id)
+    held = ", ".join(f"{l.product_code} x{l.quantity}" for l in commercial.licences_of(engine, client.id))
+    echo(f"   client porto-dental now holds {held}: {state} by the pipelines (`clients licences porto-dental`)")
+    try:
+        trial = commercial.start_trial(engine, "braga-hotel-trial", "Braga Hotel (trial)", "Europe/Lisbon", 14, now=now)
+        echo(f"   trial account {trial.slug}: reports for 14 days, then its work stops unless a proposal is approved")
+    except Conflict:
+        echo("   trial account braga-hotel-trial exists already")
+    except NotFound as exc:  # pragma: no cover - the demo catalogue always has REPORTS
+        echo(f"   no trial: {exc}")
+
+
+def _scheduled_report(echo, instance, engine, defs, client_slug: str, settings: Settings) -> str:  # noqa: ANN001
+    from report_pipelines.defs.resources import AppDatabase
+    from sqlalchemy import update
+
+    from report_pipelines.adapters.db.models import ReportSchedule
+    from report_pipelines.adapters.db.schedules import ReportFileRepository
+    from report_pipelines.defs.schedules.sensors import (
+        report_file_processor_sensor,
+        report_file_sender_sensor,
+        schedule_planner_sensor,
+    )
+    from report_pipelines.services.scheduled_reports import add_schedule, get_schedule
+
+    row = add_schedule(engine, client_slug, report="queue_performance", period="last_week", frequency="weekly",
+                       weekdays=["mon"], send_time="07:00", recipients=["supervisor@example.com"], fmt="xlsx")
+    schedule_planner_sensor(dg.build_sensor_context(instance=instance, resources={"app_db": AppDatabase()}))
+    planned = get_schedule(engine, row.id).next_send_at
+    echo(f"6. schedule {row.id}: queue_performance, last week, Mondays 07:00 {row.timezone}, xlsx; "
+         f"planned for {planned:%Y-%m-%d %H:%M} UTC")
+    due = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(seconds=1)
+    with engine.begin() as conn:  # the demo cannot wait for Monday: its send time comes now
+        conn.execute(update(ReportSchedule).where(ReportSchedule.id == row.id).values(next_send_at=due))
+    requests = report_file_processor_sensor(dg.build_sensor_context(instance=instance, resources={"app_db": AppDatabase()}))
+    _run_requests(echo, instance, defs, requests if isinstance(requests, list) else [], "process_report_file_job")
+    sender = report_file_sender_sensor(dg.build_sensor_context(instance=instance, resources={"app_db": AppDatabase()}))
+    _run_requests(echo, instance, defs, [sender] if isinstance(sender, dg.RunRequest) else [], "send_report_files_job")
+    for file in ReportFileRepository(engine).list(row.id, limit=1):
+        echo(f"   file {file.id}: {file.state}, {file.rows} rows, local days {file.period_start}..{file.period_end}, "
+             f"{file.path}")
+    echo(f"   next send: {get_schedule(engine, row.id).next_send_at:%Y-%m-%d %H:%M} UTC")
+    return str(settings.outbox_dir)

@@ -305,7 +305,10 @@ def _explanation(priced: Mapping[str, object], chosen: _Combination, outcomes: S
             why = "the only eligible non-stackable policy"
         else:
             why = f"the largest discount for the client among {len(singles)} eligible non-stackable policies"
-        text.append(f"{base.code} ({base.describe()}) applied, {by_outcome[base.code].discount} off: {why}.")
+        # Alone, it took off exactly the proposal's (rounded) discount; its exact share could show a
+        # cent more or less than the total printed above.
+        share = priced["discount"] if len(chosen.applied) == 1 else by_outcome[base.code].discount
+        text.append(f"{base.code} ({base.describe()}) applied, {share} off: {why}.")
     for policy in chosen.applied:
         if policy is not chosen.base:
             why = " (requested)" if requested is policy else ""
