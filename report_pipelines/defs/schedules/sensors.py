@@ -41,14 +41,21 @@ def report_file_processor_sensor(context: dg.SensorEvaluationContext, app_db: Ap
 
 @dg.sensor(job=send_report_files_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def report_file_sender_sensor(context: dg.SensorEvaluationContext, app_db: AppDatabase):  # noqa: ANN201
-    """A send run when files are waiting; the key is the waiting set, so the same set is asked for once."""
+    """A send run when files are waiting.
+
+    The run key is the waiting set and a 5-minute window: a new file is sent at once, the same set
+    is asked for at most once per window (a send run claims every file anyway), and a set that a
+    crashed run left behind is asked for again in the next window rather than never.
+    """
+    now = dt.datetime.now(UTC)
     files = ReportFileRepository(app_db.engine())
-    waiting = files.sendable_ids(dt.datetime.now(UTC), limit=1000)
+    waiting = files.sendable_ids(now, limit=1000)
     if not waiting:
         return dg.SkipReason("no report file waits to be sent")
     attempts = ",".join(f"{f.id}:{f.attempts}" for f in (files.get(i) for i in waiting[:50]) if f)
+    window = int(now.timestamp()) // 300
     key = hashlib.sha256(f"{waiting}|{attempts}".encode()).hexdigest()[:16]
-    return dg.RunRequest(run_key=f"send:{key}")
+    return dg.RunRequest(run_key=f"send:{key}:{window}")
 
 
 clean_report_files_schedule = dg.ScheduleDefinition(
