@@ -270,6 +270,21 @@ def test_large_attachments_are_zipped_or_explained(sqlite_engine: Engine, tmp_pa
     assert "zipped" in message.get_body(("plain",)).get_content()
 
 
+def test_an_attachment_too_large_even_zipped_is_explained_not_sent_empty(sqlite_engine: Engine, tmp_path: Path) -> None:
+    seeded = with_mail(seed(sqlite_engine, tmp_path), max_attachment_bytes=200)
+    daily(seeded, report="call_detail")
+    [file] = build_due(seeded)
+    assert send_files(sqlite_engine, seeded.settings, OutboxMailer(tmp_path / "outbox"), "s", now=NOW).sent == [file.id]
+    import email
+    import email.policy
+
+    [eml] = list((tmp_path / "outbox").glob("*.eml"))
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert list(message.iter_attachments()) == []
+    body = message.get_body(("plain",)).get_content()
+    assert "too large to attach" in body and f"report file {file.id}" in body
+
+
 # --- missed occurrences ---------------------------------------------------------------------------------
 def test_after_downtime_only_the_latest_missed_occurrence_is_sent(sqlite_engine: Engine, tmp_path: Path) -> None:
     seeded = seed(sqlite_engine, tmp_path)
