@@ -6,6 +6,8 @@ import datetime as dt
 import enum
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 
 class Direction(str, enum.Enum):
     INBOUND = "inbound"
@@ -32,6 +34,26 @@ DISPOSITIONS: tuple[str, ...] = tuple(d.value for d in Disposition)
 
 #: Longest text a call column may hold (queue, agent, caller, callee, call id).
 MAX_TEXT = 128
+
+#: Type of every instant of a call in Arrow: microseconds, UTC.
+INSTANT = pa.timestamp("us", tz="UTC")
+
+#: A call's columns as Arrow tables carry them (reports read these; storage adds the owner in front
+#: and the ingest instant behind: ``adapters.db.bulk.CALL_EVENT_SCHEMA``).
+CALL_SCHEMA = pa.schema(
+    [
+        ("pbx_call_id", pa.string()),
+        ("direction", pa.string()),
+        ("queue", pa.string()),
+        ("agent", pa.string()),
+        ("caller", pa.string()),
+        ("callee", pa.string()),
+        ("started_at", INSTANT),
+        ("answered_at", INSTANT),
+        ("ended_at", INSTANT),
+        ("disposition", pa.string()),
+    ]
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,28 +15,13 @@ import pyarrow.csv as pacsv
 from sqlalchemy import Engine
 
 from report_pipelines.adapters.db.models import CALL_EVENT_COLUMNS
+from report_pipelines.domain.calls import CALL_SCHEMA, INSTANT
 
 OnConflict = Literal["error", "ignore"]
 
 _TIMESTAMPS = ("started_at", "answered_at", "ended_at", "ingested_at")
-_TS_TYPE = pa.timestamp("us", tz="UTC")
 
-CALL_EVENT_SCHEMA = pa.schema(
-    [
-        ("client_id", pa.int64()),
-        ("pbx_call_id", pa.string()),
-        ("direction", pa.string()),
-        ("queue", pa.string()),
-        ("agent", pa.string()),
-        ("caller", pa.string()),
-        ("callee", pa.string()),
-        ("started_at", _TS_TYPE),
-        ("answered_at", _TS_TYPE),
-        ("ended_at", _TS_TYPE),
-        ("disposition", pa.string()),
-        ("ingested_at", _TS_TYPE),
-    ]
-)
+CALL_EVENT_SCHEMA = pa.schema([("client_id", pa.int64()), *CALL_SCHEMA, ("ingested_at", INSTANT)])
 assert tuple(CALL_EVENT_SCHEMA.names) == CALL_EVENT_COLUMNS
 
 

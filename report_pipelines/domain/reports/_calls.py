@@ -13,27 +13,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from report_pipelines.domain.calls import DISPOSITIONS, Direction, Disposition
+# CALL_SCHEMA: the call columns reports read (the owner and ingest columns are screening's business).
+from report_pipelines.domain.calls import CALL_SCHEMA, DISPOSITIONS, Direction, Disposition
 from report_pipelines.domain.errors import InvalidInput
 from report_pipelines.domain.reports.base import INSTANT, DayContext
 from report_pipelines.domain.timezones import ensure_utc
 
-#: The call columns reports read (the call-event schema of ``adapters.db.bulk`` without the owner
-#: and ingest columns, which screening may use but reports never do).
-CALL_SCHEMA = pa.schema(
-    [
-        ("pbx_call_id", pa.string()),
-        ("direction", pa.string()),
-        ("queue", pa.string()),
-        ("agent", pa.string()),
-        ("caller", pa.string()),
-        ("callee", pa.string()),
-        ("started_at", INSTANT),
-        ("answered_at", INSTANT),
-        ("ended_at", INSTANT),
-        ("disposition", pa.string()),
-    ]
-)
 #: Columns that may not be null in a call.
 REQUIRED_COLUMNS = ("pbx_call_id", "direction", "started_at", "ended_at", "disposition")
 
