@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 CLI = str(Path(sys.executable).with_name("report-pipelines"))
+PARALLEL = min(4, os.cpu_count() or 2)  # independent commands at once, as many as there are CPUs
 
 
 @pytest.fixture
@@ -69,7 +70,7 @@ def test_a_prospect_becomes_a_served_client_through_the_cli(run) -> None:  # noq
     ok(run("proposals", "create", "--client", "acme", "--item", "SEATS=5", "--valid-until", "2099-12-31", "--by", "bob"))
     ok(run("trials", "start", "trial-co", "--name", "Trial Co", "--timezone", "Asia/Tokyo", "--days", "14"))
 
-    with ThreadPoolExecutor(8) as pool:  # read-only views, at once
+    with ThreadPoolExecutor(PARALLEL) as pool:  # read-only views, at once
         licences, trial, listed, policies = (ok(r) for r in pool.map(lambda args: run(*args), [
             ("clients", "licences", "acme"), ("clients", "licences", "trial-co"), ("proposals", "list"),
             ("policies", "list")]))
@@ -121,7 +122,7 @@ def test_bad_input_is_one_line_naming_the_option_or_field(run) -> None:  # noqa:
         ("trials", "start", "gamma", "--name", "Gamma", "--timezone", "UTC", "--days", "100"):
             "error: days: must be a whole number of days from 1 to 90, not 100",
     }
-    with ThreadPoolExecutor(8) as pool:
+    with ThreadPoolExecutor(PARALLEL) as pool:
         results = list(pool.map(lambda args: run(*args), cases))
     for (args, expected), result in zip(cases.items(), results, strict=True):
         assert (result.returncode, result.stderr.strip(), result.stdout) == (2, expected, ""), args
