@@ -44,6 +44,7 @@ from report_pipelines.services.commercial import (
     stop_unserved_work,
     submit_proposal,
 )
+from report_pipelines.services import commercial
 from report_pipelines.services.clients import add_client, get_client
 from report_pipelines.services.reading import read_report
 from report_pipelines.services.scheduled_reports import add_schedule, get_schedule
@@ -435,3 +436,24 @@ def test_expire_proposals_expires_only_past_validity_drafts_and_submitted_ones(e
         rejected: "rejected"}
     assert status[draft].transitions[-1].by == "system"
     assert status[submitted].transitions[-1].from_status.value == "submitted"
+
+
+def test_a_prospect_can_never_take_over_an_existing_client(engine: Engine) -> None:
+    now = dt.datetime(2026, 11, 29, 10, tzinfo=dt.timezone.utc)
+    commercial.add_product(engine, "REPORTS", "Call reports", "licence", "49.00", "EUR")
+    victim = add_client(engine, "acme", "Acme (a real tenant)", "Europe/Lisbon")
+    with pytest.raises(Conflict) as err:
+        commercial.create_proposal(engine, items=[("REPORTS", 1)], valid_until=dt.date(2026, 12, 31), by="ana",
+                                   prospect=("Evil Corp", "x@evil.example", "UTC", "acme"), now=now)
+    assert err.value.field == "slug"
+    # The slug was free at creation and taken before the application: the application is refused whole.
+    stored = commercial.create_proposal(engine, items=[("REPORTS", 1)], valid_until=dt.date(2026, 12, 31), by="ana",
+                                        prospect=("Beta Ltd", "it@beta.example", "UTC", "beta"), now=now)
+    commercial.submit_proposal(engine, stored.id, "ana", now)
+    commercial.approve_proposal(engine, stored.id, "boss", now)
+    squatter = add_client(engine, "beta", "Someone else", "UTC")
+    with pytest.raises(Conflict) as err:
+        commercial.apply_proposal(engine, stored.id, now)
+    assert err.value.field == "slug"
+    assert commercial.licences_of(engine, squatter.id) == [] and commercial.licences_of(engine, victim.id) == []
+    assert commercial.proposals_to_apply(engine) == [stored.id]  # still waiting, nothing half-written

@@ -111,6 +111,8 @@ def add_policy(engine: Engine, *, code: str, name: str, kind: str, value: str | 
         amount = Decimal(str(value))
     except ArithmeticError:
         raise InvalidInput("value", f"{value!r} is not a number") from None
+    if kind == PolicyKind.PERCENTAGE.value and currency:
+        raise InvalidInput("currency", "a percentage policy has no currency")
     if kind == PolicyKind.AMOUNT.value and not currency:
         raise InvalidInput("currency", "an amount policy needs the currency of its amount")
     codes = frozenset(products)
@@ -237,6 +239,13 @@ def create_proposal(engine: Engine, *, items: Sequence[tuple[str, int]], valid_u
         name, email, timezone, prospect_slug = prospect  # type: ignore[misc]
         customer = Prospect(name, email, timezone)
         validate_slug(prospect_slug, "slug")
+        try:
+            ClientRepository(engine).get_by_slug(prospect_slug)
+        except NotFound:
+            pass
+        else:
+            raise Conflict("slug", f"{prospect_slug!r} is already a client (a trial account?): make the proposal "
+                                   "for that client with --client, or choose another slug for the prospect")
     if term_days is not None and term_days < 1:
         raise InvalidInput("term_days", "must be at least 1 day")
     products = catalogue(engine)
@@ -361,7 +370,9 @@ def apply_proposal(engine: Engine, proposal_id: int, now: dt.datetime | None = N
     """Write an approved proposal's products and licences, once; ``None`` if already applied.
 
     One transaction: claim (``applied_at`` from empty to now), create the client if it was a prospect,
-    write ``client_products``. Whoever loses the claim writes nothing.
+    write ``client_products``. Whoever loses the claim writes nothing. A prospect's slug taken by
+    another client meanwhile is refused (``Conflict`` naming ``slug``) and nothing is written: never
+    another tenant's account.
     """
     now = now or dt.datetime.now(UTC)
     products = catalogue(engine)
@@ -379,16 +390,18 @@ def apply_proposal(engine: Engine, proposal_id: int, now: dt.datetime | None = N
         if client_id is None:
             prospect = stored.proposal.prospect
             assert prospect is not None and stored.prospect_slug is not None
-            existing = conn.execute(select(Client.id).where(Client.slug == stored.prospect_slug)).scalar()
-            if existing is not None:
-                client_id = existing  # the prospect's trial account
-            else:
-                spec = ClientSpec.parse(stored.prospect_slug, prospect.name, prospect.timezone)
-                client_id = conn.execute(insert(Client).values(
-                    slug=spec.slug, name=spec.name, timezone=spec.timezone,
-                    active_from=local_date_of(now, parse_zone(spec.timezone)), created_at=now, updated_at=now,
-                ).returning(Client.id)).scalar_one()
-                created = True
+            # A prospect's account is always new: an existing client with that slug is another tenant
+            # (a trial account is a client: its proposal is made for --client, not as a prospect).
+            if conn.execute(select(Client.id).where(Client.slug == stored.prospect_slug)).scalar() is not None:
+                raise Conflict("slug", f"a client {stored.prospect_slug!r} already exists: proposal {proposal_id} "
+                                       "cannot create it; make the proposal for that client, or give the prospect "
+                                       "another slug")
+            spec = ClientSpec.parse(stored.prospect_slug, prospect.name, prospect.timezone)
+            client_id = conn.execute(insert(Client).values(
+                slug=spec.slug, name=spec.name, timezone=spec.timezone,
+                active_from=local_date_of(now, parse_zone(spec.timezone)), created_at=now, updated_at=now,
+            ).returning(Client.id)).scalar_one()
+            created = True
             conn.execute(update(ProposalRow).where(ProposalRow.id == proposal_id).values(client_id=client_id))
         approved_at = stored.proposal.last("approve").at
         licences = licences_from_approved(stored.proposal, stored.proposal.local_date(approved_at), stored.term_days)

@@ -246,7 +246,8 @@ def build_message(settings: Settings, row: ScheduleRow, file: FileRow, now: dt.d
         content, filename, kind = attachment
         subtype = {"csv": ("text", "csv"), "xlsx": ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
                    "parquet": ("application", "vnd.apache.parquet"), "zip": ("application", "zip")}[kind]
-        message.add_attachment(content, maintype=subtype[0], subtype=subtype[1], filename=filename)
+        params = {"charset": "utf-8"} if kind == "csv" else {}
+        message.add_attachment(content, maintype=subtype[0], subtype=subtype[1], filename=filename, params=params)
     return message
 
 
