@@ -285,6 +285,35 @@ def test_an_attachment_too_large_even_zipped_is_explained_not_sent_empty(sqlite_
     assert "too large to attach" in body and f"report file {file.id}" in body
 
 
+def test_a_failed_build_is_retried_after_a_backoff_under_a_new_run_key(sqlite_engine: Engine, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import report_pipelines.services.scheduled_reports as scheduled
+
+    seeded = seed(sqlite_engine, tmp_path)
+    row = daily(seeded)
+    plan_schedules(sqlite_engine, NOW - dt.timedelta(days=1))
+    [occurrence] = due_occurrences(sqlite_engine, NOW)
+    real_build = scheduled.build_file
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("report store unreachable")
+
+    monkeypatch.setattr(scheduled, "build_file", broken)
+    with pytest.raises(RuntimeError):
+        process_occurrence(sqlite_engine, seeded.settings, occurrence, "run-1", NOW)
+    [building] = ReportFileRepository(sqlite_engine).list(row.id)
+    assert building.state == "building" and "unreachable" in building.last_error
+    assert ScheduleRepository(sqlite_engine).get(row.id).next_send_at == occurrence.due  # not advanced
+    assert due_occurrences(sqlite_engine, NOW + dt.timedelta(seconds=20)) == []  # backing off
+    [retry] = due_occurrences(sqlite_engine, NOW + dt.timedelta(minutes=2))
+    assert retry.attempt == 1 and retry.run_key == occurrence.run_key + ":retry-1"
+
+    monkeypatch.setattr(scheduled, "build_file", real_build)
+    built = process_occurrence(sqlite_engine, seeded.settings, retry, "run-2", NOW + dt.timedelta(minutes=2))
+    assert built.state == "ready" and built.attempts == 0 and built.last_error is None
+    assert ScheduleRepository(sqlite_engine).get(row.id).next_send_at == occurrence.following
+
+
 # --- missed occurrences ---------------------------------------------------------------------------------
 def test_after_downtime_only_the_latest_missed_occurrence_is_sent(sqlite_engine: Engine, tmp_path: Path) -> None:
     seeded = seed(sqlite_engine, tmp_path)

@@ -134,24 +134,41 @@ class DueOccurrence:
     send: dt.datetime  # the occurrence to build and send (the most recent one due)
     skipped: tuple[dt.datetime, ...]  # older missed occurrences, recorded, never sent
     following: dt.datetime  # where the schedule goes after this
+    attempt: int = 0  # failed builds of this occurrence so far (a retry is a new run)
 
     @property
     def run_key(self) -> str:
-        return f"report-file:{self.schedule_id}:{self.send.isoformat()}"
+        retry = f":retry-{self.attempt}" if self.attempt else ""
+        return f"report-file:{self.schedule_id}:{self.send.isoformat()}{retry}"
 
 
 def due_occurrences(engine: Engine, now: dt.datetime, limit: int = 10_000) -> list[DueOccurrence]:
+    """Due occurrences, as the processor sensor turns them into runs.
+
+    A build that failed is retried after a backoff (its lease end) under a new run key; one that is
+    being built (lease still held) is left alone.
+    """
     found = []
+    rows = ScheduleRepository(engine).due(now, limit)
+    if not rows:
+        return found
     served = served_client_ids(engine, now)
-    for row in ScheduleRepository(engine).due(now, limit):
+    building = ReportFileRepository(engine).builds_in_progress([row.id for row in rows])
+    for row in rows:
         if row.client_id not in served:
             continue  # its licence ended: the daily commercial job pauses the schedule with the reason
         rule = rule_of(row)
         missed = plan_missed(rule, row.next_send_at, now)
         if missed.send is None:
             continue
+        attempt = 0
+        if (row.id, missed.send) in building:
+            attempt, lease_end = building[(row.id, missed.send)]
+            if lease_end is not None and lease_end > now:
+                continue  # being built, or waiting before its retry
+            attempt += 1
         found.append(DueOccurrence(row.id, row.next_send_at, missed.send, tuple(missed.skipped),
-                                   next_send_at(rule, missed.next_after)))
+                                   next_send_at(rule, missed.next_after), attempt))
     return found
 
 
@@ -174,7 +191,8 @@ def process_occurrence(engine: Engine, settings: Settings, occurrence: DueOccurr
         try:
             built = build_file(engine, settings, row, claimed, now)
         except Exception as exc:
-            files.release_build(claimed.id, owner, f"{type(exc).__name__}: {exc}")
+            files.release_build(claimed.id, owner, f"{type(exc).__name__}: {exc}",
+                                retry_at=now + backoff_delay(claimed.attempts + 1))
             raise
         files.mark_ready(claimed.id, owner, **built)
     schedules.advance(row.id, occurrence.due, occurrence.following)
@@ -348,7 +366,7 @@ def send_now(engine: Engine, settings: Settings, mailer: Mailer, schedule_id: in
     try:
         built = build_file(engine, settings, row, claimed, now)
     except Exception as exc:
-        files.release_build(claimed.id, owner, f"{type(exc).__name__}: {exc}")
+        files.release_build(claimed.id, owner, f"{type(exc).__name__}: {exc}", retry_at=now)
         raise
     files.mark_ready(claimed.id, owner, **built)
     send_files(engine, settings, mailer, owner, now=now, file_ids=[claimed.id])

@@ -209,7 +209,7 @@ class ReportFileRepository:
                 taken = conn.execute(update(ReportFile).where(
                     ReportFile.schedule_id == schedule_id, ReportFile.occurrence == occurrence,
                     ReportFile.state == "building", ReportFile.lease_expires_at < now,
-                ).values(lease_owner=owner, lease_expires_at=now + lease)).rowcount
+                ).values(lease_owner=owner, lease_expires_at=now + lease, attempts=ReportFile.attempts + 1)).rowcount
             if not taken:
                 return None
         return self.for_occurrence(schedule_id, occurrence)
@@ -221,14 +221,24 @@ class ReportFileRepository:
                 ReportFile.id == file_id, ReportFile.state == "building", ReportFile.lease_owner == owner,
             ).values(state="ready", path=path, bytes=size, checksum=checksum, rows=rows, period_start=period[0],
                      period_end=period[1], message_id=message_id, lease_owner=None, lease_expires_at=None,
-                     next_attempt_at=None)).rowcount == 1
+                     next_attempt_at=None, attempts=0, last_error=None)).rowcount == 1
 
-    def release_build(self, file_id: int, owner: str, error: str) -> None:
-        """Give a failed build back (lease expired now) so the next processor run can retry it."""
+    def release_build(self, file_id: int, owner: str, error: str, retry_at: dt.datetime) -> None:
+        """Give a failed build back: another processor run may take it over from ``retry_at``."""
         with self.engine.begin() as conn:
             conn.execute(update(ReportFile).where(
                 ReportFile.id == file_id, ReportFile.state == "building", ReportFile.lease_owner == owner,
-            ).values(last_error=error[:2000], lease_expires_at=dt.datetime(1970, 1, 1, tzinfo=UTC)))
+            ).values(last_error=error[:2000], lease_owner=None, lease_expires_at=retry_at))
+
+    def builds_in_progress(self, schedule_ids: list[int]) -> dict[tuple[int, dt.datetime], tuple[int, dt.datetime]]:
+        """``(schedule, occurrence) -> (failed builds so far, lease end)`` of unfinished builds."""
+        if not schedule_ids:
+            return {}
+        with Session(self.engine) as conn:
+            rows = conn.execute(select(ReportFile.schedule_id, ReportFile.occurrence, ReportFile.attempts,
+                                       ReportFile.lease_expires_at)
+                                .where(ReportFile.schedule_id.in_(schedule_ids), ReportFile.state == "building"))
+            return {(r[0], r[1]): (r[2], r[3]) for r in rows}
 
     def record_skipped(self, schedule_id: int, occurrences: list[dt.datetime], fmt: str, now: dt.datetime,
                        reason: str) -> int:
