@@ -138,3 +138,10 @@ def test_postgres_instance_stores_runs_in_postgresql(tmp_path: Path, pg_engine: 
         runs = instance.get_runs()
         assert len(runs) == 1 and runs[0].job_name == observe_call_events_job.name
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
+
+
+def test_failed_runs_are_retried_except_where_jobs_retry_themselves(tmp_path: Path) -> None:
+    with _instance("dagster.yaml", tmp_path / "home") as instance:
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+    for job in ("process_report_file_job", "send_report_files_job"):
+        assert defs.resolve_job_def(job).tags["dagster/retry_on_asset_or_op_failure"] == "false"

@@ -80,12 +80,17 @@ def clean_report_files(context: dg.OpExecutionContext, app_db: AppDatabase) -> N
                                  "retention_days": settings.retention_days})
 
 
-@dg.job(description="Build the file of one due occurrence of a report schedule.")
+# Their own retries (build backoff, send attempts) govern them: no run retry on op failure.
+OWN_RETRIES = {"dagster/retry_on_asset_or_op_failure": "false"}
+
+
+@dg.job(description="Build the file of one due occurrence of a report schedule.", tags=OWN_RETRIES)
 def process_report_file_job() -> None:
     build_report_file()
 
 
-@dg.job(description="E-mail every report file not sent yet (leases, retries with backoff, bounded attempts).")
+@dg.job(description="E-mail every report file not sent yet (leases, retries with backoff, bounded attempts).",
+        tags=OWN_RETRIES)
 def send_report_files_job() -> None:
     send_report_files()
 
