@@ -405,12 +405,7 @@ def apply_proposal(engine: Engine, proposal_id: int, now: dt.datetime | None = N
             conn.execute(update(ProposalRow).where(ProposalRow.id == proposal_id).values(client_id=client_id))
         approved_at = stored.proposal.last("approve").at
         licences = licences_from_approved(stored.proposal, stored.proposal.local_date(approved_at), stored.term_days)
-        for licence in licences:
-            conn.execute(insert(ClientProductRow).values(
-                client_id=client_id, product_code=licence.product_code, quantity=licence.quantity,
-                unit_price=licence.unit_price.amount, discount=licence.discount.amount,
-                currency=licence.unit_price.currency, valid_from=licence.valid_from, valid_to=licence.valid_to,
-                trial=licence.trial, source_proposal=proposal_id, note=None, created_at=now))
+        _insert_licences(conn, client_id, licences, source_proposal=proposal_id, note=None, now=now)
     return Application(proposal_id, client_id, created, tuple(licences))
 
 
@@ -431,14 +426,18 @@ def start_trial(engine: Engine, slug: str, name: str, timezone: str, days: int, 
 def grant(engine: Engine, client_id: int, licences: Sequence[Licence], note: str,
           now: dt.datetime | None = None) -> None:
     """Write licences that come from no proposal (trials, the demo's clients)."""
-    now = now or dt.datetime.now(UTC)
     with engine.begin() as conn:
-        for licence in licences:
-            conn.execute(insert(ClientProductRow).values(
-                client_id=client_id, product_code=licence.product_code, quantity=licence.quantity,
-                unit_price=licence.unit_price.amount, discount=licence.discount.amount,
-                currency=licence.unit_price.currency, valid_from=licence.valid_from, valid_to=licence.valid_to,
-                trial=licence.trial, source_proposal=None, note=note, created_at=now))
+        _insert_licences(conn, client_id, licences, source_proposal=None, note=note, now=now or dt.datetime.now(UTC))
+
+
+def _insert_licences(conn: Connection, client_id: int, licences: Sequence[Licence], *, source_proposal: int | None,
+                     note: str | None, now: dt.datetime) -> None:
+    for licence in licences:
+        conn.execute(insert(ClientProductRow).values(
+            client_id=client_id, product_code=licence.product_code, quantity=licence.quantity,
+            unit_price=licence.unit_price.amount, discount=licence.discount.amount,
+            currency=licence.unit_price.currency, valid_from=licence.valid_from, valid_to=licence.valid_to,
+            trial=licence.trial, source_proposal=source_proposal, note=note, created_at=now))
 
 
 def _licence(row: ClientProductRow) -> Licence:
