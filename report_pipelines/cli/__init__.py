@@ -1,0 +1,12 @@
+"""``report-pipelines``: the command line over the same services the Dagster definitions use.
+
+Expected problems (bad input, unknown names, conflicts) print one line naming the field and exit
+with status 2; nothing is half-written. Anything else is a bug and keeps its traceback. Each group
+lives in its own module; importing this package registers them all on :data:`main`. Commands import
+what they use lazily, so the CLI never pays Dagster's import time.
+"""
+
+from report_pipelines.cli import clients, commercial, demo, imports, schedules  # noqa: F401  (registration)
+from report_pipelines.cli.base import main
+
+__all__ = ["main"]

@@ -1,0 +1,3 @@
+from report_pipelines.cli import main
+
+main()

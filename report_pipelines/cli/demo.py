@@ -1,0 +1,93 @@
+"""`demo` (what `make demo` runs) and `dev` (what `make dev` runs)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from report_pipelines.cli.base import _engine, _friendly, main
+from report_pipelines.settings import Settings
+
+
+# --- demo -----------------------------------------------------------------------------------------
+@main.group()
+def demo() -> None:
+    """Demo data and the end-to-end demo run (what `make demo` calls)."""
+
+
+@demo.command("seed")
+@click.option("--clients", default=12, show_default=True, help="How many clients to generate.")
+@click.option("--days", default=35, show_default=True, help="How many local days of calls per client.")
+@click.option("--end", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Last local day generated [default: the day before yesterday (UTC), the newest "
+                   "local day that has ended in every time zone].")
+@click.option("--largest", default=3000.0, show_default=True, help="Calls per weekday of the largest client.")
+@click.option("--smallest", default=12.0, show_default=True, help="Calls per weekday of the smallest client.")
+@click.option("--seed", default=20240601, show_default=True, help="Random seed: same seed, same data.")
+@click.option("--reset", is_flag=True, help="Replace demo clients that already exist (and their calls).")
+@_friendly
+def demo_seed(clients: int, days: int, end, largest: float, smallest: float, seed: int, reset: bool) -> None:  # noqa: ANN001
+    """Generate realistic clients and calls and bulk-load them (COPY on PostgreSQL)."""
+    import datetime as dt
+
+    from report_pipelines.adapters.sources.synthetic import GeneratorConfig
+    from report_pipelines.services.demo import seed_demo
+
+    last = end.date() if end else dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=2)
+    config = GeneratorConfig(start=last - dt.timedelta(days=days - 1), days=days, clients=clients,
+                             largest_daily_calls=largest, smallest_daily_calls=smallest, seed=seed)
+    click.echo(f"seeding {clients} clients, local days {config.start} .. {config.end} (seed {seed})")
+    from report_pipelines.adapters.report_store import ParquetReportStore
+
+    store = ParquetReportStore(Settings.from_env().store_root)
+    summary = seed_demo(_engine(), config, reset=reset, store=store, progress=click.echo)
+    total = summary.generate_seconds + summary.load_seconds
+    click.echo(
+        f"seeded {summary.events:,} calls for {summary.clients} clients in {total:.1f} s "
+        f"(generate {summary.generate_seconds:.1f} s, load {summary.load_seconds:.1f} s)"
+    )
+
+
+@demo.command("run")
+@click.option("--days", default=7, show_default=True, help="Closed local days to extract for every zone.")
+@click.option("--end", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Last local day [default: the day before yesterday, UTC, as `demo seed`].")
+def demo_run(days: int, end) -> None:  # noqa: ANN001
+    """Run the jobs in-process on the Dagster instance in DAGSTER_HOME and say where results are."""
+    import os
+
+    from report_pipelines.defs.runner import run_demo
+
+    if not os.environ.get("DAGSTER_HOME"):
+        click.echo("error: DAGSTER_HOME: set it to a folder holding dagster.yaml (make demo does)", err=True)
+        sys.exit(2)
+    ok = run_demo(echo=click.echo, days=days, last_day=end.date() if end else None)
+    sys.exit(0 if ok else 1)
+
+
+
+@main.command("dev")
+@click.option("--port", default=3000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+def dev(port: int, host: str) -> None:
+    """Start `dagster dev` (UI + daemon) on this code location.
+
+    A process started with `&` from a script inherits SIGINT ignored and dagster dev copies that onto
+    SIGTERM, so it could not be stopped; both handlers are reset to default before exec.
+    """
+    import os
+    import shutil
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    workspace = Path(__file__).resolve().parents[2] / "workspace.yaml"  # the repository root
+    beside = Path(sys.executable).with_name("dagster")  # the venv's, even when it is not on PATH
+    dagster = str(beside) if beside.exists() else (shutil.which("dagster") or "dagster")
+    args = [dagster, "dev", "-h", host, "-p", str(port)]
+    args += ["-w", str(workspace)] if workspace.exists() else ["-m", "report_pipelines.definitions"]
+    os.execvp(dagster, args)
+
+

@@ -1,0 +1,167 @@
+"""`schedules`: scheduled report e-mails."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from report_pipelines.cli.base import _engine, _friendly, main
+from report_pipelines.settings import Settings
+
+
+# --- schedules ------------------------------------------------------------------------------------
+@main.group()
+def schedules() -> None:
+    """Scheduled report e-mails (planned, built, sent and cleaned by the Dagster sensors)."""
+
+
+def _next_send_text(row) -> str:  # noqa: ANN001
+    import datetime as dt
+
+    from report_pipelines.domain.schedules import next_send_at
+    from report_pipelines.domain.timezones import parse_zone
+    from report_pipelines.services.scheduled_reports import rule_of
+
+    if not row.active:
+        return f"paused ({row.paused_reason or 'no reason given'})"
+    instant = row.next_send_at
+    note = ""
+    if instant is None:
+        instant, note = next_send_at(rule_of(row), dt.datetime.now(dt.timezone.utc)), " (not planned yet)"
+    local = instant.astimezone(parse_zone(row.timezone))
+    return f"{local:%Y-%m-%d %H:%M %Z} = {instant:%Y-%m-%d %H:%M} UTC{note}"
+
+
+def _describe_rule(row) -> str:  # noqa: ANN001
+    names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    when = {"daily": "daily", "weekly": "weekly on " + ",".join(names[d] for d in row.weekdays),
+            "monthly": f"monthly on day {row.month_day}"}[row.frequency]
+    period = f"last {row.period_days} days" if row.period == "last_n_days" else row.period.replace("_", " ")
+    return f"{row.report} ({period}) {when} at {row.send_time} {row.timezone}, {row.format}"
+
+
+@schedules.command("add")
+@click.option("--client", required=True, help="Client slug.")
+@click.option("--report", required=True, help="call_detail, hourly_volume, agent_performance, queue_performance.")
+@click.option("--period", default="yesterday", show_default=True,
+              help="yesterday, last_n_days, last_week, last_month or month_to_date.")
+@click.option("--days", "period_days", type=int, default=None, help="N for --period last_n_days.")
+@click.option("--frequency", default="daily", show_default=True, help="daily, weekly or monthly.")
+@click.option("--at", "send_time", default="07:00", show_default=True, help="Local send time, HH:MM.")
+@click.option("--weekdays", default="", help="For weekly: e.g. mon,wed,fri.")
+@click.option("--month-day", type=int, default=None, help="For monthly: 1-31 (31 = the month's last day).")
+@click.option("--timezone", default=None, help="IANA zone of the send time [default: the client's].")
+@click.option("--to", "recipients", required=True, help="Recipients, comma-separated addresses.")
+@click.option("--subject", default=None, help="E-mail subject [default: report, client and period].")
+@click.option("--format", "fmt", default="csv", show_default=True, help="csv, xlsx or parquet.")
+@_friendly
+def schedules_add(client: str, report: str, period: str, period_days, frequency: str, send_time: str,  # noqa: ANN001
+                  weekdays: str, month_day, timezone, recipients: str, subject, fmt: str) -> None:  # noqa: ANN001
+    """Add a schedule."""
+    from report_pipelines.services.scheduled_reports import add_schedule
+
+    row = add_schedule(_engine(), client, report=report, period=period, period_days=period_days,
+                       frequency=frequency, send_time=send_time,
+                       weekdays=[w for w in weekdays.replace(" ", "").split(",") if w], month_day=month_day,
+                       timezone=timezone, recipients=recipients, subject=subject, fmt=fmt)
+    click.echo(f"added schedule {row.id}: {_describe_rule(row)} -> {', '.join(row.recipients)}")
+    click.echo(f"  next send: {_next_send_text(row)}")
+
+
+@schedules.command("list")
+@click.option("--client", default=None, help="Only this client's schedules.")
+@_friendly
+def schedules_list(client) -> None:  # noqa: ANN001
+    """List schedules with their next send in local time and UTC."""
+    from report_pipelines.adapters.db.schedules import ScheduleRepository
+    from report_pipelines.services.clients import get_client
+
+    engine = _engine()
+    client_id = get_client(engine, client).id if client else None
+    rows = ScheduleRepository(engine).list(client_id)
+    if not rows:
+        click.echo("no schedules (report-pipelines schedules add --client SLUG --report R --to ADDRESS)")
+    for row in rows:
+        click.echo(f"{row.id:>5}  {row.client_slug:<28} {_describe_rule(row)}")
+        click.echo(f"       next: {_next_send_text(row)}")
+
+
+@schedules.command("show")
+@click.argument("schedule_id", type=int)
+@_friendly
+def schedules_show(schedule_id: int) -> None:
+    """A schedule and its recent files (state, attempts, last error)."""
+    from report_pipelines.adapters.db.schedules import ReportFileRepository
+    from report_pipelines.services.scheduled_reports import get_schedule
+
+    engine = _engine()
+    row = get_schedule(engine, schedule_id)
+    click.echo(f"schedule {row.id} of {row.client_slug}: {_describe_rule(row)}")
+    click.echo(f"  to: {', '.join(row.recipients)}")
+    click.echo(f"  subject: {row.subject or '(default)'}")
+    click.echo(f"  next: {_next_send_text(row)}")
+    files = ReportFileRepository(engine).list(schedule_id, limit=20)
+    click.echo(f"  files ({len(files)} most recent):" if files else "  no files yet")
+    for f in files:
+        error = f"  last error: {f.last_error}" if f.last_error else ""
+        click.echo(f"    {f.id:>6} {f.occurrence:%Y-%m-%d %H:%M}Z {f.state:<8} attempts {f.attempts}"
+                   f" {f.period_start}..{f.period_end}{error}")
+
+
+@schedules.command("pause")
+@click.argument("schedule_id", type=int)
+@click.option("--reason", default="paused by an operator", show_default=True)
+@_friendly
+def schedules_pause(schedule_id: int, reason: str) -> None:
+    """Stop sending (the schedule is kept)."""
+    from report_pipelines.adapters.db.schedules import ScheduleRepository
+    from report_pipelines.services.scheduled_reports import get_schedule
+
+    get_schedule(_engine(), schedule_id)
+    ScheduleRepository(_engine()).set_active(schedule_id, False, reason)
+    click.echo(f"paused schedule {schedule_id}: {reason}")
+
+
+@schedules.command("resume")
+@click.argument("schedule_id", type=int)
+@_friendly
+def schedules_resume(schedule_id: int) -> None:
+    """Send again, from the next occurrence after now (missed ones are not sent)."""
+    from report_pipelines.adapters.db.schedules import ScheduleRepository
+    from report_pipelines.services.scheduled_reports import get_schedule
+
+    get_schedule(_engine(), schedule_id)
+    ScheduleRepository(_engine()).set_active(schedule_id, True)
+    click.echo(f"resumed schedule {schedule_id}: {_next_send_text(get_schedule(_engine(), schedule_id))}")
+
+
+@schedules.command("delete")
+@click.argument("schedule_id", type=int)
+@_friendly
+def schedules_delete(schedule_id: int) -> None:
+    """Delete a schedule, its files and their rows."""
+    from report_pipelines.services.scheduled_reports import delete_schedule
+
+    removed = delete_schedule(_engine(), Settings.from_env(), schedule_id)
+    click.echo(f"deleted schedule {schedule_id} ({removed} files removed)")
+
+
+@schedules.command("send-now")
+@click.argument("schedule_id", type=int)
+@_friendly
+def schedules_send_now(schedule_id: int) -> None:
+    """Build this schedule's report for now and send it at once (its plan is unchanged)."""
+    import uuid
+
+    from report_pipelines.adapters.mailer import mailer_from_settings
+    from report_pipelines.services.scheduled_reports import send_now
+
+    settings = Settings.from_env()
+    file = send_now(_engine(), settings, mailer_from_settings(settings), schedule_id, owner=f"cli-{uuid.uuid4().hex[:8]}")
+    click.echo(f"file {file.id}: {file.state} ({file.rows} rows, {file.period_start}..{file.period_end}) {file.path}")
+    if file.state != "sent":
+        click.echo(f"error: not sent: {file.last_error}", err=True)
+        sys.exit(1)
+
+
