@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, and_, delete, insert, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -146,15 +146,24 @@ class ScheduleRepository:
             return [_schedule(r) for r in conn.execute(query.order_by(ReportSchedule.id).limit(limit))]
 
     def plan(self, plans: list[tuple[int, int, dt.datetime]]) -> int:
-        """Set ``next_send_at`` for (id, revision, instant) if the schedule is still unplanned at that revision."""
-        done = 0
+        """Set ``next_send_at`` for (id, revision, instant) if the schedule is still unplanned at that revision.
+
+        One statement executed for the whole batch (a round trip per schedule was three quarters of a
+        planner tick); returns how many of them hold exactly that plan afterwards.
+        """
+        if not plans:
+            return 0
+        statement = update(ReportSchedule.__table__).where(
+            ReportSchedule.__table__.c.id == bindparam("sid"),
+            ReportSchedule.__table__.c.revision == bindparam("rev"),
+            ReportSchedule.__table__.c.next_send_at.is_(None),
+        ).values(next_send_at=bindparam("at"))
+        wanted = {schedule_id: (revision, instant) for schedule_id, revision, instant in plans}
         with self.engine.begin() as conn:
-            for schedule_id, revision, instant in plans:
-                done += conn.execute(update(ReportSchedule).where(
-                    ReportSchedule.id == schedule_id, ReportSchedule.revision == revision,
-                    ReportSchedule.next_send_at.is_(None),
-                ).values(next_send_at=instant)).rowcount
-        return done
+            conn.execute(statement, [{"sid": i, "rev": r, "at": at} for i, (r, at) in wanted.items()])
+            rows = conn.execute(select(ReportSchedule.id, ReportSchedule.revision, ReportSchedule.next_send_at)
+                                .where(ReportSchedule.id.in_(list(wanted)))).all()
+        return sum(1 for i, revision, at in rows if wanted[i] == (revision, at))
 
     def due(self, now: dt.datetime, limit: int = 10_000) -> list[ScheduleRow]:
         query = self._select().where(ReportSchedule.active.is_(True), ReportSchedule.next_send_at <= now)
