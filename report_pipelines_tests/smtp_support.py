@@ -50,11 +50,13 @@ class Inbox:
 
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], EmailMessage]] = []
+        self.sessions: set[int] = set()  # the SMTP connections that delivered something
         self.lock = threading.Lock()
 
-    def add(self, recipients: list[str], data: bytes) -> None:
+    def add(self, recipients: list[str], data: bytes, session: object = None) -> None:
         with self.lock:
             self.messages.append((recipients, email.message_from_bytes(data, policy=email.policy.default)))
+            self.sessions.add(id(session))
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -75,7 +77,7 @@ class _Handler:
     async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
         if self.behaviour.delay_s:
             await asyncio.sleep(self.behaviour.delay_s)
-        self.inbox.add(list(envelope.rcpt_tos), envelope.content)
+        self.inbox.add(list(envelope.rcpt_tos), envelope.content, session)
         return "250 Message accepted"
 
 

@@ -162,6 +162,16 @@ def test_many_ticks_and_workers_make_one_file_and_one_email_per_occurrence(pg_en
         assert attachment.get_payload(decode=True) == Path(file.path).read_bytes()
 
 
+def test_one_smtp_connection_carries_a_whole_batch(sqlite_engine: Engine, tmp_path: Path, smtp: SmtpServer) -> None:
+    seeded = with_mail(seed(sqlite_engine, tmp_path))
+    for report in ("call_detail", "hourly_volume", "agent_performance"):
+        daily(seeded, report=report)
+    built = build_due(seeded)
+    summary = send_files(sqlite_engine, seeded.settings, smtp_mailer(smtp), "s", now=NOW)
+    assert sorted(summary.sent) == sorted(f.id for f in built) and len(smtp.inbox) == 3
+    assert len(smtp.inbox.sessions) == 1  # STARTTLS and login once, not once per message
+
+
 def test_a_sender_killed_after_claiming_is_taken_over_after_its_lease(engine: Engine, tmp_path: Path,
                                                                       smtp: SmtpServer) -> None:
     seeded = with_mail(seed(engine, tmp_path))

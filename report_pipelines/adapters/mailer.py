@@ -13,12 +13,14 @@ A message refused for *some* recipients is delivered to the others; the refusals
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
 import re
 import smtplib
 import socket
 import ssl
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import getaddresses
@@ -51,6 +53,11 @@ class Mailer(abc.ABC):
     @abc.abstractmethod
     def send(self, message: EmailMessage) -> Delivery: ...
 
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Callable[[EmailMessage], Delivery]]:
+        """A ``send`` for many messages in a row (SMTP keeps one connection open for them)."""
+        yield self.send
+
 
 class SmtpMailer(Mailer):
     def __init__(self, host: str, port: int = 587, *, username: str | None = None, password: str | None = None,
@@ -61,35 +68,69 @@ class SmtpMailer(Mailer):
         self.cafile = cafile  # a private CA for the server's certificate; the system's CAs otherwise
 
     def send(self, message: EmailMessage) -> Delivery:
-        recipients = recipients_of(message)
+        with self.session() as send:
+            return send(message)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Callable[[EmailMessage], Delivery]]:
+        """One connection (STARTTLS and login once) for many messages; opened on the first message,
+        checked with NOOP before each reuse (reopened if the server dropped it while idle), closed at
+        the end. A message interrupted mid-way is never resent here: it fails as temporary, and its
+        retry carries the same Message-ID."""
+        connection: list[smtplib.SMTP] = []
+
+        def send(message: EmailMessage) -> Delivery:
+            if connection and not _alive(connection[0]):
+                _close(connection)
+            try:
+                if not connection:
+                    connection.append(self._connect())
+                return self._deliver(connection[0], message)
+            except smtplib.SMTPServerDisconnected as exc:
+                _close(connection)
+                raise TemporaryMailError(f"SMTP {self.host}:{self.port} closed the connection: {exc}") from exc
+            except TemporaryMailError:
+                _close(connection)  # the connection's state is unknown: start afresh next time
+                raise
+
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
+            yield send
+        finally:
+            _close(connection, quit=True)
+
+    def _connect(self) -> smtplib.SMTP:
+        try:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
+            try:
                 smtp.ehlo()
                 if self.starttls:
                     smtp.starttls(context=ssl.create_default_context(cafile=self.cafile))
                     smtp.ehlo()
                 if self.username:
                     self._login(smtp)
-                refused = smtp.send_message(message, to_addrs=recipients)
-        except smtplib.SMTPRecipientsRefused as exc:  # every recipient refused
-            replies = {addr: f"{code} {text.decode(errors='replace')}" for addr, (code, text) in exc.recipients.items()}
-            if any(400 <= code < 500 for code, _ in exc.recipients.values()):
-                raise TemporaryMailError(f"recipients refused for now: {replies}") from exc
-            raise PermanentMailError(f"every recipient refused: {replies}") from exc
-        except smtplib.SMTPAuthenticationError as exc:
-            raise PermanentMailError(f"SMTP login refused: {exc.smtp_code} {exc.smtp_error!r}") from exc
-        except smtplib.SMTPResponseException as exc:
-            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
-            if 400 <= exc.smtp_code < 500:
-                raise TemporaryMailError(f"SMTP {exc.smtp_code}: {text}") from exc
-            raise PermanentMailError(f"SMTP {exc.smtp_code}: {text}") from exc
-        except smtplib.SMTPNotSupportedError as exc:
-            raise PermanentMailError(f"SMTP server does not support what is configured: {exc}") from exc
-        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+            except BaseException:
+                smtp.close()
+                raise
+            return smtp
+        except smtplib.SMTPServerDisconnected as exc:
+            raise TemporaryMailError(f"SMTP {self.host}:{self.port} unreachable or failed: {exc}") from exc
+        except smtplib.SMTPException as exc:
+            raise _mapped(exc, self.host, self.port) from exc
+        except (OSError, socket.timeout) as exc:
+            raise TemporaryMailError(f"SMTP {self.host}:{self.port} unreachable or failed: {exc}") from exc
+
+    def _deliver(self, smtp: smtplib.SMTP, message: EmailMessage) -> Delivery:
+        recipients = recipients_of(message)
+        try:
+            refused = smtp.send_message(message, to_addrs=recipients)
+        except smtplib.SMTPServerDisconnected:
+            raise
+        except smtplib.SMTPException as exc:
+            raise _mapped(exc, self.host, self.port) from exc
+        except (OSError, socket.timeout) as exc:
             raise TemporaryMailError(f"SMTP {self.host}:{self.port} unreachable or failed: {exc}") from exc
         replies = {addr: f"{code} {text.decode(errors='replace')}" for addr, (code, text) in refused.items()}
         return Delivery(accepted=tuple(r for r in recipients if r not in refused), refused=replies)
-
 
     def _login(self, smtp: smtplib.SMTP) -> None:
         """Log in with one mechanism (PLAIN, else LOGIN): ``smtplib.login`` would try the next one
@@ -103,6 +144,44 @@ class SmtpMailer(Mailer):
             smtp.auth("LOGIN", smtp.auth_login, initial_response_ok=False)
         else:
             smtp.login(smtp.user, smtp.password)
+
+
+def _mapped(exc: smtplib.SMTPException, host: str, port: int) -> MailError:
+    """An SMTP error as temporary (worth retrying) or permanent."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):  # every recipient refused
+        replies = {addr: f"{code} {text.decode(errors='replace')}" for addr, (code, text) in exc.recipients.items()}
+        if any(400 <= code < 500 for code, _ in exc.recipients.values()):
+            return TemporaryMailError(f"recipients refused for now: {replies}")
+        return PermanentMailError(f"every recipient refused: {replies}")
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return PermanentMailError(f"SMTP login refused: {exc.smtp_code} {exc.smtp_error!r}")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+        if 400 <= exc.smtp_code < 500:
+            return TemporaryMailError(f"SMTP {exc.smtp_code}: {text}")
+        return PermanentMailError(f"SMTP {exc.smtp_code}: {text}")
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return PermanentMailError(f"SMTP server does not support what is configured: {exc}")
+    return TemporaryMailError(f"SMTP {host}:{port} unreachable or failed: {exc}")
+
+
+def _alive(smtp: smtplib.SMTP) -> bool:
+    try:
+        return smtp.noop()[0] == 250
+    except (smtplib.SMTPException, OSError):
+        return False
+
+
+def _close(connection: list[smtplib.SMTP], quit: bool = False) -> None:
+    while connection:
+        smtp = connection.pop()
+        try:
+            if quit:
+                smtp.quit()
+            else:
+                smtp.close()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
 
 
 class OutboxMailer(Mailer):

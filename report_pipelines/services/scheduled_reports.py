@@ -277,7 +277,16 @@ def send_files(engine: Engine, settings: Settings, mailer: Mailer, owner: str, *
     now = now or dt.datetime.now(UTC)
     files, schedules = ReportFileRepository(engine), ScheduleRepository(engine)
     summary = SendSummary()
-    for file_id in (files.sendable_ids(now, limit) if file_ids is None else list(file_ids)):
+    with mailer.session() as send:  # one SMTP connection for the whole batch
+        _send_each(files, schedules, settings, send, owner, now, lease, rng, summary,
+                   files.sendable_ids(now, limit) if file_ids is None else list(file_ids))
+    return summary
+
+
+def _send_each(files: ReportFileRepository, schedules: ScheduleRepository, settings: Settings, send, owner: str,  # noqa: ANN001
+               now: dt.datetime, lease: dt.timedelta, rng: random.Random | None, summary: SendSummary,
+               file_ids: list[int]) -> None:
+    for file_id in file_ids:
         file = files.claim_for_sending(file_id, owner, now, lease)
         if file is None:
             continue  # another sender has it
@@ -287,7 +296,7 @@ def send_files(engine: Engine, settings: Settings, mailer: Mailer, owner: str, *
                 raise PermanentMailError("the schedule was deleted")
             if not file.path or not Path(file.path).is_file():
                 raise PermanentMailError(f"the file is missing on disk: {file.path}")
-            delivery = mailer.send(build_message(settings, row, file, now))
+            delivery = send(build_message(settings, row, file, now))
         except TemporaryMailError as exc:
             if file.attempts >= settings.mail.max_attempts:
                 files.mark_failed(file.id, owner, f"gave up after {file.attempts} attempts: {exc}")
@@ -303,7 +312,6 @@ def send_files(engine: Engine, settings: Settings, mailer: Mailer, owner: str, *
         note = f"refused by the server for: {delivery.refused}" if delivery.refused else None
         files.mark_sent(file.id, owner, now, note)
         summary.sent.append(file.id)
-    return summary
 
 
 # --- 4. clean ----------------------------------------------------------------------------------------
