@@ -127,3 +127,12 @@ def test_schedules_through_the_cli(run, tmp_path: Path) -> None:  # noqa: ANN001
         gone, remaining = pool.map(lambda args: run(*args), [("schedules", "show", "1"), ("schedules", "list")])
     assert (gone.returncode, gone.stderr) == (2, "error: schedule: no schedule with id 1\n")
     assert [line.split()[0] for line in ok(remaining).splitlines()] == ["2", "next:"]
+
+    edited = ok(run("schedules", "edit", "2", "--frequency", "weekly", "--weekdays", "tue", "--at", "06:15"))
+    assert edited.startswith("schedule 2: hourly_volume (last month) weekly on tue at 06:15 Europe/Lisbon, xlsx")
+    again = next_send(edited, "Europe/Lisbon")
+    assert (again.strftime("%H:%M"), again.weekday()) == ("06:15", 1)
+    nothing = run("schedules", "edit", "2")
+    assert (nothing.returncode, nothing.stderr) == (2, "error: schedule: nothing to change (give at least one option)\n")
+    bad = run("schedules", "edit", "2", "--month-day", "0")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: month_day: ")

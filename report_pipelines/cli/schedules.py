@@ -69,6 +69,35 @@ def schedules_add(client: str, report: str, period: str, period_days, frequency:
     click.echo(f"  next send: {_next_send_text(row)}")
 
 
+@schedules.command("edit")
+@click.argument("schedule_id", type=int)
+@click.option("--report", default=None)
+@click.option("--period", default=None)
+@click.option("--days", "period_days", type=int, default=None)
+@click.option("--frequency", default=None)
+@click.option("--at", "send_time", default=None)
+@click.option("--weekdays", default=None)
+@click.option("--month-day", type=int, default=None)
+@click.option("--timezone", default=None)
+@click.option("--to", "recipients", default=None)
+@click.option("--subject", default=None)
+@click.option("--format", "fmt", default=None)
+@_friendly
+def schedules_edit(schedule_id: int, **options) -> None:  # noqa: ANN003
+    """Change some fields (same options as add); a new rule is re-planned from now on."""
+    from report_pipelines.services.scheduled_reports import edit_schedule
+
+    changes = {name: value for name, value in options.items() if value is not None}
+    if "weekdays" in changes:
+        changes["weekdays"] = [w for w in changes["weekdays"].replace(" ", "").split(",") if w]
+    if not changes:
+        click.echo("error: schedule: nothing to change (give at least one option)", err=True)
+        sys.exit(2)
+    row = edit_schedule(_engine(), schedule_id, **changes)
+    click.echo(f"schedule {row.id}: {_describe_rule(row)} -> {', '.join(row.recipients)}")
+    click.echo(f"  next send: {_next_send_text(row)}")
+
+
 @schedules.command("list")
 @click.option("--client", default=None, help="Only this client's schedules.")
 @_friendly

@@ -110,7 +110,15 @@ def edit_schedule(engine: Engine, schedule_id: int, **changes) -> ScheduleRow:  
     unknown = set(changes) - set(current)
     if unknown:
         raise InvalidInput(sorted(unknown)[0], "not a schedule field")
-    values = _validated(client.timezone, **{**current, **changes})
+    merged = {**current, **changes}
+    # A new frequency or period drops the old one's own fields unless they are given again.
+    if "frequency" in changes and merged["frequency"] != "monthly" and "month_day" not in changes:
+        merged["month_day"] = None
+    if "frequency" in changes and merged["frequency"] != "weekly" and "weekdays" not in changes:
+        merged["weekdays"] = ()
+    if "period" in changes and merged["period"] != "last_n_days" and "period_days" not in changes:
+        merged["period_days"] = None
+    values = _validated(client.timezone, **merged)
     old = _validated(client.timezone, **current)
     ScheduleRepository(engine).edit(schedule_id, {k: v for k, v in values.items() if old.get(k) != v})
     return get_schedule(engine, schedule_id)
