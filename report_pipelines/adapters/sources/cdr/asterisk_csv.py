@@ -19,10 +19,11 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from report_pipelines.adapters.sources.cdr.rows import (
-    ParsedRow,
     RejectedRow,
     Row,
+    asterisk_leg,
     asterisk_time,
+    linked_call_id,
     numbered_lines,
     order_problems,
     split_csv,
@@ -30,7 +31,7 @@ from report_pipelines.adapters.sources.cdr.rows import (
     whole_seconds,
 )
 from report_pipelines.domain.calls import MAX_TEXT, Disposition
-from report_pipelines.domain.cdr import Leg, LocalTimes, epoch_of_uniqueid, map_disposition
+from report_pipelines.domain.cdr import LocalTimes, epoch_of_uniqueid, map_disposition
 from report_pipelines.domain.errors import InvalidInput
 
 UTC = dt.timezone.utc
@@ -66,15 +67,7 @@ def _row(number: int, text: str, row: dict[str, str], times: LocalTimes) -> Row:
     problems: list[str] = []
     uniqueid: str | None = None
     if "uniqueid" in row:
-        uniqueid = row["uniqueid"].strip() or None
-        linkedid = row.get("linkedid", "").strip()
-        call_id = linkedid or uniqueid or ""
-        id_column = "linkedid" if linkedid else "uniqueid"
-        if not call_id:
-            problems.append("uniqueid: empty (the call id is linkedid, else uniqueid)")
-        elif len(call_id) > MAX_TEXT:
-            problems.append(f"{id_column}: longer than {MAX_TEXT} characters")
-            call_id = ""
+        call_id, uniqueid = linked_call_id(row, problems)
     else:
         channel = row["channel"].strip()
         call_id = f"{channel}@{row['start'].strip()}" if channel else ""
@@ -118,22 +111,6 @@ def _row(number: int, text: str, row: dict[str, str], times: LocalTimes) -> Row:
         return RejectedRow(number, "; ".join(problems), text, call_id or None)
     if disposition is not Disposition.ANSWERED:
         answer = None  # an unanswered leg's answer field (some Asterisk versions fill it) means nothing
-    leg = Leg(
-        line=number,
-        call_id=call_id,
-        started_at=start,
-        ended_at=end,
-        disposition=disposition,
-        answered_at=answer,
-        uniqueid=uniqueid,
-        src=src,
-        dst=dst,
-        dcontext=row["dcontext"],
-        channel=row["channel"],
-        dstchannel=row["dstchannel"],
-        lastapp=row["lastapp"],
-        lastdata=row["lastdata"],
-        local_start=start_local,
-        epoch=epoch,
-    )
-    return ParsedRow(number, leg, text)
+    return asterisk_leg(number, text, row, call_id=call_id, uniqueid=uniqueid, started_at=start, ended_at=end,
+                        answered_at=answer, disposition=disposition, src=src, dst=dst, local_start=start_local,
+                        epoch=epoch)

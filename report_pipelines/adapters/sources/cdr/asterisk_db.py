@@ -20,17 +20,18 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from report_pipelines.adapters.sources.cdr.rows import (
-    ParsedRow,
     RejectedRow,
     Row,
+    asterisk_leg,
     asterisk_time,
+    linked_call_id,
     numbered_lines,
     split_csv,
     text_field,
     whole_seconds,
 )
-from report_pipelines.domain.calls import MAX_TEXT, Disposition
-from report_pipelines.domain.cdr import Leg, LocalTimes, epoch_of_uniqueid, map_disposition
+from report_pipelines.domain.calls import Disposition
+from report_pipelines.domain.cdr import LocalTimes, epoch_of_uniqueid, map_disposition
 from report_pipelines.domain.errors import InvalidInput
 
 UTC = dt.timezone.utc
@@ -79,14 +80,7 @@ def read_asterisk_db(stream: BinaryIO, times: LocalTimes) -> Iterator[Row]:
 
 def _row(number: int, text: str, row: dict[str, str], times: LocalTimes) -> Row:
     problems: list[str] = []
-    uniqueid = row["uniqueid"].strip() or None
-    linkedid = row.get("linkedid", "").strip()
-    call_id = linkedid or uniqueid or ""
-    if not call_id:
-        problems.append("uniqueid: empty (the call id is linkedid, else uniqueid)")
-    elif len(call_id) > MAX_TEXT:
-        problems.append(f"{'linkedid' if linkedid else 'uniqueid'}: longer than {MAX_TEXT} characters")
-        call_id = ""
+    call_id, uniqueid = linked_call_id(row, problems)
 
     start_local = asterisk_time(row["calldate"], "calldate", problems, required=True)
     duration = whole_seconds(row["duration"], "duration", problems)
@@ -115,22 +109,6 @@ def _row(number: int, text: str, row: dict[str, str], times: LocalTimes) -> Row:
         return RejectedRow(number, "; ".join(problems), text, call_id or None)
     end = start + dt.timedelta(seconds=duration)
     answer = end - dt.timedelta(seconds=billsec) if disposition is Disposition.ANSWERED else None
-    leg = Leg(
-        line=number,
-        call_id=call_id,
-        started_at=start,
-        ended_at=end,
-        disposition=disposition,
-        answered_at=answer,
-        uniqueid=uniqueid,
-        src=src,
-        dst=dst,
-        dcontext=row["dcontext"],
-        channel=row["channel"],
-        dstchannel=row["dstchannel"],
-        lastapp=row["lastapp"],
-        lastdata=row["lastdata"],
-        local_start=start_local,
-        epoch=epoch,
-    )
-    return ParsedRow(number, leg, text)
+    return asterisk_leg(number, text, row, call_id=call_id, uniqueid=uniqueid, started_at=start, ended_at=end,
+                        answered_at=answer, disposition=disposition, src=src, dst=dst, local_start=start_local,
+                        epoch=epoch)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from report_pipelines.domain.calls import MAX_TEXT
+from report_pipelines.domain.calls import MAX_TEXT, Disposition
 from report_pipelines.domain.cdr import Leg
 
 #: A longer line is rejected without being held in memory whole.
@@ -138,3 +138,30 @@ def order_problems(start: dt.datetime, answer: dt.datetime | None, end: dt.datet
         elif answer > end:
             found.append(f"{answer_name}: {shown[answer_name]} is after {end_name} {shown[end_name]}")
     return found
+
+
+def linked_call_id(row: dict[str, str], problems: list[str]) -> tuple[str, str | None]:
+    """An Asterisk leg's call id (``linkedid``, else ``uniqueid``) and its ``uniqueid``."""
+    uniqueid = row["uniqueid"].strip() or None
+    linkedid = row.get("linkedid", "").strip()
+    call_id = linkedid or uniqueid or ""
+    if not call_id:
+        problems.append("uniqueid: empty (the call id is linkedid, else uniqueid)")
+    elif len(call_id) > MAX_TEXT:
+        problems.append(f"{'linkedid' if linkedid else 'uniqueid'}: longer than {MAX_TEXT} characters")
+        call_id = ""
+    return call_id, uniqueid
+
+
+def asterisk_leg(number: int, text: str, row: dict[str, str], *, call_id: str, uniqueid: str | None,
+                 started_at: dt.datetime, ended_at: dt.datetime, answered_at: dt.datetime | None,
+                 disposition: Disposition, src: str | None, dst: str | None, local_start: dt.datetime,
+                 epoch: int | None) -> ParsedRow:
+    """The parsed row of one Asterisk CDR leg (Master.csv and the database export alike)."""
+    leg = Leg(
+        line=number, call_id=call_id, started_at=started_at, ended_at=ended_at, disposition=disposition,
+        answered_at=answered_at, uniqueid=uniqueid, src=src, dst=dst, dcontext=row["dcontext"],
+        channel=row["channel"], dstchannel=row["dstchannel"], lastapp=row["lastapp"], lastdata=row["lastdata"],
+        local_start=local_start, epoch=epoch,
+    )
+    return ParsedRow(number, leg, text)
