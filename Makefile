@@ -14,7 +14,7 @@ export DAGSTER_PG_PASSWORD ?=
 export DAGSTER_PG_DB ?= dagster
 PYTEST_ARGS ?=
 
-.PHONY: demo test dev bench install dagster-home ensure-postgres clean
+.PHONY: demo test lint dev bench install dagster-home ensure-postgres clean
 
 install: $(VENV)/.installed
 
@@ -46,9 +46,13 @@ demo: install
 	@echo
 	@echo "Next: 'make dev' opens the Dagster UI on this data (http://127.0.0.1:$(DAGSTER_PORT))."
 
-## make test: venv + install, then the whole suite (SQLite and the PostgreSQL at 127.0.0.1:5432).
-test: install ensure-postgres
+## make test: venv + install, the linter, then the whole suite (SQLite and the PostgreSQL at 127.0.0.1:5432).
+test: install ensure-postgres lint
 	$(BIN)/python -m pytest report_pipelines_tests $(PYTEST_ARGS)
+
+## make lint: ruff, configured in ruff.toml.
+lint: install
+	$(BIN)/ruff check .
 
 ## make dev: the Dagster UI and daemon on the demo data (run `make demo` first).
 dev: install dagster-home

@@ -42,6 +42,7 @@ setup(
             "hypothesis>=6.100,<7",
             "aiosmtpd>=1.4.6,<2",
             "openpyxl>=3.1,<4",
+            "ruff>=0.17,<0.18",
         ],
         "bench": ["duckdb>=1.0"],
     },

@@ -32,7 +32,7 @@ def scratch_postgres(prefix: str = "rp_bench") -> Iterator[str]:
 
 
 class Timer:
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self.start = time.perf_counter()
         return self
 

@@ -18,18 +18,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import pyarrow as pa  # noqa: E402
-from _common import Timer, scratch_postgres  # noqa: E402
-from sqlalchemy import insert, text  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
+import pyarrow as pa
+from _common import Timer, scratch_postgres
+from sqlalchemy import insert, text
+from sqlalchemy.orm import Session
 
-from report_pipelines.adapters.db.bulk import load_call_events  # noqa: E402
-from report_pipelines.adapters.db.engine import make_engine  # noqa: E402
-from report_pipelines.adapters.db.migrate import upgrade  # noqa: E402
-from report_pipelines.adapters.db.models import CallEvent  # noqa: E402
-from report_pipelines.adapters.sources.synthetic import CallGenerator, GeneratorConfig, plan_clients  # noqa: E402
-from report_pipelines.domain.clients import ClientSpec  # noqa: E402
-from report_pipelines.adapters.db.repositories import ClientRepository  # noqa: E402
+from report_pipelines.adapters.db.bulk import load_call_events
+from report_pipelines.adapters.db.engine import make_engine
+from report_pipelines.adapters.db.migrate import upgrade
+from report_pipelines.adapters.db.models import CallEvent
+from report_pipelines.adapters.db.repositories import ClientRepository
+from report_pipelines.adapters.sources.synthetic import CallGenerator, GeneratorConfig, plan_clients
+from report_pipelines.domain.clients import ClientSpec
 
 WEEKDAY_MEAN = 0.79  # mean of the generator's weekday factors
 

@@ -42,31 +42,31 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
-from _common import Timer, scratch_postgres  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from _common import Timer, scratch_postgres
+from sqlalchemy import text
 
-from report_pipelines.adapters.db.bulk import load_call_events  # noqa: E402
-from report_pipelines.adapters.db.engine import engine_for  # noqa: E402
-from report_pipelines.adapters.db.migrate import upgrade  # noqa: E402
-from report_pipelines.adapters.db.repositories import (  # noqa: E402
+from report_pipelines.adapters.db.bulk import load_call_events
+from report_pipelines.adapters.db.engine import engine_for
+from report_pipelines.adapters.db.migrate import upgrade
+from report_pipelines.adapters.db.repositories import (
     CacheManifestRepository,
     CallEventRepository,
     ClientRepository,
 )
-from report_pipelines.adapters.report_store import ParquetReportStore  # noqa: E402
-from report_pipelines.adapters.sources.synthetic import CallGenerator, GeneratorConfig  # noqa: E402
-from report_pipelines.domain.cache import call_ids_checksum  # noqa: E402
-from report_pipelines.domain.clients import ClientRecord, ClientSpec  # noqa: E402
-from report_pipelines.domain.reports import REPORTS, DayContext, get_report  # noqa: E402
-from report_pipelines.domain.reports.screening import screen_calls  # noqa: E402
-from report_pipelines.domain.timezones import local_day_window, parse_zone  # noqa: E402
-from report_pipelines.services.extracts import ClientDay, Extractor, ExtractSettings, run_client_days  # noqa: E402
-from report_pipelines.services.reading import read_report_arrow, summarize_report  # noqa: E402
-from report_pipelines.settings import Settings  # noqa: E402
+from report_pipelines.adapters.report_store import ParquetReportStore
+from report_pipelines.adapters.sources.synthetic import CallGenerator, GeneratorConfig
+from report_pipelines.domain.cache import call_ids_checksum
+from report_pipelines.domain.clients import ClientRecord, ClientSpec
+from report_pipelines.domain.reports import REPORTS, DayContext, get_report
+from report_pipelines.domain.reports.screening import screen_calls
+from report_pipelines.domain.timezones import local_day_window, parse_zone
+from report_pipelines.services.extracts import ClientDay, Extractor, ExtractSettings, run_client_days
+from report_pipelines.services.reading import read_report_arrow, summarize_report
+from report_pipelines.settings import Settings
 
 START = dt.date(2024, 9, 2)  # a Monday, well in the past: every day is closed
 SUMMARIES = ("hourly_volume", "queue_performance")
@@ -181,7 +181,7 @@ class CpuMeter:
                  wall: float) -> str:
         if before is None or after is None:
             return ""
-        machine, ours, postgres = (a - b for a, b in zip(after, before))
+        machine, ours, postgres = (a - b for a, b in zip(after, before, strict=True))
         other = max(0.0, machine - ours - postgres)
         flag = "  <- the machine was busy: this figure is distorted" if other > 0.15 * wall else ""
         return (f"CPU: benchmark {ours:.1f} s, PostgreSQL {postgres:.1f} s, other processes {other:.1f} s "
@@ -213,7 +213,7 @@ class Rows:
 
 
 # --- setup ----------------------------------------------------------------------------------------
-def load(engine, config: GeneratorConfig) -> tuple[list[ClientRecord], dict[int, int]]:  # noqa: ANN001
+def load(engine, config: GeneratorConfig) -> tuple[list[ClientRecord], dict[int, int]]:
     """Create the clients and COPY their calls; returns the records and the events per client id."""
     generator = CallGenerator(config)
     repo = ClientRepository(engine)
@@ -286,7 +286,7 @@ def split_largest(url: str, tmp: Path, largest: ClientRecord, days: list[dt.date
 
 
 # --- (b) --------------------------------------------------------------------------------------------
-def from_events(events: CallEventRepository, report: str, client: ClientRecord, days: list[dt.date],  # noqa: ANN201
+def from_events(events: CallEventRepository, report: str, client: ClientRecord, days: list[dt.date],
                 per_day: bool = False):
     """What a cache-less system does: read the period's calls, compute the day tables, combine.
 
@@ -301,7 +301,7 @@ def from_events(events: CallEventRepository, report: str, client: ClientRecord, 
         starts = period.column("started_at").cast(pa.int64()).to_numpy()
         bounds = np.searchsorted(starts, [epoch_us(w[0]) for w in windows] + [epoch_us(windows[-1][1])])
     tables = []
-    for i, (day, window) in enumerate(zip(days, windows)):
+    for i, (day, window) in enumerate(zip(days, windows, strict=True)):
         if per_day:
             calls = events.day_calls(client.id, *window)
         else:
@@ -315,10 +315,10 @@ def from_events(events: CallEventRepository, report: str, client: ClientRecord, 
 
 
 def epoch_us(instant: dt.datetime) -> int:
-    return (instant - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
+    return (instant - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
 
 
-def cached(report: str, client: ClientRecord, days: list[dt.date], settings: Settings):  # noqa: ANN201
+def cached(report: str, client: ClientRecord, days: list[dt.date], settings: Settings):
     if report == DETAIL:
         return read_report_arrow(report, client.id, days[0], days[-1], settings=settings, workers=1)
     return summarize_report(report, client.id, days[0], days[-1], settings=settings, workers=1)
@@ -345,7 +345,7 @@ def by_queue(frame: pd.DataFrame) -> pd.DataFrame:
                         ).set_index("queue").sort_index()
 
 
-def server_version(engine) -> str:  # noqa: ANN001
+def server_version(engine) -> str:
     with engine.connect() as conn:
         return conn.execute(text("SHOW server_version")).scalar_one().split()[0]
 
@@ -449,8 +449,8 @@ def main() -> None:
                 assert len(before) == len(REPORTS) * len(days), len(before)
                 assert all(store.exists(r, client.id, d) for r in REPORTS for d in days)
                 for report in (*SUMMARIES, DETAIL):
-                    ours, got = measure(lambda: cached(report, client, days, settings), args.repeat)
-                    base, want = measure(lambda: from_events(repo, report, client, days), args.repeat)
+                    ours, got = measure(lambda r=report, c=client: cached(r, c, days, settings), args.repeat)
+                    base, want = measure(lambda r=report, c=client: from_events(repo, r, c, days), args.repeat)
                     differs = difference(got, want)
                     ratio = table.time(f"(b) {report} {len(days)} d, {label}: cached vs from events", ours, base)
                     ours_s[(report, label)] = ours
@@ -460,7 +460,8 @@ def main() -> None:
                     if differs is not None:
                         say(f"    difference: {differs}")
                     if label == "median":  # small clients: per-day queries cost far more than the rows
-                        per_day_s, _ = measure(lambda: from_events(repo, report, client, days, per_day=True), args.repeat)
+                        per_day_s, _ = measure(lambda r=report, c=client: from_events(repo, r, c, days, per_day=True),
+                                               args.repeat)
                         say(f"  {'':<18} (from events with one day_calls query per day instead: {ms(per_day_s)}, "
                             f"{per_day_s / ours:.1f}x the cached read)")
                 after = {(e.report, e.local_date): e.computed_at for e in manifest.entries(client.id, first, last)}
@@ -533,8 +534,8 @@ def main() -> None:
                 f"{total_events:,} events; largest client {events[largest.id]:,} events, "
                 f"~{statistics.mean(weekdays):,.0f} calls a weekday; 2-core machine, PostgreSQL {server_version(engine)}):",
                 "",
-                f"| figure | ours | baseline | ratio |",
-                f"|---|---:|---:|---:|",
+                "| figure | ours | baseline | ratio |",
+                "|---|---:|---:|---:|",
                 *[f"| {figure} | {ours} | {baseline} | {ratio:.2f}x |" for figure, ours, baseline, ratio in table.rows],
                 "",
                 f"- compute, all {len(REPORTS)} reports: {rate_1:,.0f} events/s on 1 worker, {rate_n:,.0f} events/s on "

@@ -1,41 +1,46 @@
-"""The one entry point: every Dagster object of the code location, wired once.
+"""The one entry point: every area's Dagster definitions, merged, with the resources and the executor.
 
 ``workspace.yaml`` loads this module; the ``report_pipelines`` package itself stays importable
-without Dagster (the CLI and the domain do not pay Dagster's import time).
+without Dagster (the CLI and the domain do not pay Dagster's import time). Each area (events,
+reports, schedules, commercial) keeps its own ``Definitions`` next to its jobs and sensors; this
+module only adds what they share, chosen from the settings in one place:
+
+* the ``app`` resource of the deployment (``REPORT_PIPELINES_DEPLOYMENT``: ``local`` or
+  ``production``, see :mod:`report_pipelines.defs.resources`);
+* the executor (``REPORT_PIPELINES_EXECUTOR``): ``in_process`` by default, since a report run is one
+  step whose client-days already spread over a process pool of its own (a multiprocess executor's
+  extra process per step would cost 1-2 s and buy nothing); ``multiprocess`` for jobs of many steps.
 """
 
 from __future__ import annotations
 
 import dagster as dg
 
-from report_pipelines.defs.commercial.jobs import apply_proposal_job, expire_commercial_job
-from report_pipelines.defs.commercial.sensors import approved_proposals_sensor, expire_commercial_schedule
-from report_pipelines.defs.events.assets import call_events
-from report_pipelines.defs.events.jobs import observe_call_events_job
-from report_pipelines.defs.reports.assets import report_extracts
+from report_pipelines.app import load_settings
+from report_pipelines.defs.commercial.definitions import defs as commercial
+from report_pipelines.defs.events.definitions import defs as events
+from report_pipelines.defs.reports.definitions import defs as reports
 from report_pipelines.defs.reports.jobs import extract_reports_job
-from report_pipelines.defs.reports.sensors import client_timezones_sensor, closed_days_sensor, late_events_sensor
-from report_pipelines.defs.resources import AppDatabase, MailerResource, ReportStore
-from report_pipelines.defs.schedules.jobs import clean_report_files_job, process_report_file_job, send_report_files_job
-from report_pipelines.defs.schedules.sensors import (
-    clean_report_files_schedule,
-    report_file_processor_sensor,
-    report_file_sender_sensor,
-    schedule_planner_sensor,
-)
+from report_pipelines.defs.resources import AppDatabase, MailerResource, app_resource
+from report_pipelines.defs.schedules.definitions import defs as schedules
+from report_pipelines.settings import Settings
 
 #: The job ``make demo`` runs end to end (each feature extends what it covers).
 MAIN_JOB_NAME = extract_reports_job.name
 
-defs = dg.Definitions(
-    assets=[call_events, report_extracts],
-    jobs=[observe_call_events_job, extract_reports_job, process_report_file_job, send_report_files_job,
-          clean_report_files_job, apply_proposal_job, expire_commercial_job],
-    sensors=[client_timezones_sensor, closed_days_sensor, late_events_sensor, schedule_planner_sensor,
-             report_file_processor_sensor, report_file_sender_sensor, approved_proposals_sensor],
-    schedules=[clean_report_files_schedule, expire_commercial_schedule],
-    resources={"app_db": AppDatabase(), "report_store": ReportStore(), "mailer": MailerResource()},
-    # One step per run: client-days are parallelised inside it, on a process pool of their own, so
-    # the multiprocess executor's extra process per step (1-2 s) would buy nothing.
-    executor=dg.in_process_executor,
-)
+
+def executor_for(settings: Settings) -> dg.ExecutorDefinition:
+    if settings.executor == "multiprocess":
+        return dg.multiprocess_executor.configured({"max_concurrent": settings.workers})
+    return dg.in_process_executor
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    shared = dg.Definitions(
+        resources={"app": app_resource(settings.deployment), "app_db": AppDatabase(), "mailer": MailerResource()},
+        executor=executor_for(settings),
+    )
+    return dg.Definitions.merge(events, reports, schedules, commercial, shared)
+
+
+defs = build_definitions(load_settings())

@@ -1,4 +1,9 @@
-"""Infrastructure settings, read from the environment in one place, when asked (never at import).
+"""Infrastructure settings, parsed from the environment in one place, when asked (never at import).
+
+:meth:`Settings.from_env` is the only reader of ``REPORT_PIPELINES_*`` variables, and
+:func:`report_pipelines.app.bootstrap` is the only caller of it in the application: every entry
+point (CLI, Dagster resources, demo runner, HTTP API, workers) gets its settings, and the pieces
+built from them, through the :class:`~report_pipelines.app.App` it returns.
 
 | variable | default | what |
 |---|---|---|
@@ -6,6 +11,9 @@
 | ``REPORT_PIPELINES_DATABASE_URL`` | ``sqlite:///<data dir>/report_pipelines.sqlite3`` | app database |
 | ``REPORT_PIPELINES_STORE`` | ``<data dir>/reports`` | Parquet report store: a folder or a URI (``s3://...``) |
 | ``REPORT_PIPELINES_WORKERS`` | ``2`` | worker processes computing client-days in one run |
+| ``REPORT_PIPELINES_LOCK_TIMEOUT_S`` | ``3600`` | longest wait for another run's client-day (within any deadline) |
+| ``REPORT_PIPELINES_EXECUTOR`` | ``in_process`` | Dagster executor: ``in_process`` or ``multiprocess`` |
+| ``REPORT_PIPELINES_DEPLOYMENT`` | ``local`` | ``production`` binds every resource field to its variable |
 | ``REPORT_PIPELINES_FILES`` | ``<data dir>/report_files`` | scheduled report files waiting to be sent |
 | ``REPORT_PIPELINES_SMTP_HOST`` | (empty: write ``.eml`` files to the outbox) | SMTP server |
 | ``REPORT_PIPELINES_SMTP_PORT`` | ``587`` | |
@@ -17,13 +25,18 @@
 | ``REPORT_PIPELINES_MAX_ATTACHMENT_MB`` | ``10`` | larger attachments (after base64) are zipped |
 | ``REPORT_PIPELINES_RETENTION_DAYS`` | ``7`` | sent files are deleted after this many days |
 | ``REPORT_PIPELINES_MAX_ATTEMPTS`` | ``5`` | sending attempts before a file is failed |
+
+Every value is checked when it is read; a bad one is refused naming the variable
+(``REPORT_PIPELINES_WORKERS: must be a whole number >= 1, not 'two'``).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from report_pipelines.domain.errors import InvalidInput
@@ -33,6 +46,9 @@ DATA_DIR_ENV = "REPORT_PIPELINES_DATA_DIR"
 DATABASE_URL_ENV = "REPORT_PIPELINES_DATABASE_URL"
 STORE_ENV = "REPORT_PIPELINES_STORE"
 WORKERS_ENV = "REPORT_PIPELINES_WORKERS"
+
+EXECUTORS = ("in_process", "multiprocess")
+DEPLOYMENTS = ("local", "production")
 
 
 def normalise_database_url(url: str) -> str:
@@ -47,22 +63,81 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    text = (env.get(PREFIX + name) or str(default)).strip()
-    if not text.isdigit() or int(text) < minimum:
-        raise InvalidInput(PREFIX + name, f"must be a whole number >= {minimum}, not {text!r}")
-    return int(text)
+class _Reader:
+    """Reads ``REPORT_PIPELINES_<name>`` values from one mapping, each refusal naming its variable."""
 
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    text = (env.get(PREFIX + name) or "").strip().lower()
-    if not text:
-        return default
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off"}:
-        return False
-    raise InvalidInput(PREFIX + name, f"must be true or false, not {text!r}")
+    def text(self, name: str) -> str | None:
+        """The stripped value, or None when unset or blank (blank means: the default)."""
+        value = self.env.get(PREFIX + name)
+        if value is None or not value.strip():
+            return None
+        if any(ord(ch) < 32 for ch in value.strip()):
+            raise InvalidInput(PREFIX + name, "control characters are not allowed")
+        return value.strip()
+
+    def whole(self, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+        text = self.text(name)
+        if text is None:
+            return default
+        if not re.fullmatch(r"\d{1,9}", text) or int(text) < minimum or (maximum is not None and int(text) > maximum):
+            bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+            raise InvalidInput(PREFIX + name, f"must be a whole number {bounds}, not {text[:40]!r}")
+        return int(text)
+
+    def seconds(self, name: str, default: float, minimum: float) -> float:
+        text = self.text(name)
+        if text is None:
+            return default
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < minimum:
+            raise InvalidInput(PREFIX + name, f"must be a number of seconds >= {minimum:g}, not {text[:40]!r}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        text = self.text(name)
+        if text is None:
+            return default
+        lowered = text.lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise InvalidInput(PREFIX + name, f"must be true or false, not {text[:40]!r}")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        text = self.text(name)
+        if text is None:
+            return default
+        if text not in choices:
+            raise InvalidInput(PREFIX + name, f"must be one of {', '.join(choices)}, not {text[:40]!r}")
+        return text
+
+    def folder(self, name: str) -> Path | None:
+        """A local folder (``~`` expanded, made absolute); refused if it exists and is not a folder."""
+        text = self.text(name)
+        if text is None:
+            return None
+        if "://" in text:
+            raise InvalidInput(PREFIX + name, f"must be a local folder, not a URI ({text[:80]!r})")
+        path = Path(text).expanduser().resolve()
+        if path.exists() and not path.is_dir():
+            raise InvalidInput(PREFIX + name, f"{str(path)[:200]!r} exists and is not a folder")
+        return path
+
+    def file(self, name: str) -> str | None:
+        text = self.text(name)
+        if text is None:
+            return None
+        path = Path(text).expanduser().resolve()
+        if not path.is_file():
+            raise InvalidInput(PREFIX + name, f"{str(path)[:200]!r} is not a readable file")
+        return str(path)
 
 
 @dataclass(frozen=True)
@@ -71,7 +146,7 @@ class MailSettings:
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_user: str | None = None
-    smtp_password: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
     smtp_starttls: bool = True
     smtp_cafile: str | None = None
     outbox_dir: Path | None = None
@@ -81,6 +156,8 @@ class MailSettings:
 
 @dataclass(frozen=True)
 class Settings:
+    """What the application is configured with. Frozen and picklable: worker processes get a copy."""
+
     data_dir: Path
     database_url: str
     store_root: str
@@ -88,6 +165,10 @@ class Settings:
     files_root: Path | None = None
     retention_days: int = 7
     mail: MailSettings = MailSettings()
+    lock_timeout_s: float = 3600.0
+    executor: str = "in_process"
+    deployment: str = "local"
+    service_level_seconds: int = 20
 
     @property
     def files_dir(self) -> Path:
@@ -97,31 +178,40 @@ class Settings:
     def outbox_dir(self) -> Path:
         return self.mail.outbox_dir or self.data_dir / "outbox"
 
+    @property
+    def lock_dir(self) -> Path:
+        """Client-day file locks when the app database is SQLite (one machine)."""
+        return self.data_dir / "locks"
+
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        env = os.environ if environ is None else environ
-        data_dir = Path(env.get(DATA_DIR_ENV) or "data").expanduser().resolve()
-        url = env.get(DATABASE_URL_ENV) or f"sqlite:///{data_dir / 'report_pipelines.sqlite3'}"
-        files = env.get(PREFIX + "FILES")
-        outbox = env.get(PREFIX + "OUTBOX")
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Parse ``environ`` (default: the process environment); a bad value is refused naming its variable."""
+        read = _Reader(os.environ if environ is None else environ)
+        data_dir = read.folder("DATA_DIR") or Path("data").resolve()
+        url = read.text("DATABASE_URL") or f"sqlite:///{data_dir / 'report_pipelines.sqlite3'}"
+        if "://" not in url:
+            raise InvalidInput(DATABASE_URL_ENV, f"must be a database URL such as postgresql://user@host/db, not {url[:80]!r}")
         mail = MailSettings(
-            mail_from=env.get(PREFIX + "MAIL_FROM") or "reports@localhost",
-            smtp_host=env.get(PREFIX + "SMTP_HOST") or None,
-            smtp_port=_int(env, "SMTP_PORT", 587, 1),
-            smtp_user=env.get(PREFIX + "SMTP_USER") or None,
-            smtp_password=env.get(PREFIX + "SMTP_PASSWORD") or None,
-            smtp_starttls=_bool(env, "SMTP_STARTTLS", True),
-            smtp_cafile=env.get(PREFIX + "SMTP_CAFILE") or None,
-            outbox_dir=Path(outbox).expanduser().resolve() if outbox else None,
-            max_attachment_bytes=_int(env, "MAX_ATTACHMENT_MB", 10, 1) * 1024 * 1024,
-            max_attempts=_int(env, "MAX_ATTEMPTS", 5, 1),
+            mail_from=read.text("MAIL_FROM") or "reports@localhost",
+            smtp_host=read.text("SMTP_HOST"),
+            smtp_port=read.whole("SMTP_PORT", 587, 1, 65535),
+            smtp_user=read.text("SMTP_USER"),
+            smtp_password=read.text("SMTP_PASSWORD"),
+            smtp_starttls=read.boolean("SMTP_STARTTLS", True),
+            smtp_cafile=read.file("SMTP_CAFILE"),
+            outbox_dir=read.folder("OUTBOX"),
+            max_attachment_bytes=read.whole("MAX_ATTACHMENT_MB", 10, 1, 1024) * 1024 * 1024,
+            max_attempts=read.whole("MAX_ATTEMPTS", 5, 1, 100),
         )
         return cls(
             data_dir=data_dir,
             database_url=normalise_database_url(url),
-            store_root=env.get(STORE_ENV) or str(data_dir / "reports"),
-            workers=_int(env, "WORKERS", 2, 1),
-            files_root=Path(files).expanduser().resolve() if files else None,
-            retention_days=_int(env, "RETENTION_DAYS", 7, 0),
+            store_root=read.text("STORE") or str(data_dir / "reports"),
+            workers=read.whole("WORKERS", 2, 1, 256),
+            files_root=read.folder("FILES"),
+            retention_days=read.whole("RETENTION_DAYS", 7, 0, 3650),
             mail=mail,
+            lock_timeout_s=read.seconds("LOCK_TIMEOUT_S", 3600.0, 0.0),
+            executor=read.choice("EXECUTOR", "in_process", EXECUTORS),
+            deployment=read.choice("DEPLOYMENT", "local", DEPLOYMENTS),
         )

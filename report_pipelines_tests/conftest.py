@@ -36,7 +36,7 @@ class PostgresServer:
         try:
             with self.admin.connect() as conn:
                 conn.execute(text("SELECT 1"))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             pytest.fail(
                 f"PostgreSQL is required for this test and could not be reached at {self.admin_url}: {exc}. "
                 "Start it (pg_ctlcluster <version> main start) or set REPORT_PIPELINES_TEST_PG_ADMIN_URL.",

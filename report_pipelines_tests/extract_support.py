@@ -11,13 +11,13 @@ from sqlalchemy import Engine
 
 from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA
 from report_pipelines.adapters.sources.synthetic import GeneratorConfig
+from report_pipelines.app import App
 from report_pipelines.domain.clients import ClientRecord
 from report_pipelines.services.clients import list_clients
 from report_pipelines.services.demo import seed_demo
-from report_pipelines.services.extracts import ExtractSettings
 from report_pipelines.settings import Settings
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 #: Four local days around the US spring-forward (2024-03-10) for three clients in three zones.
 SMALL = GeneratorConfig(start=dt.date(2024, 3, 8), days=4, clients=3, largest_daily_calls=600,
@@ -37,8 +37,11 @@ class Seeded:
     all_clients: list[ClientRecord]
 
     @property
-    def extract(self) -> ExtractSettings:
-        return ExtractSettings.from_settings(self.settings)
+    def app(self) -> App:
+        """An App on the seeded database (its own pool; the real clock)."""
+        if not hasattr(self, "_app"):
+            self._app = App(self.settings)
+        return self._app
 
 
 def seed(engine: Engine, tmp_path: Path, config: GeneratorConfig = SMALL) -> Seeded:

@@ -11,7 +11,7 @@ from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA
 from report_pipelines.domain.reports import DayContext, ReportDefinition
 from report_pipelines.domain.reports.screening import screen_calls
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def utc(text: str) -> dt.datetime:

@@ -74,7 +74,7 @@ def test_schedules_through_the_cli(run, tmp_path: Path) -> None:  # noqa: ANN001
         (*add, *to, "--at", "25:00"): "error: send_time: '25:00' is not a time HH:MM",
         (*add, *to, "--frequency", "weekly", "--weekdays", "funday"): "error: weekdays: 'funday' is not a weekday",
         (*add, *to, "--frequency", "monthly", "--month-day", "32"): "error: month_day: 32 is not a day of the month",
-        (*add, "--to", ""): "error: recipients: at least one recipient e-mail address is required",
+        (*add, "--to", ""): "error: --to: must not be empty (leave the option out for its default)",
         (*add, "--to", "ops@@example.com"): "error: recipients: 'ops@@example.com' is not a valid e-mail address",
         (*add, "--to", "a@b.com\r\nBcc: x@y.com"): "error: recipients: 'a@b.com\\r\\nBcc: x@y.com': a recipient list "
                                                    "must not contain control or invisible characters",

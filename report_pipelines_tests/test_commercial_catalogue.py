@@ -26,7 +26,7 @@ def product(code: str = REPORTS_PRODUCT, price: str = "10", currency: str = "EUR
     return Product(code, code.title(), unit, Money.of(price, currency), active)
 
 
-def policy(code: str = "P10", *, value: Decimal | Money = D(10), **fields) -> CommercialPolicy:  # noqa: ANN003
+def policy(code: str = "P10", *, value: Decimal | Money = D(10), **fields) -> CommercialPolicy:
     kind = PolicyKind.AMOUNT if isinstance(value, Money) else PolicyKind.PERCENTAGE
     fields.setdefault("valid_from", dt.date(2024, 1, 1))
     return CommercialPolicy(code=code, name=f"policy {code}", kind=kind, value=value, created_by="sales@pbx.example",

@@ -5,25 +5,24 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import dagster as dg
 from sqlalchemy import Engine, func, select
 
 from report_pipelines.adapters.db.models import ClientProductRow, ReportSchedule
-from report_pipelines.definitions import defs
-from report_pipelines.defs.commercial.sensors import approved_proposals_sensor
-from report_pipelines.defs.resources import AppDatabase
+from report_pipelines.defs.commercial.sensors import approved_proposals_sensor, expire_commercial_schedule
 from report_pipelines.services import commercial
+from report_pipelines.services.clients import add_client
 from report_pipelines.services.scheduled_reports import add_schedule
+from report_pipelines.services.serving import served_today, served_zones
+from report_pipelines.settings import Settings
+from report_pipelines_tests.dagster_support import evaluate_schedule, execute, persistent_instance, tick
 from report_pipelines_tests.extract_support import UTC, seed
-
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _approved_prospect_proposal(engine: Engine, slug: str = "acme") -> int:
     commercial.add_product(engine, "SEATS", "PBX seats", "seat", "12.50", "EUR")
     try:
         commercial.catalogue(engine).get("REPORTS")
-    except Exception:  # noqa: BLE001 - seeded databases already have it
+    except Exception:
         commercial.add_product(engine, "REPORTS", "Call reports", "licence", "49.00", "EUR")
     now = dt.datetime.now(UTC)
     stored = commercial.create_proposal(
@@ -34,22 +33,20 @@ def _approved_prospect_proposal(engine: Engine, slug: str = "acme") -> int:
     return stored.id
 
 
-def test_repeated_ticks_and_runs_apply_an_approved_proposal_once(pg_engine: Engine) -> None:
+def test_repeated_ticks_and_runs_apply_an_approved_proposal_once(pg_engine: Engine, tmp_path: Path) -> None:
     proposal_id = _approved_prospect_proposal(pg_engine)
-    url = pg_engine.url.render_as_string(hide_password=False)
-    resources = {"app_db": AppDatabase(url=url)}
-    instance = dg.DagsterInstance.ephemeral()
-    ticks = [approved_proposals_sensor(dg.build_sensor_context(instance=instance, resources=resources))
-             for _ in range(3)]
-    requests = [r for tick in ticks for r in tick]
+    settings = Settings(data_dir=tmp_path, database_url=pg_engine.url.render_as_string(hide_password=False),
+                        store_root=str(tmp_path / "reports"))
+    instance = persistent_instance(tmp_path / "home")
+    now = dt.datetime.now(UTC)
+    ticks = [tick(approved_proposals_sensor, instance, settings, now) for _ in range(3)]
+    requests = [r for t in ticks for r in t.run_requests]
     assert {r.run_key for r in requests} == {f"apply-proposal:{proposal_id}"}  # the daemon launches one of them
 
     # Even if every request were launched: the first run applies, the others find it done. (Racing
     # runs are the service's test: test_commercial_service; Dagster runs in threads are avoided here,
     # CPython 3.11's parser state is not thread-safe under Dagster's source inspection.)
-    job = defs.resolve_job_def("apply_proposal_job")
-    results = [job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), resources=resources,
-                                      run_config={**QUIET, **request.run_config}) for request in requests]
+    results = [execute(request, "apply_proposal_job", instance, settings, now) for request in requests]
     assert len(results) == 3 and all(r.success for r in results)
     outputs = [e.event_specific_data.metadata for r in results for e in r.all_events if e.is_successful_output]
     assert sorted("client_created" in m for m in outputs) == [False, False, True]  # one wrote, two found it done
@@ -58,23 +55,51 @@ def test_repeated_ticks_and_runs_apply_an_approved_proposal_once(pg_engine: Engi
             ClientProductRow.source_proposal == proposal_id).group_by(ClientProductRow.product_code)).all()
     assert sorted(rows) == [("REPORTS", 1), ("SEATS", 1)]
     assert commercial.proposals_to_apply(pg_engine) == []
-    assert "Europe/Lisbon" in commercial.licensed_zones(pg_engine)
-    assert isinstance(approved_proposals_sensor(dg.build_sensor_context(instance=instance, resources=resources)),
-                      dg.SkipReason)
+    assert "Europe/Lisbon" in served_zones(pg_engine, now)
+    assert not tick(approved_proposals_sensor, instance, settings, now).run_requests
 
 
-def test_daily_expiry_pauses_schedules_of_clients_whose_licence_ended(sqlite_engine: Engine, tmp_path: Path) -> None:
-    seeded = seed(sqlite_engine, tmp_path)
+def test_a_refused_application_is_one_failed_run_not_retried(sqlite_engine: Engine, tmp_path: Path) -> None:
+    proposal_id = _approved_prospect_proposal(sqlite_engine, slug="taken")
+    add_client(sqlite_engine, "taken", "Someone else", "Europe/Lisbon")  # the slug is taken meanwhile
+    settings = Settings(data_dir=tmp_path, database_url=sqlite_engine.url.render_as_string(hide_password=False),
+                        store_root=str(tmp_path / "reports"))
+    instance = persistent_instance(tmp_path / "home", {"run_retries": {"enabled": True, "max_retries": 2}})
+    [request] = tick(approved_proposals_sensor, instance, settings, dt.datetime.now(UTC)).run_requests
+    result = execute(request, "apply_proposal_job", instance, settings, raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_failure_data.user_failure_data.description.startswith(
+        f"slug: a client 'taken' already exists: proposal {proposal_id} cannot create it")
+    assert instance.get_run_by_id(result.run_id).tags["dagster/will_retry"] == "false"
+
+
+def test_the_daily_expiry_schedule_pauses_schedules_of_clients_whose_licence_ended(sqlite_engine: Engine,
+                                                                                   tmp_path: Path) -> None:
+    seeded = seed(sqlite_engine, tmp_path)  # licences from 2024-03-08, open-ended
     ny = seeded.clients["America/New_York"]
     row = add_schedule(sqlite_engine, ny.slug, report="call_detail", recipients=["ops@example.com"])
-    with sqlite_engine.begin() as conn:  # the demo licence ends yesterday
+    with sqlite_engine.begin() as conn:  # New York's licence now ends on 2024-05-30
         conn.execute(ClientProductRow.__table__.update().where(ClientProductRow.client_id == ny.id).values(
-            valid_to=dt.date.today() - dt.timedelta(days=2)))
-    url = sqlite_engine.url.render_as_string(hide_password=False)
-    result = defs.resolve_job_def("expire_commercial_job").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), resources={"app_db": AppDatabase(url=url)}, run_config=QUIET)
-    assert result.success
+            valid_to=dt.date(2024, 5, 30)))
+    instance = persistent_instance(tmp_path / "home")
+    at = dt.datetime(2024, 6, 1, 0, 10, tzinfo=UTC)  # the schedule's 00:10 UTC tick
+    evaluated = evaluate_schedule(expire_commercial_schedule, instance, at)
+    [request] = evaluated.run_requests
+    # At 00:10 UTC on 1 June it is 20:10 on 31 May in New York: today (31 May) is not served, yesterday
+    # (30 May, the last licensed day) is, and its report is still to be sent: the schedule stays active.
+    assert execute(request, "expire_commercial_job", instance, seeded.settings, now=at).success
+    assert _schedule_active(sqlite_engine, row.id)
+    next_day = at + dt.timedelta(days=1)
+    request = evaluate_schedule(expire_commercial_schedule, instance, next_day).run_requests[0]
+    assert execute(request, "expire_commercial_job", instance, seeded.settings, now=next_day).success
+    assert not _schedule_active(sqlite_engine, row.id)
     with sqlite_engine.connect() as conn:
-        schedule = conn.execute(select(ReportSchedule).where(ReportSchedule.id == row.id)).first()
-    assert schedule.active is False and "licence ended" in schedule.paused_reason
-    assert ny.id not in commercial.served_client_ids(sqlite_engine)
+        reason = conn.execute(select(ReportSchedule.paused_reason).where(ReportSchedule.id == row.id)).scalar_one()
+    assert "licence ended" in reason
+    assert ny.id not in served_today(sqlite_engine, next_day)
+
+
+def _schedule_active(engine: Engine, schedule_id: int) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(select(ReportSchedule.active).where(ReportSchedule.id == schedule_id)).scalar_one()

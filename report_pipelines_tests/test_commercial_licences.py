@@ -1,5 +1,5 @@
-"""Licences: from approved proposals, trials (fixed days, inclusive ends), what serves the reports
-pipelines on the boundary days, which trial licences end. Pure domain, no database."""
+"""Licences: from approved proposals, trials (fixed days, inclusive ends), and the one rule of which
+client-days the reports pipelines serve, on the boundary days. Pure domain, no database."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from report_pipelines.domain.commercial.licences import (
     Licence,
     is_active,
     licences_from_approved,
-    serves_reports,
-    trial_end,
+    reports_covered_through,
+    served_on,
     trial_licences,
 )
 from report_pipelines.domain.commercial.money import Money
@@ -34,7 +34,7 @@ from report_pipelines.domain.commercial.proposals import (
 )
 from report_pipelines.domain.errors import InvalidInput
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 REPORTS = Product(REPORTS_PRODUCT, "Reports", Unit.LICENCE, Money.of("33.335", "EUR"))
 SEAT = Product("SEAT", "Seat", Unit.SEAT, Money.of("10", "EUR"))
 TEN = CommercialPolicy(code="P10", name="ten", kind=PolicyKind.PERCENTAGE, value=Decimal(10), valid_from=dt.date(2024, 1, 1),
@@ -127,49 +127,61 @@ def test_trial_of_several_products_and_seats() -> None:
     assert (reports.product_code, reports.quantity, seats.product_code, seats.quantity) == (REPORTS_PRODUCT, 1, "SEAT", 5)
 
 
+LONG_AGO = dt.date(2020, 1, 1)  # a client whose imported history starts long before its licence
+
+
+def served(licences: list[Licence], day: dt.date, today: dt.date, active_from: dt.date = LONG_AGO) -> bool:
+    return served_on(licences, active_from=active_from, day=day, today=today)
+
+
 @pytest.mark.parametrize(("on", "expected"), [
     (day(0), False),   # the day before it starts
     (day(1), True),    # valid_from, inclusive
     (day(14), True),   # valid_to, inclusive
     (day(15), False),  # the day after
 ])
-def test_serves_reports_on_the_boundary_days(on: dt.date, expected: bool) -> None:
+def test_a_trial_serves_its_days_on_the_boundary_days(on: dt.date, expected: bool) -> None:
     licences = trial_licences([REPORTS], MARCH_1, 14)
     assert is_active(licences[0], on) is expected
-    assert serves_reports(licences, on) is expected
+    assert served(licences, on, today=on, active_from=MARCH_1) is expected
 
 
-def test_serves_reports_needs_an_active_reports_licence() -> None:
+def test_an_active_licence_brings_the_clients_history_with_it() -> None:
+    paid = licences_from_approved(approved(), dt.date(2024, 3, 10))  # open-ended from 10 March
+    assert served(paid, dt.date(2021, 6, 1), today=dt.date(2024, 3, 10))  # imported history, once licensed
+    assert not served(paid, dt.date(2021, 6, 1), today=dt.date(2024, 3, 9))  # not before the licence starts
+    assert not served(paid, dt.date(2019, 12, 31), today=dt.date(2024, 3, 10))  # before the client existed
+    assert served(paid, dt.date(2034, 1, 1), today=dt.date(2034, 1, 1))  # no end date
+    assert reports_covered_through(paid, dt.date(2024, 3, 10)) == dt.date.max
+
+
+def test_an_ended_licence_keeps_its_days_and_serves_no_later_one() -> None:
+    trial = trial_licences([REPORTS], MARCH_1, 14)  # 1..14 March
+    today = dt.date(2024, 4, 20)
+    assert served(trial, day(14), today=today)  # late calls for the last licensed day are still work
+    assert served(trial, day(2), today=today, active_from=MARCH_1)
+    assert not served(trial, day(15), today=today)  # the first day after the end is not
+    assert reports_covered_through(trial, today) == day(14)
+
+
+def test_only_started_reports_licences_count() -> None:
     seats_only = trial_licences([SEAT], MARCH_1, 14)
-    assert not serves_reports(seats_only, day(5))
-    assert not serves_reports([], day(5))
-    paid = licences_from_approved(approved(), dt.date(2024, 3, 10))
-    assert serves_reports(paid, dt.date(2034, 1, 1))  # no end date
-    assert not serves_reports(paid, dt.date(2024, 3, 9))
+    assert not served(seats_only, day(5), today=day(5)) and reports_covered_through(seats_only, day(5)) is None
+    assert not served([], day(5), today=day(5))
+    later = licences_from_approved(approved(), dt.date(2024, 3, 10))
+    assert not served(later, day(5), today=day(5))  # it starts on the 10th: nothing is served yet
     expired_reports_and_active_seats = trial_licences([REPORTS], MARCH_1, 5) + trial_licences([SEAT], MARCH_1, 30)
-    assert not serves_reports(expired_reports_and_active_seats, day(6))
-
-
-def test_trial_licences_end_on_expiry_unless_a_proposal_was_approved() -> None:
-    trial = trial_licences([REPORTS, SEAT], MARCH_1, 14)
-    longer = trial_licences([(Product("QUEUE", "Queues", Unit.LICENCE, Money.of("5", "EUR")), 2)], MARCH_1, 30)
-    paid = licences_from_approved(approved(), dt.date(2024, 3, 10), term_days=3)  # ends 12 March, paid: never "ended" here
-    held = trial + longer + paid
-    assert trial_end(held, approved_any=False, on=day(14)) == []  # last trial day: nothing ends yet
-    assert trial_end(held, approved_any=False, on=day(15)) == trial  # the 14-day trial is over, the 30-day one runs on
-    assert trial_end(held, approved_any=False, on=day(31)) == trial + longer
-    assert trial_end(held, approved_any=True, on=day(31)) == []
+    assert not served(expired_reports_and_active_seats, day(6), today=day(6))
 
 
 def test_a_prospect_from_trial_to_client() -> None:
     prospect = Prospect("Ana Lima", "ana@example.com", "America/Sao_Paulo")
     trial = trial_licences([REPORTS], MARCH_1, 14)
-    assert serves_reports(trial, day(14)) and not serves_reports(trial, day(15))
+    assert served(trial, day(14), today=day(14)) and not served(trial, day(15), today=day(15))
     deal = approved(prospect)
     assert deal.client_key == "prospect:ana@example.com"
     held = trial + licences_from_approved(deal, day(10))
-    assert trial_end(held, approved_any=True, on=day(15)) == []
-    assert serves_reports(held, day(15))  # the approved licence carries the reports on past the trial
+    assert served(held, day(15), today=day(15))  # the approved licence carries the reports on past the trial
 
 
 @pytest.mark.parametrize(("fields", "field"), [

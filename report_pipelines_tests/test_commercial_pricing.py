@@ -25,12 +25,12 @@ def product(code: str, price: str, currency: str = "EUR", unit: Unit = Unit.SEAT
     return Product(code, code.title(), unit, Money.of(price, currency), active)
 
 
-def pct(code: str, value: str, **fields) -> CommercialPolicy:  # noqa: ANN003
+def pct(code: str, value: str, **fields) -> CommercialPolicy:
     fields.setdefault("valid_from", dt.date(2024, 1, 1))
     return CommercialPolicy(code=code, name=code, kind=PolicyKind.PERCENTAGE, value=D(value), created_by="sales", **fields)
 
 
-def off(code: str, amount: str, currency: str = "EUR", **fields) -> CommercialPolicy:  # noqa: ANN003
+def off(code: str, amount: str, currency: str = "EUR", **fields) -> CommercialPolicy:
     fields.setdefault("valid_from", dt.date(2024, 1, 1))
     return CommercialPolicy(code=code, name=code, kind=PolicyKind.AMOUNT, value=Money.of(amount, currency),
                             created_by="sales", **fields)

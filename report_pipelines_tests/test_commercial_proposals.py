@@ -26,7 +26,7 @@ from report_pipelines.domain.commercial.proposals import (
 )
 from report_pipelines.domain.errors import InvalidInput
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 S = ProposalStatus
 REPORTS = Product(REPORTS_PRODUCT, "Reports", Unit.LICENCE, Money.of("49.90", "EUR"))
 ACME = ClientRef("acme", "Pacific/Auckland")  # UTC+13 in March: its dates run ahead of UTC

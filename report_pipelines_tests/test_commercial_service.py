@@ -17,13 +17,15 @@ from report_pipelines.adapters.db.models import (
     Client,
     ClientProductRow,
     PolicyUseRow,
+    ProposalItemRow,
     ProposalRow,
     ProposalTransitionRow,
-    ReportSchedule,
 )
 from report_pipelines.domain.commercial import REPORTS_PRODUCT, Licence, Money
 from report_pipelines.domain.errors import Conflict, InvalidInput, NotFound, ReportPipelinesError
 from report_pipelines.domain.timezones import parse_zone
+from report_pipelines.services import commercial
+from report_pipelines.services.clients import add_client, get_client
 from report_pipelines.services.commercial import (
     add_policy,
     add_product,
@@ -34,20 +36,17 @@ from report_pipelines.services.commercial import (
     expire_proposals,
     get_proposal,
     grant,
-    licence_state,
     licences_of,
-    licensed_zones,
     proposals_to_apply,
     reject_proposal,
-    served_client_ids,
+    revise_proposal,
     start_trial,
     stop_unserved_work,
     submit_proposal,
 )
-from report_pipelines.services import commercial
-from report_pipelines.services.clients import add_client, get_client
 from report_pipelines.services.reading import read_report
 from report_pipelines.services.scheduled_reports import add_schedule, get_schedule
+from report_pipelines.services.serving import served_today, served_zones, serving_of
 from report_pipelines.services.zone_days import ZoneDay, plan_zone_days
 from report_pipelines_tests.extract_support import UTC, seed
 
@@ -65,7 +64,7 @@ def add_catalogue(engine: Engine) -> None:
     add_product(engine, "US-SEATS", "Seats (US)", "seat", "10", "USD")
 
 
-def policy(engine: Engine, code: str, **fields) -> None:  # noqa: ANN003
+def policy(engine: Engine, code: str, **fields) -> None:
     fields.setdefault("kind", "percentage")
     fields.setdefault("value", "10")
     fields.setdefault("valid_from", dt.date(2024, 1, 1))
@@ -77,7 +76,7 @@ def prospect(n: int | str, zone: str = "Europe/Lisbon") -> tuple[str, str, str, 
 
 
 def propose(engine: Engine, *, items: tuple = (("REPORTS", 1),), valid_until: dt.date = dt.date(2024, 6, 30),
-            submit: bool = True, **who) -> int:  # noqa: ANN003
+            submit: bool = True, **who) -> int:
     stored = create_proposal(engine, items=list(items), valid_until=valid_until, by="bob", now=NOW, **who)
     if submit:
         submit_proposal(engine, stored.id, "bob", now=later(1))
@@ -151,15 +150,15 @@ def test_prospect_to_served_client_through_proposal_approval_and_application(eng
     assert get_proposal(engine, proposal_id).client_id == client.id
     assert proposals_to_apply(engine) == []
 
-    assert served_client_ids(engine, later(4)) == {client.id}
-    assert licence_state(engine, client.id, later(4)) == "served"
-    assert licensed_zones(engine, later(4)) == ["Europe/Lisbon"]
+    assert served_today(engine, later(4)) == {client.id}
+    assert serving_of(engine, client.id, later(4)).state == "served"
+    assert served_zones(engine, later(4)) == ["Europe/Lisbon"]
     day_before = dt.datetime(2024, 6, 2, 22, 59, tzinfo=UTC)  # 23:59 on 2024-06-02 in Lisbon
-    assert served_client_ids(engine, day_before) == set() and licensed_zones(engine, day_before) == []
+    assert served_today(engine, day_before) == set() and served_zones(engine, day_before) == []
     last_minute = dt.datetime(2025, 6, 2, 22, 59, tzinfo=UTC)  # 23:59 on the licence's last day
-    assert served_client_ids(engine, last_minute) == {client.id}
-    assert served_client_ids(engine, last_minute + dt.timedelta(minutes=1)) == set()
-    assert licence_state(engine, client.id, last_minute + dt.timedelta(minutes=1)) == "ended"
+    assert served_today(engine, last_minute) == {client.id}
+    assert served_today(engine, last_minute + dt.timedelta(minutes=1)) == set()
+    assert serving_of(engine, client.id, last_minute + dt.timedelta(minutes=1)).state == "ended"
 
     before = counts(engine)
     assert apply_proposal(engine, proposal_id, now=later(5)) is None  # once only
@@ -169,15 +168,15 @@ def test_prospect_to_served_client_through_proposal_approval_and_application(eng
 def test_a_proposal_for_an_existing_client_adds_licences_to_it(engine: Engine) -> None:
     add_catalogue(engine)
     client = add_client(engine, "beta", "Beta", "America/New_York", active_from=dt.date(2024, 1, 1))
-    assert licence_state(engine, client.id, NOW) == "never"
+    assert serving_of(engine, client.id, NOW).state == "never"
     proposal_id = propose(engine, items=(("SEATS", 3),), client="beta")
     approve_proposal(engine, proposal_id, "carol", now=later(2))
     applied = apply_proposal(engine, proposal_id, now=later(3))
     assert applied is not None and (applied.client_id, applied.client_created) == (client.id, False)
     assert [(lic.product_code, lic.quantity, lic.valid_from, lic.valid_to) for lic in licences_of(engine, client.id)] == [
         ("SEATS", 3, dt.date(2024, 6, 3), None)]
-    assert licence_state(engine, client.id, NOW) == "never"  # seats alone do not put it into the pipelines
-    assert served_client_ids(engine, NOW) == set()
+    assert serving_of(engine, client.id, NOW).state == "never"  # seats alone do not put it into the pipelines
+    assert served_today(engine, NOW) == set()
 
 
 # --- refusals change nothing ----------------------------------------------------------------------
@@ -279,7 +278,7 @@ def race(workers: int, call: Callable[[int], object]) -> list[object]:
         barrier.wait()
         try:
             results[i] = call(i)
-        except Exception as exc:  # noqa: BLE001 - collected and asserted on
+        except Exception as exc:
             results[i] = exc
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
@@ -295,7 +294,7 @@ def test_eight_appliers_write_an_approved_proposal_once(pg_engine: Engine) -> No
     for round_ in range(3):
         proposal_id = propose(pg_engine, items=(("REPORTS", 1), ("SEATS", 10)), prospect=prospect(round_))
         approve_proposal(pg_engine, proposal_id, "carol", now=later(2))
-        results = race(8, lambda _: apply_proposal(pg_engine, proposal_id, now=later(3)))
+        results = race(8, lambda _, pid=proposal_id: apply_proposal(pg_engine, pid, now=later(3)))
         won = [r for r in results if r is not None]
         assert len(won) == 1 and results.count(None) == 7, results
         assert won[0].client_created
@@ -311,7 +310,7 @@ def test_concurrent_approvals_sharing_a_policy_with_one_use_approve_exactly_one(
     for round_ in range(3):
         policy(pg_engine, f"ONCE-{round_}", max_uses=1)
         ids = [propose(pg_engine, prospect=prospect(f"{round_}-{i}"), policy=f"ONCE-{round_}") for i in range(4)]
-        results = race(4, lambda i: approve_proposal(pg_engine, ids[i], "carol", now=later(2)))
+        results = race(4, lambda i, ids=ids: approve_proposal(pg_engine, ids[i], "carol", now=later(2)))
         approved = [ids[i] for i, r in enumerate(results) if not isinstance(r, Exception)]
         assert len(approved) == 1, results
         for i, result in enumerate(results):
@@ -332,7 +331,7 @@ def test_approving_one_proposal_twice_at_once_is_a_clean_refusal(engine: Engine)
     policy(engine, "OPEN")
     for round_ in range(4):
         proposal_id = propose(engine, prospect=prospect(round_))
-        results = race(4, lambda _: approve_proposal(engine, proposal_id, "carol", now=later(2)))
+        results = race(4, lambda _, pid=proposal_id: approve_proposal(engine, pid, "carol", now=later(2)))
         losers = [r for r in results if isinstance(r, Exception)]
         assert len(losers) == 3, results
         assert all(isinstance(r, ReportPipelinesError) for r in losers), losers
@@ -347,7 +346,7 @@ def test_an_ended_reports_licence_stops_new_work_but_keeps_cached_days_readable(
     seeded = seed(engine, tmp_path)  # three demo clients holding open-ended reports licences from 2024-03-08
     ny, lisbon = seeded.clients["America/New_York"], seeded.clients["Europe/Lisbon"]
     read_at = dt.datetime(2024, 6, 1, tzinfo=UTC)
-    cached = read_report("hourly_volume", ny.slug, "2024-03-08", "2024-03-09", settings=seeded.settings, now=read_at)
+    cached = read_report("hourly_volume", ny.slug, "2024-03-08", "2024-03-09", app=seeded.app, now=read_at)
     assert len(cached) == 48
     schedule = add_schedule(engine, ny.slug, report="call_detail", recipients="ops@ny.example")
     kept = add_schedule(engine, lisbon.slug, report="call_detail", recipients="ops@lisbon.example")
@@ -361,11 +360,11 @@ def test_an_ended_reports_licence_stops_new_work_but_keeps_cached_days_readable(
                                   valid_to=dt.date(2024, 3, 9), trial=False, source_proposal=None)], note="ended")
 
     last_minute = dt.datetime(2024, 3, 9, 23, 59, tzinfo=parse_zone("America/New_York")).astimezone(UTC)
-    assert ny.id in served_client_ids(engine, last_minute)
-    assert ny.id not in served_client_ids(engine, last_minute + dt.timedelta(minutes=1))
-    assert served_client_ids(engine) == {c.id for c in seeded.all_clients} - {ny.id}
-    assert licence_state(engine, ny.id) == "ended"
-    assert "America/New_York" not in licensed_zones(engine)
+    assert ny.id in served_today(engine, last_minute)
+    assert ny.id not in served_today(engine, last_minute + dt.timedelta(minutes=1))
+    assert served_today(engine, read_at) == {c.id for c in seeded.all_clients} - {ny.id}
+    assert serving_of(engine, ny.id, read_at).state == "ended"
+    assert "America/New_York" not in served_zones(engine, read_at)
 
     plans = plan_zone_days(engine, [ZoneDay(dt.date(2024, 3, 10), "America/New_York"),
                                     ZoneDay(dt.date(2024, 3, 10), "Europe/Lisbon")], now=read_at)
@@ -375,18 +374,18 @@ def test_an_ended_reports_licence_stops_new_work_but_keeps_cached_days_readable(
                                    client_ids=[ny.id]), InvalidInput, "client_ids")
 
     refused(lambda: add_schedule(engine, ny.slug, report="call_detail", recipients="ops@ny.example"),
-            InvalidInput, "report")
-    assert stop_unserved_work(engine) == [schedule.id]
+            InvalidInput, "client")
+    assert stop_unserved_work(engine, read_at) == [schedule.id]
     paused = get_schedule(engine, schedule.id)
     assert not paused.active and "licence ended" in paused.paused_reason
     assert get_schedule(engine, kept.id).active
-    assert stop_unserved_work(engine) == []  # already paused
+    assert stop_unserved_work(engine, read_at) == []  # already paused
 
-    again = read_report("hourly_volume", ny.slug, "2024-03-08", "2024-03-09", settings=seeded.settings, now=read_at)
+    again = read_report("hourly_volume", ny.slug, "2024-03-08", "2024-03-09", app=seeded.app, now=read_at)
     assert again.equals(cached)
     message = refused(lambda: read_report("hourly_volume", ny.slug, "2024-03-08", "2024-03-10",
-                                          settings=seeded.settings, now=read_at), InvalidInput, "client")
-    assert "no longer holds a reports licence" in message
+                                          app=seeded.app, now=read_at), InvalidInput, "client")
+    assert "holds no reports licence for those days" in message and "2024-03-10" in message
     with engine.connect() as conn:  # nothing computed for the refused day
         assert conn.scalar(select(func.count()).select_from(CacheEntry).where(
             CacheEntry.client_id == ny.id, CacheEntry.local_date == dt.date(2024, 3, 10))) == 0
@@ -401,10 +400,10 @@ def test_a_trial_serves_the_client_for_its_days_only(engine: Engine) -> None:
                                  ("SEATS", dt.date(2024, 6, 3), dt.date(2024, 6, 16), True, Money.zero("EUR"), None)]
     tokyo = parse_zone("Asia/Tokyo")
     last_minute = dt.datetime(2024, 6, 16, 23, 59, tzinfo=tokyo).astimezone(UTC)
-    assert served_client_ids(engine, NOW) == {record.id} and licensed_zones(engine, NOW) == ["Asia/Tokyo"]
-    assert served_client_ids(engine, last_minute) == {record.id}
-    assert served_client_ids(engine, last_minute + dt.timedelta(minutes=1)) == set()
-    assert licence_state(engine, record.id, last_minute + dt.timedelta(minutes=1)) == "ended"
+    assert served_today(engine, NOW) == {record.id} and served_zones(engine, NOW) == ["Asia/Tokyo"]
+    assert served_today(engine, last_minute) == {record.id}
+    assert served_today(engine, last_minute + dt.timedelta(minutes=1)) == set()
+    assert serving_of(engine, record.id, last_minute + dt.timedelta(minutes=1)).state == "ended"
 
     before = counts(engine)
     refused(lambda: start_trial(engine, "too-long", "Too Long", "UTC", 91, now=NOW), InvalidInput, "days")
@@ -439,7 +438,7 @@ def test_expire_proposals_expires_only_past_validity_drafts_and_submitted_ones(e
 
 
 def test_a_prospect_can_never_take_over_an_existing_client(engine: Engine) -> None:
-    now = dt.datetime(2026, 11, 29, 10, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC)
     commercial.add_product(engine, "REPORTS", "Call reports", "licence", "49.00", "EUR")
     victim = add_client(engine, "acme", "Acme (a real tenant)", "Europe/Lisbon")
     with pytest.raises(Conflict) as err:
@@ -457,3 +456,27 @@ def test_a_prospect_can_never_take_over_an_existing_client(engine: Engine) -> No
     assert err.value.field == "slug"
     assert commercial.licences_of(engine, squatter.id) == [] and commercial.licences_of(engine, victim.id) == []
     assert commercial.proposals_to_apply(engine) == [stored.id]  # still waiting, nothing half-written
+
+
+def test_a_draft_is_revised_with_new_lines_priced_again_and_a_submitted_one_is_not(engine: Engine) -> None:
+    add_catalogue(engine)
+    policy(engine, "TEN", value="10")
+    draft = propose(engine, prospect=prospect("rev"), submit=False)  # REPORTS x1: 49.90 - 10% = 44.91
+    assert str(get_proposal(engine, draft).proposal.priced.total) == "44.91 EUR"
+    revised = revise_proposal(engine, draft, by="ana", items=[("REPORTS", 1), ("SEATS", 4)], note="4 seats",
+                              valid_until=dt.date(2024, 6, 20), term_days=365, now=later(5))
+    # SEATS: 4 x 12.345 = 49.38, 10% off = 4.938 -> 4.94 (half-up); line 44.44. REPORTS line 44.91.
+    assert [(line.product.code, str(line.line_total)) for line in revised.proposal.priced.lines] == [
+        ("REPORTS", "44.91 EUR"), ("SEATS", "44.44 EUR")]
+    assert str(revised.proposal.priced.total) == "89.35 EUR"
+    assert (revised.proposal.valid_until, revised.term_days, revised.proposal.status.value) == (
+        dt.date(2024, 6, 20), 365, "draft")
+    assert [(t.action, t.note) for t in revised.proposal.transitions] == [("create", None), ("revise", "4 seats")]
+    with engine.connect() as conn:  # the old line is replaced, not kept beside the new ones
+        assert conn.scalar(select(func.count()).select_from(ProposalItemRow)
+                           .where(ProposalItemRow.proposal_id == draft)) == 2
+    submitted = propose(engine, prospect=prospect("sub"))
+    before = snapshot(engine, submitted)
+    refused(lambda: revise_proposal(engine, submitted, by="ana", items=[("SEATS", 1)], now=later(5)),
+            InvalidInput, "status")
+    assert snapshot(engine, submitted) == before

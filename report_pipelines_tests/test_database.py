@@ -17,7 +17,7 @@ from report_pipelines.adapters.db.repositories import CallEventRepository
 from report_pipelines.domain.errors import Conflict, InvalidInput
 from report_pipelines.services.clients import add_client, list_clients
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def test_migrations_reach_head_and_match_the_models(engine: Engine) -> None:

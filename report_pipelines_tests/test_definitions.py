@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -17,11 +18,11 @@ from sqlalchemy.engine import make_url
 from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA, load_call_events
 from report_pipelines.definitions import MAIN_JOB_NAME, defs
 from report_pipelines.defs.events.jobs import observe_call_events_job
-from report_pipelines.defs.resources import AppDatabase
+from report_pipelines.defs.resources import AppResource
 from report_pipelines.services.clients import add_client
 
 ROOT = Path(__file__).resolve().parent.parent
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def test_definitions_load() -> None:
@@ -79,7 +80,7 @@ def _calls(client_id: int, n: int, start: dt.datetime, ingested: dt.datetime, pr
 
 def _observe(url: str, instance: dg.DagsterInstance) -> dg.AssetObservation:
     job = defs.resolve_job_def(observe_call_events_job.name)
-    result = job.execute_in_process(instance=instance, resources={"app_db": AppDatabase(url=url)})
+    result = job.execute_in_process(instance=instance, resources={"app": AppResource(database_url=url)})
     assert result.success
     [event] = result.get_asset_observation_events()
     return event.asset_observation_data.asset_observation
@@ -145,3 +146,32 @@ def test_failed_runs_are_retried_except_where_jobs_retry_themselves(tmp_path: Pa
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
     for job in ("process_report_file_job", "send_report_files_job"):
         assert defs.resolve_job_def(job).tags["dagster/retry_on_asset_or_op_failure"] == "false"
+
+
+def test_the_executor_and_the_deployment_are_settings(tmp_path: Path) -> None:
+    from report_pipelines.definitions import build_definitions
+    from report_pipelines.settings import Settings
+
+    base = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'a.db'}", store_root=str(tmp_path / "r"))
+    local = build_definitions(base)
+    assert local.resolve_job_def("extract_reports_job").executor_def.name == "in_process"
+    assert local.resources["app"].database_url is None  # local: the environment decides
+    multi = build_definitions(replace(base, executor="multiprocess", workers=3))
+    assert multi.resolve_job_def("extract_reports_job").executor_def.name == "multiprocess"
+    app = build_definitions(replace(base, deployment="production")).resources["app"]
+    assert isinstance(app.database_url, dg.EnvVar) and app.database_url.env_var_name == "REPORT_PIPELINES_DATABASE_URL"
+    assert isinstance(app.smtp_password, dg.EnvVar) and app.smtp_password.env_var_name == "REPORT_PIPELINES_SMTP_PASSWORD"
+
+
+def test_production_fails_a_run_loudly_when_a_bound_variable_is_missing(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from report_pipelines.definitions import build_definitions
+    from report_pipelines.settings import Settings
+
+    for name in ("REPORT_PIPELINES_DATABASE_URL", "REPORT_PIPELINES_SMTP_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    base = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'a.db'}", store_root=str(tmp_path / "r"),
+                    deployment="production")
+    job = build_definitions(base).resolve_job_def(observe_call_events_job.name)
+    with pytest.raises(Exception, match="REPORT_PIPELINES_DATABASE_URL"):
+        job.execute_in_process(instance=dg.DagsterInstance.ephemeral())

@@ -19,7 +19,7 @@ def test_dagster_family_is_one_release_line() -> None:
 
 def test_psycopg2_is_a_modern_binary_that_imports() -> None:
     import psycopg2
-    import psycopg2.extras  # noqa: F401  (the part that crashed with 2.8.x builds)
+    import psycopg2.extras
 
     assert Version(version("psycopg2-binary")) >= Version("2.9.9")
     assert psycopg2.__libpq_version__ >= 100000

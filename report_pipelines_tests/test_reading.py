@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import Engine, event
 
 from report_pipelines import read_report, read_report_arrow, summarize_report
-from report_pipelines.adapters.db.engine import engine_for
 from report_pipelines.adapters.db.repositories import CacheManifestRepository, CallEventRepository
 from report_pipelines.domain.errors import InvalidInput, NotFound
 from report_pipelines.domain.timezones import local_day_window, parse_zone
@@ -20,9 +19,9 @@ from report_pipelines_tests.extract_support import SMALL, UTC, seed
 NOW = dt.datetime(2024, 6, 1, tzinfo=UTC)
 
 
-def _statements(url: str) -> list[str]:
+def _statements(engine: Engine) -> list[str]:
     seen: list[str] = []
-    event.listen(engine_for(url), "before_cursor_execute", lambda *args: seen.append(args[2]))
+    event.listen(engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
     return seen
 
 
@@ -30,9 +29,9 @@ def test_reading_cached_days_never_touches_the_events_table(engine: Engine, tmp_
     seeded = seed(engine, tmp_path)
     ny = seeded.clients["America/New_York"]
     days = [SMALL.start + dt.timedelta(days=d) for d in range(SMALL.days)]
-    run_client_days(seeded.extract, [ClientDay(ny.id, ny.timezone, d) for d in days], workers=1, now=NOW)
-    statements = _statements(seeded.settings.database_url)
-    table = read_report_arrow("hourly_volume", ny.slug, SMALL.start, SMALL.end, settings=seeded.settings, now=NOW)
+    run_client_days(seeded.app, [ClientDay(ny.id, ny.timezone, d) for d in days], workers=1, now=NOW)
+    statements = _statements(seeded.app.engine)
+    table = read_report_arrow("hourly_volume", ny.slug, SMALL.start, SMALL.end, app=seeded.app, now=NOW)
     assert table.num_rows == 24 + 24 + 23 + 24  # the spring-forward day has 23 local hours
     assert statements and not [s for s in statements if "call_events" in s]
     assert table.column_names[-2:] == ["client", "date"]
@@ -41,7 +40,7 @@ def test_reading_cached_days_never_touches_the_events_table(engine: Engine, tmp_
 def test_missing_days_are_computed_and_cached_on_the_way(engine: Engine, tmp_path: Path) -> None:
     seeded = seed(engine, tmp_path)
     lisbon = seeded.clients["Europe/Lisbon"]
-    frame = read_report("call_detail", lisbon.slug, "2024-03-09", "2024-03-10", settings=seeded.settings, now=NOW)
+    frame = read_report("call_detail", lisbon.slug, "2024-03-09", "2024-03-10", app=seeded.app, now=NOW)
     events = CallEventRepository(engine)
     expected = sum(events.day_source(lisbon.id, *local_day_window(day, parse_zone(lisbon.timezone))).rows
                    for day in (dt.date(2024, 3, 9), dt.date(2024, 3, 10)))
@@ -56,7 +55,7 @@ def test_today_is_computed_live_and_never_cached(sqlite_engine: Engine, tmp_path
     sydney = seeded.clients["Australia/Sydney"]
     last = SMALL.end  # Sydney's last generated day; "now" is its 15:00 local
     now = dt.datetime.combine(last, dt.time(15), tzinfo=parse_zone(sydney.timezone)).astimezone(UTC)
-    frame = read_report("call_detail", sydney.slug, last - dt.timedelta(days=1), last, settings=seeded.settings, now=now)
+    frame = read_report("call_detail", sydney.slug, last - dt.timedelta(days=1), last, app=seeded.app, now=now)
     today = frame[frame["date"] == last]
     assert len(today) > 0
     assert today["started_at"].max() < pd.Timestamp(now)  # only calls started so far
@@ -68,8 +67,8 @@ def test_today_is_computed_live_and_never_cached(sqlite_engine: Engine, tmp_path
 def test_the_period_summary_is_a_sum_over_its_days(engine: Engine, tmp_path: Path) -> None:
     seeded = seed(engine, tmp_path)
     ny = seeded.clients["America/New_York"]
-    summary = summarize_report("queue_performance", ny.slug, SMALL.start, SMALL.end, settings=seeded.settings, now=NOW)
-    detail = read_report("call_detail", ny.slug, SMALL.start, SMALL.end, settings=seeded.settings, now=NOW)
+    summary = summarize_report("queue_performance", ny.slug, SMALL.start, SMALL.end, app=seeded.app, now=NOW)
+    detail = read_report("call_detail", ny.slug, SMALL.start, SMALL.end, app=seeded.app, now=NOW)
     inbound = detail[detail["direction"] == "inbound"]
     by_queue = summary.set_index("queue")
     for queue, calls in inbound.groupby("queue"):
@@ -96,6 +95,6 @@ def test_bad_requests_name_the_argument(sqlite_engine: Engine, tmp_path: Path, a
     ny = seeded.clients["America/New_York"]
     report, client, start, end = args
     with pytest.raises(error) as err:
-        read_report(report, client or ny.slug, start, end, settings=seeded.settings, now=NOW)
+        read_report(report, client or ny.slug, start, end, app=seeded.app, now=NOW)
     assert err.value.field == field
     assert not (tmp_path / "reports").exists()  # nothing computed for a refused request

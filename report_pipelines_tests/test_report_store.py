@@ -28,7 +28,7 @@ def test_layout_is_hive_and_readable_without_our_code(tmp_path: Path) -> None:
     store.write_day("queue_performance", 7, DAY + dt.timedelta(days=1), table(("sales", 1)))
     # pyarrow alone, with hive partitioning, finds client and date as columns:
     plain = ds.dataset(tmp_path / "queue_performance", format="parquet", partitioning="hive").to_table()
-    rows = zip(plain["client"].to_pylist(), map(str, plain["date"].to_pylist()), plain["offered"].to_pylist())
+    rows = zip(plain["client"].to_pylist(), map(str, plain["date"].to_pylist()), plain["offered"].to_pylist(), strict=True)
     assert sorted(rows) == [(7, "2024-03-31", 3), (7, "2024-03-31", 5), (7, "2024-04-01", 1)]
     # DuckDB too:
     total = duckdb.sql(
@@ -63,10 +63,10 @@ def test_same_table_same_bytes(tmp_path: Path) -> None:
 class _FailingMove:
     """The store's file system, except that the final rename fails (a full disk, a crash)."""
 
-    def __init__(self, fs) -> None:  # noqa: ANN001
+    def __init__(self, fs) -> None:
         self._fs = fs
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):
         return getattr(self._fs, name)
 
     def move(self, src: str, dest: str) -> None:

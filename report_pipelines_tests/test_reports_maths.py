@@ -67,7 +67,7 @@ def test_hourly_volume_day_table(calls: pa.Table) -> None:
     assert day.num_rows == 24  # every hour of the day, with zeros where nothing happened
     assert day.column("local_hour").to_pylist() == list(range(24))
     assert set(day.column("utc_offset_minutes").to_pylist()) == {-240}
-    assert day.column("hour_start_utc").to_pylist()[0] == dt.datetime(2024, 6, 12, 4, tzinfo=dt.timezone.utc)
+    assert day.column("hour_start_utc").to_pylist()[0] == dt.datetime(2024, 6, 12, 4, tzinfo=dt.UTC)
     by_hour = {r["local_hour"]: r for r in rows(day)}
     zero = dict(offered=0, answered=0, abandoned=0, missed=0, answered_within_sl=0, abandoned_within_sl=0,
                 outbound=0, internal=0, wait_seconds_sum=0.0, abandoned_wait_seconds_sum=0.0,

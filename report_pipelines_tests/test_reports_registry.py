@@ -10,7 +10,14 @@ import pytest
 
 from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA
 from report_pipelines.domain.errors import InvalidInput, NotFound
-from report_pipelines.domain.reports import REPORT_MODULES, REPORTS, DayContext, ReportDefinition, get_report, report_names
+from report_pipelines.domain.reports import (
+    REPORT_MODULES,
+    REPORTS,
+    DayContext,
+    ReportDefinition,
+    get_report,
+    report_names,
+)
 from report_pipelines.domain.reports._calls import CALL_SCHEMA
 
 CTX = DayContext(client_id=1, timezone="America/New_York", day=dt.date(2024, 11, 3))

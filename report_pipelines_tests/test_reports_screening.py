@@ -29,7 +29,7 @@ GOOD = [
 
 
 def at(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
 
 
 def bad_rows() -> dict[str, dict]:
@@ -112,8 +112,8 @@ def test_a_broken_copy_does_not_displace_a_good_one_and_ties_keep_the_first() ->
 
 def test_an_explicit_window_and_a_table_without_owner_or_ingest_columns() -> None:
     calls = table(GOOD).drop_columns(["client_id", "ingested_at"])
-    start = dt.datetime(2024, 7, 1, 9, 30, tzinfo=dt.timezone.utc)
-    end = dt.datetime(2024, 7, 1, 11, 0, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2024, 7, 1, 9, 30, tzinfo=dt.UTC)
+    end = dt.datetime(2024, 7, 1, 11, 0, tzinfo=dt.UTC)
     result = screen_calls(calls, CTX, start, end)
     assert result.clean.column("pbx_call_id").to_pylist() == ["g2"]  # g3 starts exactly at the (open) end
     assert result.rejected == {"outside_day": 4}

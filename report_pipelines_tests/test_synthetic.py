@@ -17,7 +17,7 @@ from report_pipelines.domain.errors import Conflict, InvalidInput
 from report_pipelines.domain.timezones import local_day_window
 from report_pipelines.services.demo import seed_demo
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def generate(config: GeneratorConfig) -> dict[str, pa.Table]:

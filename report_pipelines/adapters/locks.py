@@ -33,12 +33,15 @@ def lock_key(client_id: int, day: dt.date) -> int:
 class ClientDayLocks:
     """``with locks.hold(client_id, day, timeout_s):`` serialises work on one client-day."""
 
-    def __init__(self, engine: Engine, lock_dir: Path) -> None:
+    def __init__(self, engine: Engine, lock_dir: Path, timeout_s: float = 3600.0) -> None:
         self.engine = engine
         self.lock_dir = lock_dir
+        self.timeout_s = timeout_s
 
     @contextlib.contextmanager
-    def hold(self, client_id: int, day: dt.date, timeout_s: float = 3600.0) -> Iterator[None]:
+    def hold(self, client_id: int, day: dt.date, timeout_s: float | None = None) -> Iterator[None]:
+        """Hold the client-day's lock; wait at most ``timeout_s`` (default: the configured one) for it."""
+        timeout_s = self.timeout_s if timeout_s is None else max(0.0, timeout_s)
         if self.engine.dialect.name == "postgresql":
             with self._advisory(client_id, day, timeout_s):
                 yield
@@ -48,7 +51,7 @@ class ClientDayLocks:
             try:
                 lock.acquire(timeout=timeout_s)
             except Timeout as exc:
-                raise LockTimeout(f"client-day {client_id}/{day}: still locked by another run after {timeout_s:.0f} s") from exc
+                raise LockTimeout(f"client-day {client_id}/{day}: still locked by another run after {timeout_s:.1f} s") from exc
             try:
                 yield
             finally:
@@ -58,13 +61,14 @@ class ClientDayLocks:
     def _advisory(self, client_id: int, day: dt.date, timeout_s: float) -> Iterator[None]:
         key = lock_key(client_id, day)
         with self.engine.connect() as conn:
-            conn.execute(text("SELECT set_config('lock_timeout', :t, false)"), {"t": f"{int(timeout_s * 1000)}ms"})
+            # lock_timeout 0 would mean "wait for ever": the shortest wait PostgreSQL knows is 1 ms.
+            conn.execute(text("SELECT set_config('lock_timeout', :t, false)"), {"t": f"{max(1, int(timeout_s * 1000))}ms"})
             try:
                 conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            except Exception as exc:  # noqa: BLE001 - lock_timeout surfaces as an OperationalError
+            except Exception as exc:
                 if "lock timeout" in str(exc).lower():
                     raise LockTimeout(
-                        f"client-day {client_id}/{day}: still locked by another run after {timeout_s:.0f} s") from exc
+                        f"client-day {client_id}/{day}: still locked by another run after {timeout_s:.1f} s") from exc
                 raise
             conn.commit()
             try:

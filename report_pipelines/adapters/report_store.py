@@ -7,18 +7,28 @@ back as columns from the folder names). The root is a local folder by default; a
 file systems understand (``s3://bucket/prefix``, ``gs://...``) works too.
 
 Writes are atomic and replace exactly one client-day: the file is written under a hidden temporary
-name in its own folder (readers skip names starting with ``.``), then renamed over ``part-0.parquet``;
-any other file left in that folder (a stale part from an older layout, a crashed temp file) is then
-deleted. Nothing outside the client-day's folder is ever touched.
+name in its own folder (readers skip names starting with ``.``), flushed to disk (``fsync``), renamed
+over ``part-0.parquet``, and the folder is flushed too, so after a crash a day is either its old file
+or its new one, never a torn one. Any other file left in that folder (a stale part from an older
+layout, a crashed writer's temporary file older than :data:`TEMP_GRACE`) is then deleted; a younger
+temporary file may be a concurrent writer's and is left alone. Nothing outside the client-day's
+folder is ever touched. On object storage (``s3://``) an object only becomes visible once it is
+completely written, so the same protocol holds without the ``fsync`` calls.
+
+Every file carries key-value metadata (``report_pipelines.*``: report, client, date, schema version
+and the provenance its writer passes), so a file can be identified and its cache manifest row rebuilt
+from the file alone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
+import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +39,11 @@ import pyarrow.parquet as pq
 from report_pipelines.domain.reports import REPORT_NAME
 
 PART = "part-0.parquet"
+#: Version of the day files' layout and metadata (bump when a report's day schema changes shape).
+SCHEMA_VERSION = "1"
+#: A temporary file older than this is a crashed writer's, not a concurrent one's.
+TEMP_GRACE_S = 3600.0
+META_PREFIX = "report_pipelines."
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +66,7 @@ class ParquetReportStore:
             self.fs, self.root = pafs.LocalFileSystem(), str(Path(root).expanduser().resolve())
         self.uri = root
         self.root = self.root.rstrip("/")
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
 
     # --- paths -------------------------------------------------------------------------------------
     def day_dir(self, report: str, client_id: int, day: dt.date) -> str:
@@ -64,9 +80,14 @@ class ParquetReportStore:
         return f"{self.day_dir(report, client_id, day)}/{PART}"
 
     # --- writing -----------------------------------------------------------------------------------
-    def write_day(self, report: str, client_id: int, day: dt.date, table: pa.Table) -> StoredDay:
-        """Replace the client-day's file with ``table``, atomically."""
+    def write_day(self, report: str, client_id: int, day: dt.date, table: pa.Table,
+                  provenance: dict[str, str] | None = None) -> StoredDay:
+        """Replace the client-day's file with ``table``, atomically and durably."""
         folder = self.day_dir(report, client_id, day)
+        metadata = {"report": report, "client": str(client_id), "date": day.isoformat(),
+                    "schema_version": SCHEMA_VERSION, **(provenance or {})}
+        table = table.replace_schema_metadata({
+            **(table.schema.metadata or {}), **{f"{META_PREFIX}{k}".encode(): v.encode() for k, v in metadata.items()}})
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd", write_statistics=True)
         data = sink.getvalue()
@@ -74,31 +95,87 @@ class ParquetReportStore:
         final = f"{folder}/{PART}"
         temporary = f"{folder}/.{PART}.{uuid.uuid4().hex}.tmp"
         try:
-            with self.fs.open_output_stream(temporary) as out:
-                out.write(data)
+            if self.local:
+                _write_durably(temporary, data)
+            else:
+                with self.fs.open_output_stream(temporary) as out:
+                    out.write(data)
             self.fs.move(temporary, final)
+            if self.local:
+                _fsync_dir(folder)
         except BaseException:
             try:
                 self.fs.delete_file(temporary)
             except (FileNotFoundError, OSError):
                 pass
             raise
-        for info in self.fs.get_file_info(pafs.FileSelector(folder)):
-            if info.path != final and info.type == pafs.FileType.File and not _in_flight(info.base_name):
-                self.fs.delete_file(info.path)
+        self._sweep(folder, keep=final)
         return StoredDay(path=final, rows=table.num_rows, bytes=data.size, checksum=hashlib.sha256(data).hexdigest())
+
+    def _sweep(self, folder: str, keep: str, grace_s: float = TEMP_GRACE_S) -> None:
+        """Delete every other file of a client-day's folder, but a temporary file younger than ``grace_s``."""
+        cutoff = time.time() - grace_s
+        for info in self.fs.get_file_info(pafs.FileSelector(folder)):
+            if info.path == keep or info.type != pafs.FileType.File:
+                continue
+            if _in_flight(info.base_name) and info.mtime is not None and info.mtime.timestamp() > cutoff:
+                continue  # perhaps a concurrent writer's (it holds the client-day lock; this one is late)
+            try:
+                self.fs.delete_file(info.path)
+            except FileNotFoundError:
+                pass
+
+    def stale_temporaries(self, grace_s: float = TEMP_GRACE_S) -> list[str]:
+        """Temporary files older than ``grace_s`` anywhere in the store (left by killed writers)."""
+        cutoff = time.time() - grace_s
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True, allow_not_found=True))
+        except FileNotFoundError:
+            return []
+        return sorted(i.path for i in infos if i.type == pafs.FileType.File and _in_flight(i.base_name)
+                      and i.mtime is not None and i.mtime.timestamp() <= cutoff)
+
+    def delete_file(self, path: str) -> None:
+        if not path.startswith(self.root + "/"):
+            raise ValueError(f"{path!r} is not inside the store")
+        try:
+            self.fs.delete_file(path)
+        except FileNotFoundError:
+            pass
+
+    def day_files(self) -> list[tuple[str, int, dt.date, str]]:
+        """Every stored day file as ``(report, client id, date, path)`` (the repair pass walks them)."""
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True, allow_not_found=True))
+        except FileNotFoundError:
+            return []
+        found = []
+        for info in infos:
+            if info.type != pafs.FileType.File or info.base_name != PART:
+                continue
+            parts = info.path[len(self.root) + 1:].split("/")
+            if len(parts) != 4 or not parts[1].startswith("client=") or not parts[2].startswith("date="):
+                continue
+            try:
+                found.append((parts[0], int(parts[1][7:]), dt.date.fromisoformat(parts[2][5:]), info.path))
+            except ValueError:
+                continue
+        return sorted(found)
+
+    def file_metadata(self, path: str) -> tuple[dict[str, str], int, int, str]:
+        """A day file's ``report_pipelines.*`` metadata, rows, bytes and sha256."""
+        with self.fs.open_input_file(path) as source:
+            data = source.read()
+        meta = pq.read_metadata(pa.BufferReader(data))
+        raw = meta.metadata or {}
+        found = {k.decode()[len(META_PREFIX):]: v.decode() for k, v in raw.items() if k.decode().startswith(META_PREFIX)}
+        return found, meta.num_rows, len(data), hashlib.sha256(data).hexdigest()
 
     def delete_client(self, report: str, client_id: int) -> None:
         """Remove every day of one client for one report (the client is being deleted)."""
         folder = self.day_dir(report, client_id, dt.date(2000, 1, 1)).rsplit("/", 1)[0]
         try:
             self.fs.delete_dir(folder)
-        except FileNotFoundError:
-            pass
-
-    def delete_day(self, report: str, client_id: int, day: dt.date) -> None:
-        try:
-            self.fs.delete_dir(self.day_dir(report, client_id, day))
         except FileNotFoundError:
             pass
 
@@ -119,7 +196,7 @@ class ParquetReportStore:
         def read(day: dt.date) -> pa.Table:
             # ParquetFile.read is about half the cost of pq.read_table per small file (no dataset discovery).
             with self.fs.open_input_file(self.day_path(report, client_id, day)) as source:
-                table = pq.ParquetFile(source).read()
+                table = pq.ParquetFile(source).read().replace_schema_metadata(None)
             if table.schema != schema:
                 table = table.select(schema.names).cast(schema)
             n = table.num_rows
@@ -133,6 +210,21 @@ class ParquetReportStore:
 
 def _with_keys(schema: pa.Schema) -> pa.Schema:
     return schema.append(pa.field("client", pa.int64())).append(pa.field("date", pa.date32()))
+
+
+def _write_durably(path: str, data: pa.Buffer) -> None:
+    with open(path, "wb") as out:
+        out.write(memoryview(data))
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _fsync_dir(folder: str) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _in_flight(name: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from report_pipelines.cli.base import _engine, _friendly, main
+from report_pipelines.cli.base import _app, main
 
 
 # --- db -------------------------------------------------------------------------------------------
@@ -19,7 +19,7 @@ def db_upgrade(revision: str) -> None:
     """Apply the Alembic migrations."""
     from report_pipelines.adapters.db.migrate import current_revision, upgrade
 
-    engine = _engine()
+    engine = _app().engine
     upgrade(engine, revision)
     click.echo(f"database {engine.url.render_as_string(hide_password=True)} at revision {current_revision(engine)}")
 
@@ -29,7 +29,7 @@ def db_current() -> None:
     """Print the database's migration revision and the newest one available."""
     from report_pipelines.adapters.db.migrate import current_revision, head_revision
 
-    engine = _engine()
+    engine = _app().engine
     click.echo(f"current: {current_revision(engine)}  head: {head_revision()}")
 
 
@@ -45,12 +45,11 @@ def clients() -> None:
 @click.option("--timezone", required=True, help="IANA time zone, e.g. America/Sao_Paulo.")
 @click.option("--active-from", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="First local date with reports [default: today in the client's zone; imports move it back].")
-@_friendly
-def clients_add(slug: str, name: str, timezone: str, active_from) -> None:  # noqa: ANN001
+def clients_add(slug: str, name: str, timezone: str, active_from) -> None:
     """Add a client."""
     from report_pipelines.services.clients import add_client
 
-    record = add_client(_engine(), slug=slug, name=name, timezone=timezone,
+    record = add_client(_app().engine, slug=slug, name=name, timezone=timezone,
                         active_from=active_from.date() if active_from else None)
     click.echo(f"added client {record.slug} (id {record.id}, {record.timezone}, reports from {record.active_from})")
 
@@ -60,7 +59,7 @@ def clients_list() -> None:
     """List clients."""
     from report_pipelines.services.clients import list_clients
 
-    rows = list_clients(_engine())
+    rows = list_clients(_app().engine)
     if not rows:
         click.echo("no clients yet (report-pipelines clients add SLUG --name NAME --timezone ZONE)")
         return

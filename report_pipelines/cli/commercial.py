@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from report_pipelines.cli.base import _engine, _friendly, main
+from report_pipelines.cli.base import _app, main
 from report_pipelines.cli.clients import clients
 
 
 # --- commercial: shared parsing and printing -------------------------------------------------------
-def _day(value: str | None, option: str):  # noqa: ANN202
+def _day(value: str | None, option: str):
     """``YYYY-MM-DD`` as a date, or a refusal naming the option."""
     import datetime as dt
 
@@ -36,7 +36,7 @@ def _whole(value: str | None, option: str) -> int | None:
     return int(value)
 
 
-def _amount(value: str, option: str):  # noqa: ANN202
+def _amount(value: str, option: str):
     """A decimal number as typed (``49.90``; never through a float), or a refusal naming the option."""
     from decimal import Decimal, InvalidOperation
 
@@ -67,11 +67,11 @@ def _items(values: tuple[str, ...]) -> list[tuple[str, int]]:
     return items
 
 
-def _at(instant) -> str:  # noqa: ANN001
+def _at(instant) -> str:
     return f"{instant:%Y-%m-%d %H:%M} UTC"
 
 
-def _customer_text(stored) -> str:  # noqa: ANN001
+def _customer_text(stored) -> str:
     proposal = stored.proposal
     if proposal.client_slug is not None:
         return f"client {proposal.client_slug} ({proposal.customer.timezone})"
@@ -80,7 +80,7 @@ def _customer_text(stored) -> str:  # noqa: ANN001
     return f"prospect {prospect.name} <{prospect.email}> ({account}, {prospect.timezone})"
 
 
-def _echo_pricing(stored) -> None:  # noqa: ANN001
+def _echo_pricing(stored) -> None:
     priced = stored.proposal.priced
     width = max(len(line.product.code) for line in priced.lines)
     for line in priced.lines:
@@ -93,7 +93,7 @@ def _echo_pricing(stored) -> None:  # noqa: ANN001
         click.echo(f"    {text}")
 
 
-def _licence_text(licence, today) -> str:  # noqa: ANN001
+def _licence_text(licence, today) -> str:
     from report_pipelines.domain.commercial import is_active
 
     until = licence.valid_to.isoformat() if licence.valid_to else "no end"
@@ -116,12 +116,11 @@ def products() -> None:
 @click.option("--unit", required=True, help="seat, licence or flat (flat: quantity is always 1).")
 @click.option("--price", required=True, help="List price per unit, e.g. 49.90 (exact decimal).")
 @click.option("--currency", required=True, help="ISO 4217 code, e.g. EUR.")
-@_friendly
 def products_add(code: str, name: str, unit: str, price: str, currency: str) -> None:
     """Add a product (codes: upper-case letters, digits, '_' and '-', e.g. REPORTS)."""
     from report_pipelines.services.commercial import add_product
 
-    product = add_product(_engine(), code, name, unit, _amount(price, "--price"), currency)
+    product = add_product(_app().engine, code, name, unit, _amount(price, "--price"), currency)
     click.echo(f"added product {product.code}: {product.name}, {product.list_price} per {product.unit.value}")
 
 
@@ -130,7 +129,7 @@ def products_list() -> None:
     """List the catalogue."""
     from report_pipelines.services.commercial import catalogue
 
-    found = list(catalogue(_engine()).products.values())
+    found = list(catalogue(_app().engine).products.values())
     if not found:
         click.echo("no products yet (report-pipelines products add CODE --name N --unit seat --price 9.90 --currency EUR)")
         return
@@ -160,9 +159,8 @@ def policies() -> None:
 @click.option("--max-uses-per-client", default=None, help="Approved proposals that may use it, per client.")
 @click.option("--stackable", is_flag=True, help="Applies on top of the best non-stackable policy.")
 @click.option("--by", "created_by", required=True, help="Who creates it.")
-@_friendly
-def policies_add(code: str, name: str, kind: str, value: str, currency, product_codes: str, valid_from: str,  # noqa: ANN001
-                 valid_to, min_quantity, max_uses, max_uses_per_client, stackable: bool,  # noqa: ANN001
+def policies_add(code: str, name: str, kind: str, value: str, currency, product_codes: str, valid_from: str,
+                 valid_to, min_quantity, max_uses, max_uses_per_client, stackable: bool,
                  created_by: str) -> None:
     """Add a policy."""
     from report_pipelines.domain.errors import InvalidInput
@@ -171,7 +169,7 @@ def policies_add(code: str, name: str, kind: str, value: str, currency, product_
     if currency and kind == "percentage":
         raise InvalidInput("--currency", "only an amount policy has a currency (a percentage applies to any)")
     policy = add_policy(
-        _engine(), code=code, name=name, kind=kind, value=_amount(value, "--value"), currency=currency,
+        _app().engine, code=code, name=name, kind=kind, value=_amount(value, "--value"), currency=currency,
         products=[c.strip() for c in product_codes.split(",") if c.strip()], valid_from=_day(valid_from, "--from"),
         valid_to=_day(valid_to, "--to"), min_quantity=_whole(min_quantity, "--min-quantity"),
         max_uses=_whole(max_uses, "--max-uses"), max_uses_per_client=_whole(max_uses_per_client, "--max-uses-per-client"),
@@ -186,7 +184,7 @@ def policies_list() -> None:
     from report_pipelines.services.commercial import policies as all_policies
     from report_pipelines.services.commercial import usage_summary
 
-    engine = _engine()
+    engine = _app().engine
     found, uses = all_policies(engine), usage_summary(engine)
     if not found:
         click.echo("no policies yet (report-pipelines policies add CODE --name N --kind percentage --value 10 ...)")
@@ -219,9 +217,8 @@ def proposals() -> None:
 @click.option("--valid-until", required=True, help="Last day it can be approved (inclusive, the customer's date).")
 @click.option("--term-days", default=None, help="Length of the licences in days [default: no end].")
 @click.option("--by", required=True, help="Who creates it.")
-@_friendly
-def proposals_create(client, prospect_name, prospect_email, timezone, slug, items: tuple[str, ...], policy,  # noqa: ANN001
-                     valid_until: str, term_days, by: str) -> None:  # noqa: ANN001
+def proposals_create(client, prospect_name, prospect_email, timezone, slug, items: tuple[str, ...], policy,
+                     valid_until: str, term_days, by: str) -> None:
     """Create a priced draft for a client or a prospect and print its pricing."""
     from report_pipelines.domain.errors import InvalidInput
     from report_pipelines.services.commercial import create_proposal
@@ -240,7 +237,7 @@ def proposals_create(client, prospect_name, prospect_email, timezone, slug, item
             raise InvalidInput(missing[0], "required for a prospect")
     parsed_items = _items(items)
     stored = create_proposal(
-        _engine(), items=parsed_items, valid_until=_day(valid_until, "--valid-until"), by=by, client=client,
+        _app().engine, items=parsed_items, valid_until=_day(valid_until, "--valid-until"), by=by, client=client,
         prospect=None if client is not None else (prospect_name, prospect_email, timezone, slug), policy=policy,
         term_days=_whole(term_days, "--term-days"))
     term = f"{stored.term_days} days" if stored.term_days else "no end"
@@ -249,27 +246,45 @@ def proposals_create(client, prospect_name, prospect_email, timezone, slug, item
     _echo_pricing(stored)
 
 
+@proposals.command("revise")
+@click.argument("proposal_id", type=int)
+@click.option("--item", "items", multiple=True, help="CODE=QTY: the new lines, replacing all of them (repeatable).")
+@click.option("--policy", default=None, help="Use this policy for the new pricing.")
+@click.option("--valid-until", default=None, help="New last day it can be approved, YYYY-MM-DD.")
+@click.option("--term-days", default=None, help="New length of the licences in days.")
+@click.option("--note", default=None, help="Why (kept in its history).")
+@click.option("--by", required=True, help="Who revises it.")
+def proposals_revise(proposal_id: int, items: tuple[str, ...], policy, valid_until, term_days, note,
+                     by: str) -> None:
+    """Change a draft: its lines (priced again today), validity or term; only a draft can be revised."""
+    from report_pipelines.services.commercial import revise_proposal
+
+    stored = revise_proposal(_app().engine, proposal_id, by=by, items=_items(items) if items else None, policy=policy,
+                             valid_until=_day(valid_until, "--valid-until"), term_days=_whole(term_days, "--term-days"),
+                             note=note)
+    click.echo(f"proposal {stored.id} revised by {by}: total {stored.proposal.priced.total}")
+    _echo_pricing(stored)
+
+
 @proposals.command("submit")
 @click.argument("proposal_id", type=int)
 @click.option("--by", required=True, help="Who submits it.")
-@_friendly
 def proposals_submit(proposal_id: int, by: str) -> None:
     """Submit a draft for approval."""
     from report_pipelines.services.commercial import submit_proposal
 
-    stored = submit_proposal(_engine(), proposal_id, by)
+    stored = submit_proposal(_app().engine, proposal_id, by)
     click.echo(f"proposal {stored.id} submitted by {by} (total {stored.proposal.priced.total})")
 
 
 @proposals.command("approve")
 @click.argument("proposal_id", type=int)
 @click.option("--by", required=True, help="Who approves it.")
-@_friendly
 def proposals_approve(proposal_id: int, by: str) -> None:
     """Approve a submitted proposal (its policies' use limits are checked again)."""
     from report_pipelines.services.commercial import approve_proposal
 
-    stored = approve_proposal(_engine(), proposal_id, by)
+    stored = approve_proposal(_app().engine, proposal_id, by)
     click.echo(f"proposal {stored.id} approved by {by} (total {stored.proposal.priced.total})")
     click.echo(f"  its licences are written by the approved_proposals_sensor, or now: "
                f"report-pipelines proposals apply {stored.id}")
@@ -279,12 +294,11 @@ def proposals_approve(proposal_id: int, by: str) -> None:
 @click.argument("proposal_id", type=int)
 @click.option("--by", required=True, help="Who rejects it.")
 @click.option("--reason", required=True, help="Why (the customer reads it).")
-@_friendly
 def proposals_reject(proposal_id: int, by: str, reason: str) -> None:
     """Reject a submitted proposal, with a reason."""
     from report_pipelines.services.commercial import reject_proposal
 
-    stored = reject_proposal(_engine(), proposal_id, by, reason)
+    stored = reject_proposal(_app().engine, proposal_id, by, reason)
     click.echo(f"proposal {stored.id} rejected by {by}: {stored.proposal.transitions[-1].note}")
 
 
@@ -293,7 +307,7 @@ def proposals_list() -> None:
     """List proposals: status, customer, total, validity, applied or not."""
     from report_pipelines.services.commercial import list_proposals
 
-    found = list_proposals(_engine())
+    found = list_proposals(_app().engine)
     if not found:
         click.echo("no proposals yet (report-pipelines proposals create ...)")
         return
@@ -306,12 +320,11 @@ def proposals_list() -> None:
 
 @proposals.command("show")
 @click.argument("proposal_id", type=int)
-@_friendly
 def proposals_show(proposal_id: int) -> None:
     """A proposal: lines, totals, pricing explanation, status history, applied or not."""
     from report_pipelines.services.commercial import get_proposal
 
-    stored = get_proposal(_engine(), proposal_id)
+    stored = get_proposal(_app().engine, proposal_id)
     p = stored.proposal
     term = f"{stored.term_days} days" if stored.term_days else "no end"
     click.echo(f"proposal {stored.id}: {p.status.value}, for {_customer_text(stored)}")
@@ -335,13 +348,12 @@ def proposals_show(proposal_id: int) -> None:
 
 @proposals.command("apply")
 @click.argument("proposal_id", type=int)
-@_friendly
 def proposals_apply(proposal_id: int) -> None:
     """Write an approved proposal's licences now (what the sensor's run does; exactly once)."""
     from report_pipelines.adapters.db.repositories import ClientRepository
     from report_pipelines.services.commercial import apply_proposal
 
-    engine = _engine()
+    engine = _app().engine
     applied = apply_proposal(engine, proposal_id)
     if applied is None:
         click.echo(f"proposal {proposal_id} already applied: nothing written")
@@ -367,13 +379,12 @@ def trials() -> None:
 @click.option("--timezone", required=True, help="IANA time zone of the account.")
 @click.option("--days", required=True, help="Length of the trial in days (1-90, today included).")
 @click.option("--product", "product_codes", multiple=True, help="Products on trial (repeatable) [default: REPORTS].")
-@_friendly
 def trials_start(slug: str, name: str, timezone: str, days: str, product_codes: tuple[str, ...]) -> None:
     """Create a client with free trial licences for a number of days."""
     from report_pipelines.domain.commercial import REPORTS_PRODUCT
     from report_pipelines.services.commercial import licences_of, start_trial
 
-    engine = _engine()
+    engine = _app().engine
     record = start_trial(engine, slug, name, timezone, _whole(days, "--days"),
                          products=product_codes or (REPORTS_PRODUCT,))
     held = licences_of(engine, record.id)
@@ -385,36 +396,37 @@ def trials_start(slug: str, name: str, timezone: str, days: str, product_codes: 
 # --- clients licences -----------------------------------------------------------------------------
 @clients.command("licences")
 @click.argument("slug")
-@_friendly
 def clients_licences(slug: str) -> None:
     """A client's licences, and whether the pipelines serve it."""
     import datetime as dt
 
     from report_pipelines.domain.commercial import REPORTS_PRODUCT
     from report_pipelines.domain.errors import NotFound
-    from report_pipelines.domain.timezones import local_date_of, parse_zone
     from report_pipelines.services.clients import get_client
-    from report_pipelines.services.commercial import licence_state, licences_of
+    from report_pipelines.services.commercial import licences_of
+    from report_pipelines.services.serving import serving_of
 
-    engine = _engine()
+    app = _app()
+    engine = app.engine
     try:
         record = get_client(engine, slug)
     except NotFound:
         raise NotFound("client", f"no client {slug!r} (see: report-pipelines clients list)") from None
-    now = dt.datetime.now(dt.timezone.utc)
-    today = local_date_of(now, parse_zone(record.timezone))
+    serving = serving_of(engine, record.id, app.now())
+    today = serving.today
     held = licences_of(engine, record.id)
     click.echo(f"licences of {record.slug} (id {record.id}, {record.timezone}, today {today}):")
     if not held:
         click.echo("  none")
     for licence in held:
         click.echo(f"  {_licence_text(licence, today)}")
-    state = licence_state(engine, record.id, now)
+    through = serving.served_through
     click.echo({
-        "served": f"served by the pipelines: yes (an active {REPORTS_PRODUCT} licence)",
-        "ended": f"served by the pipelines: no, its {REPORTS_PRODUCT} licence ended (cached days stay readable, "
-                 "nothing new is computed or sent)",
+        "served": f"served by the pipelines: yes (an active {REPORTS_PRODUCT} licence"
+                  + (f", through {through})" if through and through != dt.date.max else ")"),
+        "ended": f"served by the pipelines: no, its {REPORTS_PRODUCT} licence ended on {through} (its days up to then "
+                 "stay served and readable; no later day is computed or sent)",
         "never": f"served by the pipelines: no, it never held a {REPORTS_PRODUCT} licence",
-    }[state])
+    }[serving.state])
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from report_pipelines.cli.base import _engine, _friendly, main
-from report_pipelines.settings import Settings
+from report_pipelines.cli.base import _app, main
 
 
 # --- demo -----------------------------------------------------------------------------------------
@@ -27,22 +26,19 @@ def demo() -> None:
 @click.option("--smallest", default=12.0, show_default=True, help="Calls per weekday of the smallest client.")
 @click.option("--seed", default=20240601, show_default=True, help="Random seed: same seed, same data.")
 @click.option("--reset", is_flag=True, help="Replace demo clients that already exist (and their calls).")
-@_friendly
-def demo_seed(clients: int, days: int, end, largest: float, smallest: float, seed: int, reset: bool) -> None:  # noqa: ANN001
+def demo_seed(clients: int, days: int, end, largest: float, smallest: float, seed: int, reset: bool) -> None:
     """Generate realistic clients and calls and bulk-load them (COPY on PostgreSQL)."""
     import datetime as dt
 
     from report_pipelines.adapters.sources.synthetic import GeneratorConfig
     from report_pipelines.services.demo import seed_demo
 
-    last = end.date() if end else dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=2)
+    app = _app()
+    last = end.date() if end else app.now().date() - dt.timedelta(days=2)
     config = GeneratorConfig(start=last - dt.timedelta(days=days - 1), days=days, clients=clients,
                              largest_daily_calls=largest, smallest_daily_calls=smallest, seed=seed)
     click.echo(f"seeding {clients} clients, local days {config.start} .. {config.end} (seed {seed})")
-    from report_pipelines.adapters.report_store import ParquetReportStore
-
-    store = ParquetReportStore(Settings.from_env().store_root)
-    summary = seed_demo(_engine(), config, reset=reset, store=store, progress=click.echo)
+    summary = seed_demo(app.engine, config, reset=reset, store=app.store, progress=click.echo)
     total = summary.generate_seconds + summary.load_seconds
     click.echo(
         f"seeded {summary.events:,} calls for {summary.clients} clients in {total:.1f} s "
@@ -54,18 +50,31 @@ def demo_seed(clients: int, days: int, end, largest: float, smallest: float, see
 @click.option("--days", default=7, show_default=True, help="Closed local days to extract for every zone.")
 @click.option("--end", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="Last local day [default: the day before yesterday, UTC, as `demo seed`].")
-def demo_run(days: int, end) -> None:  # noqa: ANN001
+def demo_run(days: int, end) -> None:
     """Run the jobs in-process on the Dagster instance in DAGSTER_HOME and say where results are."""
     import os
 
-    from report_pipelines.defs.runner import run_demo
+    from report_pipelines.demo_runner import run_demo
+    from report_pipelines.domain.errors import InvalidInput
 
     if not os.environ.get("DAGSTER_HOME"):
-        click.echo("error: DAGSTER_HOME: set it to a folder holding dagster.yaml (make demo does)", err=True)
-        sys.exit(2)
-    ok = run_demo(echo=click.echo, days=days, last_day=end.date() if end else None)
+        raise InvalidInput("DAGSTER_HOME", "set it to a folder holding dagster.yaml (make demo does)")
+    ok = run_demo(_app(), echo=click.echo, days=days, last_day=end.date() if end else None)
     sys.exit(0 if ok else 1)
 
+
+
+def dev_command(cwd: Path, host: str, port: int) -> list[str]:
+    """``dagster dev`` on the ``workspace.yaml`` of ``cwd`` if it has one (as ``dagster dev`` itself would
+    take), else the repository's, else the installed package's definitions."""
+    import shutil
+
+    here, repository = cwd / "workspace.yaml", Path(__file__).resolve().parents[2] / "workspace.yaml"
+    workspace = here if here.exists() else repository
+    beside = Path(sys.executable).with_name("dagster")  # the venv's, even when it is not on PATH
+    dagster = str(beside) if beside.exists() else (shutil.which("dagster") or "dagster")
+    args = [dagster, "dev", "-h", host, "-p", str(port)]
+    return args + (["-w", str(workspace)] if workspace.exists() else ["-m", "report_pipelines.definitions"])
 
 
 @main.command("dev")
@@ -74,20 +83,14 @@ def demo_run(days: int, end) -> None:  # noqa: ANN001
 def dev(port: int, host: str) -> None:
     """Start `dagster dev` (UI + daemon) on this code location.
 
-    A process started with `&` from a script inherits SIGINT ignored and dagster dev copies that onto
-    SIGTERM, so it could not be stopped; both handlers are reset to default before exec.
+    The workspace is the `workspace.yaml` of the current folder if there is one, else the
+    repository's. A process started with `&` from a script inherits SIGINT ignored and dagster dev
+    copies that onto SIGTERM, so it could not be stopped; both handlers are reset to default before exec.
     """
     import os
-    import shutil
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    workspace = Path(__file__).resolve().parents[2] / "workspace.yaml"  # the repository root
-    beside = Path(sys.executable).with_name("dagster")  # the venv's, even when it is not on PATH
-    dagster = str(beside) if beside.exists() else (shutil.which("dagster") or "dagster")
-    args = [dagster, "dev", "-h", host, "-p", str(port)]
-    args += ["-w", str(workspace)] if workspace.exists() else ["-m", "report_pipelines.definitions"]
-    os.execvp(dagster, args)
-
-
+    args = dev_command(Path.cwd(), host, port)
+    os.execvp(args[0], args)

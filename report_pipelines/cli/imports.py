@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from report_pipelines.cli.base import _engine, _friendly, main
-from report_pipelines.settings import Settings
+from report_pipelines.cli.base import _app, _engine, _friendly, main
 
 
 # --- import-cdr -----------------------------------------------------------------------------------
@@ -44,7 +43,7 @@ def import_cdr_command(client_slug: str, fmt: str, timezone: str | None, gmt: bo
 
     summary = import_cdr(
         _engine(), client_slug, fmt, file, timezone=timezone, gmt=gmt, mapping_path=mapping_path,
-        rejects_path=rejects_path, data_dir=Settings.from_env().data_dir, progress=None if no_progress else show,
+        rejects_path=rejects_path, data_dir=_app().settings.data_dir, progress=None if no_progress else show,
     )
     if interactive and not no_progress:
         click.echo("", err=True)

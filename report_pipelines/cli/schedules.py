@@ -6,8 +6,7 @@ import sys
 
 import click
 
-from report_pipelines.cli.base import _engine, _friendly, main
-from report_pipelines.settings import Settings
+from report_pipelines.cli.base import _app, _engine, _friendly, main
 
 
 # --- schedules ------------------------------------------------------------------------------------
@@ -172,7 +171,7 @@ def schedules_delete(schedule_id: int) -> None:
     """Delete a schedule, its files and their rows."""
     from report_pipelines.services.scheduled_reports import delete_schedule
 
-    removed = delete_schedule(_engine(), Settings.from_env(), schedule_id)
+    removed = delete_schedule(_engine(), _app().settings, schedule_id)
     click.echo(f"deleted schedule {schedule_id} ({removed} files removed)")
 
 
@@ -186,7 +185,7 @@ def schedules_send_now(schedule_id: int) -> None:
     from report_pipelines.adapters.mailer import mailer_from_settings
     from report_pipelines.services.scheduled_reports import send_now
 
-    settings = Settings.from_env()
+    settings = _app().settings
     file = send_now(_engine(), settings, mailer_from_settings(settings), schedule_id, owner=f"cli-{uuid.uuid4().hex[:8]}")
     click.echo(f"file {file.id}: {file.state} ({file.rows} rows, {file.period_start}..{file.period_end}) {file.path}")
     if file.state != "sent":

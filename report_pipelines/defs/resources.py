@@ -1,68 +1,135 @@
-"""Resources: infrastructure behind small interfaces, configured in one place (definitions.py)."""
+"""The one Dagster resource, ``app``: the application's composition root, configured in one place.
+
+:class:`AppResource` hands every asset, op and sensor the :class:`~report_pipelines.app.App` (engine,
+report store, mailer, locks, clock), built once per process and configuration. Its fields stand for
+the ``REPORT_PIPELINES_*`` variables of the same meaning and go through the same parsing; an empty
+field means "what the environment says". :func:`app_resource` binds them for a deployment:
+
+* ``local`` (the embedded default): nothing bound; the environment (or its defaults) decides;
+* ``production``: every infrastructure field bound with ``dg.EnvVar``, so Dagster resolves the
+  variables when a run starts, shows which ones the code location consumes, never displays secrets,
+  and fails a run loudly when one is missing.
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
-from pathlib import Path
+import datetime as dt
+from functools import lru_cache
 
 import dagster as dg
 from pydantic import Field
-from sqlalchemy import Engine
 
-from report_pipelines.adapters.db.engine import engine_for
-from report_pipelines.adapters.mailer import Mailer, mailer_from_settings
-from report_pipelines.adapters.report_store import ParquetReportStore
-from report_pipelines.settings import Settings
+from report_pipelines.app import App, Clock, FixedClock, app_for, load_settings, system_clock
+from report_pipelines.settings import PREFIX, Settings
+
+#: Resource field -> the variable it stands for.
+FIELDS = {
+    "data_dir": "DATA_DIR", "database_url": "DATABASE_URL", "store": "STORE", "workers": "WORKERS",
+    "lock_timeout_s": "LOCK_TIMEOUT_S", "files": "FILES", "outbox": "OUTBOX", "mail_from": "MAIL_FROM",
+    "smtp_host": "SMTP_HOST", "smtp_port": "SMTP_PORT", "smtp_user": "SMTP_USER", "smtp_password": "SMTP_PASSWORD",
+    "smtp_starttls": "SMTP_STARTTLS", "smtp_cafile": "SMTP_CAFILE", "max_attempts": "MAX_ATTEMPTS",
+    "retention_days": "RETENTION_DAYS",
+}
 
 
+@lru_cache(maxsize=64)
+def _fixed(instant: str) -> FixedClock:
+    try:
+        parsed = dt.datetime.fromisoformat(instant)
+    except ValueError:
+        raise dg.DagsterInvariantViolationError(f"app.now: {instant!r} is not an ISO 8601 instant") from None
+    return FixedClock(parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC))
+
+
+class AppResource(dg.ConfigurableResource):
+    """The application (database, report store, mailer, locks, clock); fields override the environment."""
+
+    data_dir: str | None = Field(default=None, description="REPORT_PIPELINES_DATA_DIR")
+    database_url: str | None = Field(default=None, description="REPORT_PIPELINES_DATABASE_URL")
+    store: str | None = Field(default=None, description="REPORT_PIPELINES_STORE: a folder or a URI")
+    workers: str | None = Field(default=None, description="REPORT_PIPELINES_WORKERS")
+    lock_timeout_s: str | None = Field(default=None, description="REPORT_PIPELINES_LOCK_TIMEOUT_S")
+    files: str | None = Field(default=None, description="REPORT_PIPELINES_FILES")
+    outbox: str | None = Field(default=None, description="REPORT_PIPELINES_OUTBOX")
+    mail_from: str | None = Field(default=None, description="REPORT_PIPELINES_MAIL_FROM")
+    smtp_host: str | None = Field(default=None, description="REPORT_PIPELINES_SMTP_HOST")
+    smtp_port: str | None = Field(default=None, description="REPORT_PIPELINES_SMTP_PORT")
+    smtp_user: str | None = Field(default=None, description="REPORT_PIPELINES_SMTP_USER")
+    smtp_password: str | None = Field(default=None, description="REPORT_PIPELINES_SMTP_PASSWORD (an EnvVar)")
+    smtp_starttls: str | None = Field(default=None, description="REPORT_PIPELINES_SMTP_STARTTLS")
+    smtp_cafile: str | None = Field(default=None, description="REPORT_PIPELINES_SMTP_CAFILE")
+    max_attempts: str | None = Field(default=None, description="REPORT_PIPELINES_MAX_ATTEMPTS")
+    retention_days: str | None = Field(default=None, description="REPORT_PIPELINES_RETENTION_DAYS")
+    now: str | None = Field(default=None, description="Pin the clock to this instant (tests, replays); empty = real")
+
+    def overrides(self) -> dict[str, str]:
+        return {PREFIX + variable: str(getattr(self, name)) for name, variable in FIELDS.items()
+                if getattr(self, name) not in (None, "")}
+
+    def clock(self) -> Clock:
+        return _fixed(self.now) if self.now else system_clock
+
+    def settings(self) -> Settings:
+        return _settings(tuple(sorted(self.overrides().items())))
+
+    def app(self) -> App:
+        return app_for(self.settings(), self.clock())
+
+    @classmethod
+    def for_settings(cls, settings: Settings, now: dt.datetime | None = None) -> AppResource:
+        """The resource that stands for ``settings`` (tests, the demo runner), optionally at a fixed instant."""
+        mail = settings.mail
+        values = {
+            "data_dir": str(settings.data_dir), "database_url": settings.database_url, "store": settings.store_root,
+            "workers": str(settings.workers), "lock_timeout_s": repr(settings.lock_timeout_s),
+            "files": str(settings.files_root) if settings.files_root else None,
+            "outbox": str(mail.outbox_dir) if mail.outbox_dir else None, "mail_from": mail.mail_from,
+            "smtp_host": mail.smtp_host, "smtp_port": str(mail.smtp_port), "smtp_user": mail.smtp_user,
+            "smtp_password": mail.smtp_password, "smtp_starttls": str(mail.smtp_starttls).lower(),
+            "smtp_cafile": mail.smtp_cafile, "max_attempts": str(mail.max_attempts),
+            "retention_days": str(settings.retention_days),
+            "now": now.isoformat() if now else None,
+        }
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+def _settings(overrides: tuple[tuple[str, str], ...]) -> Settings:
+    # Parsed on every call (cheap): equal settings give the same App, and a changed environment is seen.
+    return load_settings(dict(overrides))
+
+
+def app_resource(deployment: str) -> AppResource:
+    """The ``app`` resource of a deployment (see the module docstring)."""
+    if deployment == "production":
+        return AppResource(**{name: dg.EnvVar(PREFIX + variable) for name, variable in FIELDS.items()
+                              if name in {"database_url", "store", "smtp_host", "smtp_port", "smtp_user",
+                                          "smtp_password", "mail_from"}})
+    return AppResource()
+
+
+# --- transitional views for the scheduled-report jobs (they move to ``app`` with their next change) ---
 class AppDatabase(dg.ConfigurableResource):
-    """The app database (clients, call events, cache manifest...).
-
-    ``url`` defaults to ``REPORT_PIPELINES_DATABASE_URL``, else the SQLite file under the data folder.
-    One engine (and connection pool) per process and URL.
-    """
+    """The app database of the ``app`` settings (``url`` overrides them)."""
 
     url: str | None = Field(default=None, description="SQLAlchemy URL; default from REPORT_PIPELINES_DATABASE_URL")
 
     def resolved_url(self) -> str:
-        return self.url or Settings.from_env().database_url
+        return self.url or _settings(()).database_url
 
-    def engine(self) -> Engine:
-        return engine_for(self.resolved_url())
-
-
-class ReportStore(dg.ConfigurableResource):
-    """The Parquet report store (a folder, or a URI such as ``s3://bucket/prefix``).
-
-    ``root`` defaults to ``REPORT_PIPELINES_STORE``, else ``<data dir>/reports``.
-    """
-
-    root: str | None = Field(default=None, description="Folder or URI; default from REPORT_PIPELINES_STORE")
-
-    def resolved_root(self) -> str:
-        return self.root or Settings.from_env().store_root
-
-    def store(self) -> ParquetReportStore:
-        return ParquetReportStore(self.resolved_root())
+    def engine(self):
+        return app_for(_settings(tuple(sorted({PREFIX + "DATABASE_URL": self.resolved_url()}.items())))).engine
 
 
 class MailerResource(dg.ConfigurableResource):
-    """Where e-mail goes: the SMTP server when ``smtp_host`` is set (STARTTLS and login when
-    configured), else ``.eml`` files in the local outbox. Defaults come from ``REPORT_PIPELINES_SMTP_*``
-    and ``REPORT_PIPELINES_OUTBOX``; secrets only through the environment (``dg.EnvVar``)."""
+    """Where e-mail goes (SMTP, or the local outbox), from the ``REPORT_PIPELINES_*`` settings."""
 
     smtp_host: str | None = Field(default=None, description="SMTP host; default REPORT_PIPELINES_SMTP_HOST")
     smtp_port: int | None = Field(default=None, description="default REPORT_PIPELINES_SMTP_PORT or 587")
     smtp_starttls: bool | None = Field(default=None, description="default REPORT_PIPELINES_SMTP_STARTTLS or true")
     outbox_dir: str | None = Field(default=None, description="default REPORT_PIPELINES_OUTBOX or <data>/outbox")
 
-    def mailer(self) -> Mailer:
-        settings = Settings.from_env()
-        mail = replace(
-            settings.mail,
-            smtp_host=self.smtp_host or settings.mail.smtp_host,
-            smtp_port=self.smtp_port or settings.mail.smtp_port,
-            smtp_starttls=settings.mail.smtp_starttls if self.smtp_starttls is None else self.smtp_starttls,
-            outbox_dir=Path(self.outbox_dir) if self.outbox_dir else settings.mail.outbox_dir,
-        )
-        return mailer_from_settings(replace(settings, mail=mail))
+    def mailer(self):
+        overrides = {"SMTP_HOST": self.smtp_host, "SMTP_PORT": self.smtp_port, "OUTBOX": self.outbox_dir,
+                     "SMTP_STARTTLS": None if self.smtp_starttls is None else str(self.smtp_starttls).lower()}
+        values = tuple(sorted((PREFIX + k, str(v)) for k, v in overrides.items() if v is not None))
+        return app_for(_settings(values)).mailer

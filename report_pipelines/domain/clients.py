@@ -47,7 +47,7 @@ class ClientSpec:
     active_from: dt.date | None = None  # None: the local date at creation
 
     @classmethod
-    def parse(cls, slug: str, name: str, timezone: str, active_from: dt.date | None = None) -> "ClientSpec":
+    def parse(cls, slug: str, name: str, timezone: str, active_from: dt.date | None = None) -> ClientSpec:
         zone = parse_zone(timezone, field="timezone")
         return cls(slug=validate_slug(slug), name=validate_name(name), timezone=zone.key, active_from=active_from)
 

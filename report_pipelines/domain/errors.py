@@ -19,7 +19,7 @@ class _FieldError(ReportPipelinesError):
         self.message = message
         super().__init__(f"{field}: {message}")
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (type(self), (self.field, self.message))
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from report_pipelines.adapters.db.models import CallEvent
-from report_pipelines.adapters.db.repositories import CacheManifestRepository, ClientRepository
+from report_pipelines.adapters.db.repositories import CacheManifestRepository, CallEventRepository, ClientRepository
 from report_pipelines.adapters.report_store import ParquetReportStore
 from report_pipelines.domain.cache import call_ids_checksum
+from report_pipelines.services.serving import served_clients
 from report_pipelines.services.zone_days import ZoneDay
 
 
@@ -29,6 +30,7 @@ def source_mismatches(engine: Engine, zone_days: list[ZoneDay], report: str = "c
     """
     manifest = CacheManifestRepository(engine)
     clients = ClientRepository(engine)
+    events = CallEventRepository(engine)
     checked = 0
     findings: list[Finding] = []
     for zone_day in zone_days:
@@ -38,9 +40,7 @@ def source_mismatches(engine: Engine, zone_days: list[ZoneDay], report: str = "c
             if entry.report != report:
                 continue
             checked += 1
-            with engine.connect() as conn:
-                ids = list(conn.scalars(select(CallEvent.pbx_call_id).where(
-                    CallEvent.client_id == entry.client_id, CallEvent.started_at >= start, CallEvent.started_at < end)))
+            ids = events.day_call_ids(entry.client_id, start, end)
             day = zone_day.day.isoformat()
             if len(ids) != entry.source_rows:
                 findings.append(Finding(entry.client_id, day, f"source has {len(ids)} calls, cache was built from {entry.source_rows}"))
@@ -53,14 +53,16 @@ def source_mismatches(engine: Engine, zone_days: list[ZoneDay], report: str = "c
 
 
 def missing_client_days(engine: Engine, store: ParquetReportStore, zone_days: list[ZoneDay],
-                        report: str) -> tuple[int, list[Finding]]:
-    """Client-days of these zone-days that should be cached for ``report`` and are not (row or file)."""
+                        report: str, now: dt.datetime) -> tuple[int, list[Finding]]:
+    """Client-days of these zone-days that should be cached for ``report`` and are not (row or file).
+
+    Expected are exactly the client-days the pipelines serve (the rule planning uses), as of ``now``.
+    """
     manifest = CacheManifestRepository(engine)
-    clients = ClientRepository(engine)
     expected = 0
     findings: list[Finding] = []
     for zone_day in zone_days:
-        members = [c.id for c in clients.in_zone(zone_day.timezone) if c.active_from <= zone_day.day]
+        members = [c.id for c in served_clients(engine, zone_day.timezone, zone_day.day, now)]
         expected += len(members)
         cached = {e.client_id for e in manifest.entries_for_day(members, zone_day.day) if e.report == report}
         for client_id in members:

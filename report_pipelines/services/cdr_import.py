@@ -261,9 +261,9 @@ def import_cdr(
     now = dt.datetime.now(UTC)
     if rejects_path is None:
         if data_dir is None:
-            from report_pipelines.settings import Settings
+            from report_pipelines.app import load_settings
 
-            data_dir = Settings.from_env().data_dir
+            data_dir = load_settings().data_dir
         stamp = now.strftime("%Y%m%dT%H%M%SZ")
         rejects = RejectsFile(Path(data_dir) / "rejects" / f"{path.name}.{stamp}.rejects.csv", find_free_name=True)
     else:

@@ -7,30 +7,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine
 
 from report_pipelines.adapters.db.bulk import load_call_events
-from report_pipelines.adapters.db.models import (
-    CacheEntry,
-    CallEvent,
-    Client,
-    ClientProductRow,
-    PolicyUseRow,
-    ProposalItemRow,
-    ProposalRow,
-    ProposalTransitionRow,
-    ReportFile,
-    ReportSchedule,
-)
-from report_pipelines.adapters.report_store import ParquetReportStore
-from report_pipelines.domain.commercial import REPORTS_PRODUCT, Licence, Money, Product
-from report_pipelines.domain.errors import NotFound
-from report_pipelines.domain.reports import REPORTS
-from report_pipelines.services.commercial import add_product, catalogue, grant
+from report_pipelines.adapters.db.commercial import UnitOfWork
 from report_pipelines.adapters.db.repositories import ClientRepository
+from report_pipelines.adapters.report_store import ParquetReportStore
 from report_pipelines.adapters.sources.synthetic import CallGenerator, GeneratorConfig
 from report_pipelines.domain.clients import ClientSpec
-from report_pipelines.domain.errors import Conflict
+from report_pipelines.domain.commercial import REPORTS_PRODUCT, Licence, Money, Product
+from report_pipelines.domain.errors import Conflict, NotFound
+from report_pipelines.domain.reports import REPORTS
+from report_pipelines.services.commercial import add_product, catalogue, grant
+
+#: Accounts the demo run creates besides the generated clients (a prospect's and a trial's).
+DEMO_ACCOUNTS = ("porto-dental", "braga-hotel-trial")
+#: The demo run's own discount policy (deleted with its uses on reset).
+DEMO_POLICIES = ("LAUNCH15",)
 
 
 @dataclass(frozen=True)
@@ -49,35 +42,26 @@ def seed_demo(engine: Engine, config: GeneratorConfig, *, reset: bool = False,
     """Create the generated clients and load their calls (COPY on PostgreSQL).
 
     Seeding twice would duplicate nothing but would mix two generations, so a demo client that
-    already exists is refused unless ``reset`` is set, which first deletes the demo clients (only
-    those whose slugs the generator plans) with everything that hangs on them (calls, cache
-    manifest, licences, proposals, schedules and their file rows) and, given the ``store``, their
-    cached report files.
+    already exists is refused unless ``reset`` is set, which first deletes everything the demo made:
+    the generated clients and the demo run's own accounts (:data:`DEMO_ACCOUNTS`, and the prospect
+    proposals that would create them) with everything that hangs on them (calls, cache manifest,
+    licences, proposals, schedules and their file rows), the demo's policy, and, given the ``store``,
+    their cached report files. So ``make demo`` can run any number of times on one database.
     """
     generator = CallGenerator(config)
     slugs = [c.slug for c in generator.clients]
-    with engine.begin() as conn:
-        existing = set(conn.scalars(select(Client.slug).where(Client.slug.in_(slugs))))
+    with UnitOfWork(engine) as uow:
+        existing = uow.commercial.existing_slugs(slugs + list(DEMO_ACCOUNTS))
         if existing and not reset:
             raise Conflict("clients", f"{len(existing)} demo clients already exist (e.g. {sorted(existing)[0]!r}); "
                                       "use --reset to replace them")
-        if existing:
-            ids = list(conn.scalars(select(Client.id).where(Client.slug.in_(slugs))))
-            schedules = select(ReportSchedule.id).where(ReportSchedule.client_id.in_(ids)).scalar_subquery()
-            conn.execute(delete(ReportFile).where(ReportFile.schedule_id.in_(schedules)))
-            conn.execute(delete(ReportSchedule).where(ReportSchedule.client_id.in_(ids)))
-            conn.execute(delete(CacheEntry).where(CacheEntry.client_id.in_(ids)))
-            conn.execute(delete(ClientProductRow).where(ClientProductRow.client_id.in_(ids)))
-            proposals = select(ProposalRow.id).where(ProposalRow.client_id.in_(ids)).scalar_subquery()
-            for table in (PolicyUseRow, ProposalItemRow, ProposalTransitionRow):
-                conn.execute(delete(table).where(table.proposal_id.in_(proposals)))
-            conn.execute(delete(ProposalRow).where(ProposalRow.client_id.in_(ids)))
-            conn.execute(delete(CallEvent).where(CallEvent.client_id.in_(ids)))
-            conn.execute(delete(Client).where(Client.id.in_(ids)))
-            if store is not None:
-                for client_id in ids:
-                    for report in REPORTS:
-                        store.delete_client(report, client_id)
+        if reset:
+            deleted = uow.commercial.delete_clients(slugs + list(DEMO_ACCOUNTS))
+            uow.commercial.delete_policies(DEMO_POLICIES)
+    if reset and store is not None:
+        for client_id in deleted:
+            for report in REPORTS:
+                store.delete_client(report, client_id)
 
     repo = ClientRepository(engine)
     reports_product = ensure_reports_product(engine)

@@ -13,23 +13,21 @@ the first one's fresh result in the manifest and reuses it instead of computing 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Engine
 
-from report_pipelines.adapters.db.engine import make_engine
 from report_pipelines.adapters.db.repositories import CacheManifestRepository, CallEventRepository
-from report_pipelines.adapters.locks import ClientDayLocks
-from report_pipelines.adapters.report_store import ParquetReportStore
+from report_pipelines.adapters.locks import LockTimeout
+from report_pipelines.app import App, Clock
 from report_pipelines.domain.cache import CachedDay, SourceState, call_ids_checksum
 from report_pipelines.domain.errors import InvalidInput, ReportPipelinesError
 from report_pipelines.domain.reports import REPORTS, DayContext, get_report
@@ -47,24 +45,6 @@ class DayNotClosed(InvalidInput):
 
 class ExtractTimeout(ReportPipelinesError, TimeoutError):
     """The work could not finish within the time it was given."""
-
-
-@dataclass(frozen=True)
-class ExtractSettings:
-    """Everything a worker process needs to build its own connections (picklable)."""
-
-    database_url: str
-    store_root: str
-    lock_dir: str
-    service_level_seconds: int = 20
-    lock_timeout_s: float = 3600.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides) -> "ExtractSettings":  # noqa: ANN003
-        values = dict(database_url=settings.database_url, store_root=settings.store_root,
-                      lock_dir=str(settings.data_dir / "locks"))
-        values.update(overrides)
-        return cls(**values)
 
 
 @dataclass(frozen=True, order=True)
@@ -95,23 +75,24 @@ class ClientDayResult:
 
 
 class Extractor:
-    """Computes and caches client-days with its own engine, store and locks (one per process)."""
+    """Computes and caches client-days with the pieces of one :class:`App` (one per process)."""
 
-    def __init__(self, settings: ExtractSettings, engine: Engine | None = None) -> None:
-        self.settings = settings
-        self._own_engine = engine is None
-        self.engine = engine if engine is not None else make_engine(settings.database_url)
-        self.store = ParquetReportStore(settings.store_root)
-        self.locks = ClientDayLocks(self.engine, Path(settings.lock_dir))
-        self.events = CallEventRepository(self.engine)
-        self.manifest = CacheManifestRepository(self.engine)
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.settings = app.settings
+        self.store = app.store
+        self.locks = app.locks
+        self.events = CallEventRepository(app.engine)
+        self.manifest = CacheManifestRepository(app.engine)
 
     def compute(self, task: ClientDay, reports: Sequence[str], *, now: dt.datetime, run_id: str | None = None,
-                reuse_since: dt.datetime | None = None) -> ClientDayResult:
+                reuse_since: dt.datetime | None = None, deadline: float | None = None) -> ClientDayResult:
         """Cache ``reports`` for one closed client-day.
 
         ``reuse_since``: reuse the cached result instead of computing when it is still fresh and was
         computed at or after this instant (``ANY_TIME``: whenever). ``None`` always recomputes.
+        ``deadline`` (a ``time.time()`` instant) bounds the wait for another run's lock on the same
+        client-day, together with the configured ``lock_timeout_s``; past it :class:`ExtractTimeout`.
         """
         started = time.perf_counter()
         zone = parse_zone(task.timezone)
@@ -122,28 +103,50 @@ class Extractor:
                 f"{task.day} has not ended in {task.timezone} yet (it ends at {window[1].isoformat()}); "
                 "the current local day is computed live, never cached",
             )
-        with self.locks.hold(task.client_id, task.day, self.settings.lock_timeout_s):
-            if reuse_since is not None:
-                reused = self._reusable(task, reports, window, reuse_since)
-                if reused is not None:
-                    return _result(task, "reused", reused, time.perf_counter() - started)
-            calls = self.events.day_calls(task.client_id, *window)
-            ctx = DayContext(task.client_id, task.timezone, task.day, self.settings.service_level_seconds)
-            screened = screen_calls(calls, ctx, *window)
-            watermark = pc.max(calls.column("ingested_at")).as_py() if calls.num_rows else None
-            source_checksum = call_ids_checksum(calls.column("pbx_call_id").to_pylist())
-            computed_at = dt.datetime.now(UTC)
-            entries = []
-            for name in reports:
-                stored = self.store.write_day(name, task.client_id, task.day, get_report(name).compute_day(screened.clean, ctx))
-                entries.append(CachedDay(
-                    report=name, client_id=task.client_id, local_date=task.day, path=stored.path, rows=stored.rows,
-                    bytes=stored.bytes, checksum=stored.checksum, source_rows=calls.num_rows,
-                    source_checksum=source_checksum, source_watermark=watermark,
-                    rejected_rows=screened.rejected_total, rejected_reasons=dict(screened.rejected),
-                    computed_at=computed_at, run_id=run_id,
-                ))
-            self.manifest.replace(entries)
+        wait = self.settings.lock_timeout_s
+        if deadline is not None:
+            wait = min(wait, deadline - time.time())
+            if wait <= 0:
+                raise ExtractTimeout(f"deadline: no time left for client {task.client_id} {task.day}")
+        try:
+            with self.locks.hold(task.client_id, task.day, wait):
+                return self._compute_locked(task, reports, window, now, run_id, reuse_since, started)
+        except LockTimeout:
+            if deadline is not None and wait < self.settings.lock_timeout_s:
+                raise ExtractTimeout(f"deadline: client {task.client_id} {task.day} was still being computed by "
+                                     f"another run when the time ran out ({wait:.1f} s of waiting)") from None
+            raise
+
+    def _compute_locked(self, task: ClientDay, reports: Sequence[str], window: tuple[dt.datetime, dt.datetime],
+                        now: dt.datetime, run_id: str | None, reuse_since: dt.datetime | None,
+                        started: float) -> ClientDayResult:
+        if reuse_since is not None:
+            reused = self._reusable(task, reports, window, reuse_since)
+            if reused is not None:
+                return _result(task, "reused", reused, time.perf_counter() - started)
+        calls = self.events.day_calls(task.client_id, *window)
+        ctx = DayContext(task.client_id, task.timezone, task.day, self.settings.service_level_seconds)
+        screened = screen_calls(calls, ctx, *window)
+        watermark = pc.max(calls.column("ingested_at")).as_py() if calls.num_rows else None
+        source_checksum = call_ids_checksum(calls.column("pbx_call_id").to_pylist())
+        computed_at = self.app.now()
+        tables = {name: get_report(name).compute_day(screened.clean, ctx) for name in reports}
+        provenance = day_provenance(task.timezone, calls.num_rows, source_checksum, watermark, screened.rejected)
+        # A reader trusts a file only with its manifest row: forget the old rows first, so a crash while the
+        # files are replaced leaves files without rows (recomputed, or re-recorded by the repair pass from the
+        # provenance each file carries), never a row describing another file's bytes.
+        self.manifest.forget(task.client_id, task.day, tuple(reports))
+        entries = []
+        for name, table in tables.items():
+            stored = self.store.write_day(name, task.client_id, task.day, table, provenance)
+            entries.append(CachedDay(
+                report=name, client_id=task.client_id, local_date=task.day, path=stored.path, rows=stored.rows,
+                bytes=stored.bytes, checksum=stored.checksum, source_rows=calls.num_rows,
+                source_checksum=source_checksum, source_watermark=watermark,
+                rejected_rows=screened.rejected_total, rejected_reasons=dict(screened.rejected),
+                computed_at=computed_at, run_id=run_id,
+            ))
+        self.manifest.replace(entries)
         return _result(task, "computed", entries, time.perf_counter() - started)
 
     def _reusable(self, task: ClientDay, reports: Sequence[str], window: tuple[dt.datetime, dt.datetime],
@@ -165,9 +168,20 @@ class Extractor:
         calls = self.events.day_calls(client_id, start, min(end, now))
         return get_report(report).compute_day(screen_calls(calls, ctx, start, end).clean, ctx)
 
-    def dispose(self) -> None:
-        if self._own_engine:
-            self.engine.dispose()
+
+def day_provenance(timezone: str, source_rows: int, source_checksum: str, watermark: dt.datetime | None,
+                   rejected: dict[str, int]) -> dict[str, str]:
+    """What every day file records about where it came from (Parquet key-value metadata).
+
+    Deterministic (no run id, no computation time): recomputing the same calls gives the same bytes.
+    """
+    return {
+        "timezone": timezone,
+        "source_rows": str(source_rows),
+        "source_checksum": source_checksum,
+        "source_watermark": watermark.isoformat() if watermark else "",
+        "rejected_reasons": json.dumps(dict(sorted(rejected.items()))),
+    }
 
 
 def _result(task: ClientDay, status: Literal["computed", "reused"], entries: list[CachedDay],
@@ -185,19 +199,19 @@ def _result(task: ClientDay, status: Literal["computed", "reused"], entries: lis
 _worker: Extractor | None = None
 
 
-def _init_worker(settings: ExtractSettings) -> None:
+def _init_worker(settings: Settings, clock: Clock) -> None:
     global _worker
-    _worker = Extractor(settings)
+    _worker = Extractor(App(settings, clock=clock))
 
 
 def _work(task: ClientDay, reports: tuple[str, ...], now: dt.datetime, run_id: str | None,
-          reuse_since: dt.datetime | None) -> ClientDayResult:
+          reuse_since: dt.datetime | None, deadline: float | None) -> ClientDayResult:
     assert _worker is not None, "worker not initialised"
-    return _worker.compute(task, reports, now=now, run_id=run_id, reuse_since=reuse_since)
+    return _worker.compute(task, reports, now=now, run_id=run_id, reuse_since=reuse_since, deadline=deadline)
 
 
 def run_client_days(
-    settings: ExtractSettings,
+    app: App,
     tasks: Iterable[ClientDay],
     *,
     reports: Sequence[str] | None = None,
@@ -215,8 +229,8 @@ def run_client_days(
     than ``pool_min_calls``; starting worker processes costs 1-1.5 s here, more than ~200,000
     calls take to compute. A failure of any client-day stops the hand-out and is
     raised once the items already running have finished (their results are cached and kept).
-    ``timeout_s`` bounds the whole call: past it, nothing new starts and :class:`ExtractTimeout` says
-    how far it got.
+    ``timeout_s`` bounds the whole call, waiting for other runs' locks included: past it, nothing new
+    starts and :class:`ExtractTimeout` says how far it got.
     """
     reports = tuple(reports or REPORTS)
     for name in reports:
@@ -224,8 +238,8 @@ def run_client_days(
     if workers < 1:
         raise InvalidInput("workers", "must be at least 1")
     ordered = sorted(tasks, key=lambda t: (-t.weight, t.day, t.client_id))
-    now = now or dt.datetime.now(UTC)
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    now = now or app.now()
+    deadline = None if timeout_s is None else time.time() + timeout_s
     results: list[ClientDayResult] = []
 
     def done(result: ClientDayResult) -> None:
@@ -234,7 +248,7 @@ def run_client_days(
             on_result(result)
 
     def expired() -> bool:
-        return deadline is not None and time.monotonic() > deadline
+        return deadline is not None and time.time() > deadline
 
     def timeout_error() -> ExtractTimeout:
         return ExtractTimeout(
@@ -243,14 +257,15 @@ def run_client_days(
         )
 
     if len(ordered) <= 1 or workers == 1 or sum(t.weight for t in ordered) < pool_min_calls:
-        extractor = Extractor(settings)
-        try:
-            for task in ordered:
-                if expired():
-                    raise timeout_error()
-                done(extractor.compute(task, reports, now=now, run_id=run_id, reuse_since=reuse_since))
-        finally:
-            extractor.dispose()
+        extractor = Extractor(app)
+        for task in ordered:
+            if expired():
+                raise timeout_error()
+            try:
+                done(extractor.compute(task, reports, now=now, run_id=run_id, reuse_since=reuse_since,
+                                       deadline=deadline))
+            except ExtractTimeout:
+                raise timeout_error() from None
         return results
 
     context = multiprocessing.get_context("forkserver")
@@ -259,14 +274,14 @@ def run_client_days(
     running: set[Future[ClientDayResult]] = set()
     failure: BaseException | None = None
     pool = ProcessPoolExecutor(max_workers=min(workers, len(ordered)), mp_context=context,
-                               initializer=_init_worker, initargs=(settings,))
+                               initializer=_init_worker, initargs=(app.settings, app.clock))
     timed_out = False
 
     def submit_next() -> bool:
         task = next(pending, None)
         if task is None:
             return False
-        running.add(pool.submit(_work, task, reports, now, run_id, reuse_since))
+        running.add(pool.submit(_work, task, reports, now, run_id, reuse_since, deadline))
         return True
 
     try:
@@ -274,7 +289,7 @@ def run_client_days(
         for _ in range(min(workers, len(ordered))):
             submit_next()
         while running:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            remaining = None if deadline is None else max(0.0, deadline - time.time())
             finished, running = wait(running, timeout=remaining, return_when=FIRST_COMPLETED)
             if not finished:  # the deadline passed with work still running
                 timed_out = True
@@ -282,7 +297,10 @@ def run_client_days(
             for future in finished:
                 try:
                     done(future.result())
-                except BaseException as exc:  # noqa: BLE001 - re-raised below, after draining
+                except ExtractTimeout:
+                    timed_out = True
+                    failure = failure or timeout_error()
+                except BaseException as exc:
                     failure = failure or exc
                 if failure is None and not expired():
                     submit_next()

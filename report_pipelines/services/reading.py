@@ -3,7 +3,10 @@
 Closed days come from the report store (cached ones are read as they are; missing ones are computed
 and cached on the way, through the same client-day computation the Dagster assets use); the current
 local day is computed live from the calls so far and never cached. Reading cached days touches the
-clients table, the cache manifest and the Parquet files, never the events table.
+clients table, the licences, the cache manifest and the Parquet files, never the events table.
+
+Which days may be computed is the one serving rule (:mod:`report_pipelines.services.serving`): a
+client whose licence ended reads its cached days, and a missing day is computed only if it is served.
 """
 
 from __future__ import annotations
@@ -14,16 +17,14 @@ from dataclasses import dataclass
 import pandas as pd
 import pyarrow as pa
 
-from report_pipelines.adapters.db.engine import engine_for
 from report_pipelines.adapters.db.repositories import CacheManifestRepository, ClientRepository
-from report_pipelines.adapters.report_store import ParquetReportStore
+from report_pipelines.app import App, default_app
 from report_pipelines.domain.clients import ClientRecord
 from report_pipelines.domain.errors import InvalidInput, NotFound
 from report_pipelines.domain.reports import ReportDefinition, get_report
-from report_pipelines.domain.timezones import UTC, local_date_of, parse_zone
-from report_pipelines.services.commercial import licence_state
-from report_pipelines.services.extracts import ANY_TIME, ClientDay, Extractor, ExtractSettings, run_client_days
-from report_pipelines.settings import Settings
+from report_pipelines.domain.timezones import local_date_of, parse_zone
+from report_pipelines.services.extracts import ANY_TIME, ClientDay, Extractor, run_client_days
+from report_pipelines.services.serving import Serving, serving_of
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,11 @@ class PeriodRequest:
     start: dt.date
     end: dt.date
     today: dt.date  # the client's current local date
-    served: bool = True  # False: the licence ended; cached days stay readable, nothing new is computed
+    serving: Serving
+
+    @property
+    def served(self) -> bool:
+        return self.serving.state == "served"
 
     @property
     def closed_days(self) -> list[dt.date]:
@@ -55,20 +60,20 @@ def _date(value: dt.date | str, field: str) -> dt.date:
     try:
         return dt.date.fromisoformat(str(value))
     except ValueError:
-        raise InvalidInput(field, f"{value!r} is not a date (YYYY-MM-DD)") from None
+        raise InvalidInput(field, f"{str(value)[:40]!r} is not a date (YYYY-MM-DD)") from None
 
 
-def validate_request(engine, report: str, client: str | int, start: dt.date | str, end: dt.date | str,  # noqa: ANN001
+def validate_request(app: App, report: str, client: str | int, start: dt.date | str, end: dt.date | str,
                      now: dt.datetime) -> PeriodRequest:
     """Check every argument, naming the one that is wrong, before anything is read or computed."""
     definition = get_report(report)
-    repo = ClientRepository(engine)
+    repo = ClientRepository(app.engine)
     try:
         record = repo.get(client) if isinstance(client, int) and not isinstance(client, bool) else repo.get_by_slug(str(client))
     except NotFound:
-        raise NotFound("client", f"no client {client!r} (see: report-pipelines clients list)") from None
-    state = licence_state(engine, record.id, now)
-    if state == "never":
+        raise NotFound("client", f"no client {str(client)[:80]!r} (see: report-pipelines clients list)") from None
+    serving = serving_of(app.engine, record.id, now)
+    if serving.state == "never":
         raise InvalidInput("client", f"{record.slug!r} is not licensed for the reports product")
     first, last = _date(start, "start"), _date(end, "end")
     if last < first:
@@ -78,44 +83,42 @@ def validate_request(engine, report: str, client: str | int, start: dt.date | st
     today = local_date_of(now, parse_zone(record.timezone))
     if last > today:
         raise InvalidInput("end", f"{last} is in the future for {record.slug!r} (today there is {today} in {record.timezone})")
-    return PeriodRequest(report=definition, client=record, start=first, end=last, today=today,
-                         served=state == "served")
+    return PeriodRequest(report=definition, client=record, start=first, end=last, today=today, serving=serving)
 
 
 def read_report_arrow(report: str, client: str | int, start: dt.date | str, end: dt.date | str, *,
-                      settings: Settings | None = None, now: dt.datetime | None = None,
+                      app: App | None = None, now: dt.datetime | None = None,
                       timeout_s: float | None = None, workers: int = 1) -> pa.Table:
     """The day tables of ``report`` for ``client`` (slug or id) over local days ``start..end``.
 
     One row set per day, with ``client`` and ``date`` columns, days ascending. Closed days missing
     from the cache are computed and cached first (within ``timeout_s``); today, if asked for, is
-    computed live from the calls so far.
+    computed live from the calls so far. ``app`` defaults to one built from the environment.
 
     ``workers > 1`` computes missing days on that many processes; like any multiprocessing code,
     a script that asks for it must keep its top-level code under ``if __name__ == "__main__":``.
     The Dagster assets, not this call, are where bulk computation belongs.
     """
-    settings = settings or Settings.from_env()
-    now = now or dt.datetime.now(UTC)
-    engine = engine_for(settings.database_url)
-    request = validate_request(engine, report, client, start, end, now)
+    app = app or default_app()
+    now = now or app.now()
+    request = validate_request(app, report, client, start, end, now)
     name, client_id = request.report.name, request.client.id
-    store = ParquetReportStore(settings.store_root)
-    extract = ExtractSettings.from_settings(settings)
+    store = app.store
 
     days = request.closed_days
-    cached = {e.local_date for e in CacheManifestRepository(engine).entries(client_id, request.start, request.end, (name,))}
+    cached = {e.local_date for e in CacheManifestRepository(app.engine).entries(client_id, request.start, request.end, (name,))}
     missing = [d for d in days if d not in cached or not store.exists(name, client_id, d)]
-    if (missing or request.includes_today) and not request.served:
-        raise InvalidInput("client", f"{request.client.slug!r} no longer holds a reports licence: its cached days "
-                                     f"can be read, but {len(missing) or 'today'} day(s) of this period are not cached")
+    unserved = [d for d in missing if not request.serving.serves(d)]
+    if unserved or (request.includes_today and not request.serving.serves(request.today)):
+        what = f"{len(unserved)} day(s) of this period ({unserved[0]}...) are not cached" if unserved else "today"
+        raise InvalidInput("client", f"{request.client.slug!r} holds no reports licence for those days: its cached "
+                                     f"days can be read, but {what} would need new work")
     if missing:
-        run_client_days(extract, [ClientDay(client_id, request.client.timezone, d) for d in missing],
+        run_client_days(app, [ClientDay(client_id, request.client.timezone, d) for d in missing],
                         workers=workers, now=now, reuse_since=ANY_TIME, timeout_s=timeout_s)
     tables = [store.read_days(name, client_id, days, request.report.schema)] if days else []
     if request.includes_today:
-        extractor = Extractor(extract, engine=engine)
-        live = extractor.live_day(name, client_id, request.client.timezone, request.today, now)
+        live = Extractor(app).live_day(name, client_id, request.client.timezone, request.today, now)
         n = live.num_rows
         tables.append(live.append_column("client", pa.array([client_id] * n, pa.int64()))
                       .append_column("date", pa.array([request.today] * n, pa.date32())))
@@ -124,13 +127,13 @@ def read_report_arrow(report: str, client: str | int, start: dt.date | str, end:
     return pa.concat_tables(tables)
 
 
-def read_report(report: str, client: str | int, start: dt.date | str, end: dt.date | str, **options) -> pd.DataFrame:  # noqa: ANN003
+def read_report(report: str, client: str | int, start: dt.date | str, end: dt.date | str, **options) -> pd.DataFrame:
     """:func:`read_report_arrow` as a pandas DataFrame."""
     return read_report_arrow(report, client, start, end, **options).to_pandas()
 
 
 def summarize_report(report: str, client: str | int, start: dt.date | str, end: dt.date | str,
-                     **options) -> pd.DataFrame:  # noqa: ANN003
+                     **options) -> pd.DataFrame:
     """The period as people read it: the days re-aggregated (sums over sums), then presented."""
     definition = get_report(report)
     days = read_report_arrow(report, client, start, end, **options)

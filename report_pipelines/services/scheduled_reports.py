@@ -41,8 +41,9 @@ from report_pipelines.domain.errors import InvalidInput, NotFound
 from report_pipelines.domain.reports import get_report
 from report_pipelines.domain.schedules import PeriodSpec, ScheduleRule, next_send_at, period_for, plan_missed
 from report_pipelines.domain.timezones import UTC, parse_zone
-from report_pipelines.services.commercial import licence_state, served_client_ids
+from report_pipelines.app import app_for
 from report_pipelines.services.reading import read_report_arrow
+from report_pipelines.services.serving import served_today, serving_of
 from report_pipelines.settings import Settings
 
 
@@ -83,8 +84,8 @@ def add_schedule(engine: Engine, client: str, *, report: str, period: str = "yes
         record = ClientRepository(engine).get_by_slug(client)
     except NotFound:
         raise NotFound("client", f"no client {client!r} (see: report-pipelines clients list)") from None
-    if licence_state(engine, record.id) != "served":
-        raise InvalidInput("report", f"client {record.slug!r} holds no active licence of the reports product")
+    if serving_of(engine, record.id, dt.datetime.now(UTC)).state != "served":
+        raise InvalidInput("client", f"client {record.slug!r} holds no active licence of the reports product")
     values = _validated(record.timezone, report=report, period=period, period_days=period_days, frequency=frequency,
                         send_time=send_time, weekdays=weekdays, month_day=month_day, timezone=timezone,
                         recipients=recipients, subject=subject, fmt=fmt)
@@ -160,7 +161,7 @@ def due_occurrences(engine: Engine, now: dt.datetime, limit: int = 10_000) -> li
     rows = ScheduleRepository(engine).due(now, limit)
     if not rows:
         return found
-    served = served_client_ids(engine, now)
+    served = served_today(engine, now)
     building = ReportFileRepository(engine).builds_in_progress([row.id for row in rows])
     for row in rows:
         if row.client_id not in served:
@@ -214,7 +215,7 @@ def build_file(engine: Engine, settings: Settings, row: ScheduleRow, file: FileR
     client = ClientRepository(engine).get(row.client_id)
     first = max(start, client.active_from)  # a new client's first "last month" starts when it does
     if first <= end:
-        days = read_report_arrow(row.report, row.client_id, first, end, settings=settings, now=now)
+        days = read_report_arrow(row.report, row.client_id, first, end, app=app_for(settings), now=now)
         table = pa.Table.from_pandas(report.present(report.combine(days.drop_columns(["client"]))),
                                      preserve_index=False)
     else:

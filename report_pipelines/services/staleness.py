@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from report_pipelines.adapters.db.repositories import CacheManifestRepository, CallEventRepository, ClientRepository
+from report_pipelines.adapters.db.repositories import CacheManifestRepository, CallEventRepository
 from report_pipelines.domain.timezones import local_date_of, local_day_window, parse_zone
+from report_pipelines.services.serving import servings
 
 
 @dataclass(frozen=True, order=True)
@@ -24,12 +25,14 @@ def find_stale_client_days(engine: Engine, since: dt.datetime, now: dt.datetime)
 
     A client-day is stale when its manifest says it was built from older data than what arrived
     (watermark) or from a different number of calls (an import that stamped several commits with one
-    instant). Days not cached yet are not stale (nothing to correct), and the current local day is
-    never cached.
+    instant). Days not cached yet are not stale (nothing to correct), the current local day is
+    never cached, and a day the pipelines no longer serve (:mod:`~report_pipelines.services.serving`) is
+    not work: its cache stays as it was, readable.
     """
     events = CallEventRepository(engine)
     manifest = CacheManifestRepository(engine)
-    clients = {c.id: c for c in ClientRepository(engine).list()}
+    serving = servings(engine, now)
+    clients = {client_id: s.client for client_id, s in serving.items()}
     newest: dict[tuple[int, dt.date], dt.datetime] = {}
     seen: dt.datetime | None = None
     for client_id, bucket, ingested in events.ingested_since(since):
@@ -44,7 +47,7 @@ def find_stale_client_days(engine: Engine, since: dt.datetime, now: dt.datetime)
     for (client_id, day), ingested in sorted(newest.items()):
         client = clients[client_id]
         window = local_day_window(day, parse_zone(client.timezone))
-        if window[1] > now:
+        if window[1] > now or not serving[client_id].serves(day):
             continue
         entries = manifest.entries(client_id, day, day)
         if not entries:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from report_pipelines.adapters.db.repositories import CallEventRepository, ClientRepository
+from report_pipelines.adapters.db.repositories import CallEventRepository
 from report_pipelines.domain.errors import InvalidInput
 from report_pipelines.domain.timezones import local_day_window, parse_zone
-from report_pipelines.services.commercial import served_client_ids
 from report_pipelines.services.extracts import ClientDay, ClientDayResult, DayNotClosed
+from report_pipelines.services.serving import served_clients
 
 
 @dataclass(frozen=True, order=True)
@@ -41,17 +41,16 @@ def plan_zone_days(engine: Engine, zone_days: Iterable[ZoneDay], *, now: dt.date
                    client_ids: Iterable[int] | None = None) -> list[ZoneDayPlan]:
     """The client-days of each zone-day, weighted by their number of calls.
 
-    Only clients served now (an active reports licence) get new work; existing caches stay readable.
+    The clients are those whose day is served (:mod:`report_pipelines.services.serving`, the same rule
+    the checks, the staleness scan and the readers use); existing caches of others stay readable.
 
     Refuses (naming ``date``) a zone-day that has not ended yet: the current local day is computed
     live by readers and never cached. ``client_ids`` restricts the work to those clients; an id that
     is not a client of any requested zone is refused (naming ``client_ids``), so a typo never turns
     into a silent no-op.
     """
-    clients = ClientRepository(engine)
     events = CallEventRepository(engine)
     wanted = None if client_ids is None else set(client_ids)
-    served = served_client_ids(engine, now)  # a client whose reports licence ended gets no new work
     seen: set[int] = set()
     plans = []
     for zone_day in sorted(set(zone_days)):
@@ -60,7 +59,7 @@ def plan_zone_days(engine: Engine, zone_days: Iterable[ZoneDay], *, now: dt.date
             raise DayNotClosed(
                 "date", f"{zone_day.day} has not ended in {zone_day.timezone} yet (it ends at {end.isoformat()}); "
                         "the current local day is computed live, never cached")
-        members = [c for c in clients.in_zone(zone_day.timezone) if c.active_from <= zone_day.day and c.id in served]
+        members = served_clients(engine, zone_day.timezone, zone_day.day, now)
         if wanted is not None:
             members = [c for c in members if c.id in wanted]
         seen.update(c.id for c in members)

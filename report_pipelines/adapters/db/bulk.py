@@ -97,7 +97,7 @@ def _load_postgresql(engine: Engine, table: pa.Table, on_conflict: OnConflict, c
         raw.close()
 
 
-def _sqlite_rows(batch: pa.RecordBatch):  # noqa: ANN202
+def _sqlite_rows(batch: pa.RecordBatch):
     arrays = []
     for name in CALL_EVENT_COLUMNS:
         column = batch.column(name)
@@ -105,7 +105,7 @@ def _sqlite_rows(batch: pa.RecordBatch):  # noqa: ANN202
             # "YYYY-MM-DD HH:MM:SS.ffffff": the text SQLAlchemy's SQLite DATETIME reads and writes.
             column = column.cast(pa.string())
         arrays.append(column.to_pylist())
-    return zip(*arrays)
+    return zip(*arrays, strict=True)
 
 
 def _load_sqlite(engine: Engine, table: pa.Table, on_conflict: OnConflict, chunk_rows: int) -> int:

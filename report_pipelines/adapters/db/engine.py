@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from report_pipelines.settings import normalise_database_url
 
 
-def make_engine(url: str, **kwargs) -> Engine:  # noqa: ANN003
+def make_engine(url: str, **kwargs) -> Engine:
     """Create an engine; SQLite gets WAL, foreign keys and a busy timeout, and its folder created."""
     url = normalise_database_url(url)
     parsed = make_url(url)
@@ -24,7 +24,7 @@ def make_engine(url: str, **kwargs) -> Engine:  # noqa: ANN003
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")

@@ -21,7 +21,7 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
-def _run(engine: Engine, action, revision: str) -> None:  # noqa: ANN001
+def _run(engine: Engine, action, revision: str) -> None:
     """Run an Alembic command in one transaction.
 
     On SQLite, a column change rebuilds the table (Alembic's batch mode: copy, drop, rename), which

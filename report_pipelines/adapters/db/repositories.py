@@ -20,10 +20,10 @@ from report_pipelines.domain.clients import ClientRecord, ClientSpec
 from report_pipelines.domain.errors import Conflict, NotFound
 from report_pipelines.domain.timezones import local_date_of, parse_zone
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
-def _record(row) -> ClientRecord:  # noqa: ANN001 - a Client or a row with the same columns
+def _record(row) -> ClientRecord:
     return ClientRecord(id=row.id, slug=row.slug, name=row.name, timezone=row.timezone, active_from=row.active_from)
 
 
@@ -155,7 +155,7 @@ class CallEventRepository:
             rows = cursor.fetchall()
         finally:
             raw.close()
-        values = list(zip(*rows)) if rows else [[] for _ in CALL_EVENT_COLUMNS]
+        values = list(zip(*rows, strict=True)) if rows else [[] for _ in CALL_EVENT_COLUMNS]
         arrays = []
         for name, column in zip(CALL_EVENT_COLUMNS, values, strict=True):
             field = CALL_EVENT_SCHEMA.field(name)
@@ -199,6 +199,13 @@ class CallEventRepository:
         )
         with self.engine.connect() as conn:
             return {client_id: int(n) for client_id, n in conn.execute(query)}
+
+    def day_call_ids(self, client_id: int, start: dt.datetime, end: dt.datetime) -> list[str]:
+        """The PBX call ids of the client's calls started in ``[start, end)`` (the checks fingerprint them)."""
+        query = select(CallEvent.pbx_call_id).where(
+            CallEvent.client_id == client_id, CallEvent.started_at >= start, CallEvent.started_at < end)
+        with self.engine.connect() as conn:
+            return list(conn.scalars(query))
 
     def day_source(self, client_id: int, start: dt.datetime, end: dt.datetime) -> SourceState:
         """Count and newest ingest of the client's calls started in ``[start, end)`` (index only)."""
@@ -272,6 +279,12 @@ class CacheManifestRepository:
                 for e in entries
             ])
 
+    def forget(self, client_id: int, day: dt.date, reports: tuple[str, ...]) -> None:
+        """Delete the rows of these reports for one client-day (before their files are replaced)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(CacheEntry).where(
+                CacheEntry.client_id == client_id, CacheEntry.local_date == day, CacheEntry.report.in_(reports)))
+
     def entries(self, client_id: int, first: dt.date, last: dt.date,
                 reports: tuple[str, ...] | None = None) -> list[CachedDay]:
         """The client's manifest rows for local dates ``first..last`` (inclusive)."""
@@ -281,6 +294,11 @@ class CacheManifestRepository:
             query = query.where(CacheEntry.report.in_(reports))
         with Session(self.engine) as session:
             return [_cached(row) for row in session.scalars(query.order_by(CacheEntry.local_date, CacheEntry.report))]
+
+    def all_entries(self) -> list[CachedDay]:
+        """Every row (the repair pass compares them with the files)."""
+        with Session(self.engine) as session:
+            return [_cached(row) for row in session.scalars(select(CacheEntry))]
 
     def entries_for_day(self, client_ids: list[int], day: dt.date) -> list[CachedDay]:
         """Every report's row for ``day`` for these clients (one partition's clients)."""

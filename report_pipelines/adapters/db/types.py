@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import DateTime, String
 from sqlalchemy.types import TypeDecorator
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -22,7 +22,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | None:  # noqa: ANN001
+    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None or value.utcoffset() is None:
@@ -32,7 +32,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             return value.replace(tzinfo=None)
         return value
 
-    def process_result_value(self, value: dt.datetime | None, dialect) -> dt.datetime | None:  # noqa: ANN001
+    def process_result_value(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -47,12 +47,12 @@ class ExactDecimal(TypeDecorator[Decimal]):
     impl = String(40)
     cache_ok = True
 
-    def process_bind_param(self, value: Decimal | None, dialect) -> str | None:  # noqa: ANN001
+    def process_bind_param(self, value: Decimal | None, dialect) -> str | None:
         if value is None:
             return None
         if not isinstance(value, Decimal):
             raise ValueError(f"{value!r} is not a Decimal")
         return format(value, "f")
 
-    def process_result_value(self, value: str | None, dialect) -> Decimal | None:  # noqa: ANN001
+    def process_result_value(self, value: str | None, dialect) -> Decimal | None:
         return None if value is None else Decimal(value)

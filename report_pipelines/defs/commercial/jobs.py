@@ -1,13 +1,11 @@
 """Jobs of the commercial side: apply an approved proposal; the daily expiry of proposals and licences."""
 
-import datetime as dt
-
 import dagster as dg
 from pydantic import Field
 
-from report_pipelines.defs.resources import AppDatabase
+from report_pipelines.defs.common import refuse
+from report_pipelines.defs.resources import AppResource
 from report_pipelines.domain.errors import ReportPipelinesError
-from report_pipelines.domain.timezones import UTC
 from report_pipelines.services.commercial import apply_proposal, expire_proposals, stop_unserved_work
 
 
@@ -16,12 +14,13 @@ class ApplyProposalConfig(dg.Config):
 
 
 @dg.op
-def apply_approved_proposal(context: dg.OpExecutionContext, config: ApplyProposalConfig, app_db: AppDatabase) -> None:
+def apply_approved_proposal(context: dg.OpExecutionContext, config: ApplyProposalConfig, app: AppResource) -> None:
     """Write the client's products and licences (creating the client if it was a prospect), once."""
+    application = app.app()
     try:
-        applied = apply_proposal(app_db.engine(), config.proposal_id, dt.datetime.now(UTC))
+        applied = apply_proposal(application.engine, config.proposal_id, application.now())
     except ReportPipelinesError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+        refuse(context, exc)
     if applied is None:
         context.log.info("proposal %s was already applied", config.proposal_id)
         context.add_output_metadata({"proposal_id": config.proposal_id, "applied": False})
@@ -35,11 +34,12 @@ def apply_approved_proposal(context: dg.OpExecutionContext, config: ApplyProposa
 
 
 @dg.op
-def expire_commercial(context: dg.OpExecutionContext, app_db: AppDatabase) -> None:
+def expire_commercial(context: dg.OpExecutionContext, app: AppResource) -> None:
     """Expire proposals past their validity; stop new work (pause schedules) of clients whose licence ended."""
-    now = dt.datetime.now(UTC)
-    expired = expire_proposals(app_db.engine(), now)
-    paused = stop_unserved_work(app_db.engine(), now)
+    application = app.app()
+    now = application.now()
+    expired = expire_proposals(application.engine, now)
+    paused = stop_unserved_work(application.engine, now)
     context.log.info("expired proposals %s; paused schedules %s", expired, paused)
     context.add_output_metadata({"expired_proposals": len(expired), "paused_schedules": len(paused)})
 

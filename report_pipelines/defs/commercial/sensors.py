@@ -3,14 +3,14 @@
 import dagster as dg
 
 from report_pipelines.defs.commercial.jobs import apply_proposal_job, expire_commercial_job
-from report_pipelines.defs.resources import AppDatabase
+from report_pipelines.defs.resources import AppResource
 from report_pipelines.services.commercial import proposals_to_apply
 
 
 @dg.sensor(job=apply_proposal_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def approved_proposals_sensor(context: dg.SensorEvaluationContext, app_db: AppDatabase):  # noqa: ANN201
+def approved_proposals_sensor(context: dg.SensorEvaluationContext, app: AppResource):
     """One run per approved proposal not applied yet; the run key is the proposal, so it is asked once."""
-    waiting = proposals_to_apply(app_db.engine())
+    waiting = proposals_to_apply(app.app().engine)
     if not waiting:
         return dg.SkipReason("no approved proposal waits to be applied")
     return [dg.RunRequest(run_key=f"apply-proposal:{proposal_id}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from report_pipelines.defs.resources import AppDatabase
+from report_pipelines.defs.resources import AppResource
 from report_pipelines.services.observation import observe_events
 
 
@@ -18,8 +18,8 @@ from report_pipelines.services.observation import observe_events
     ),
     metadata={"table": "call_events", "owner": "platform data team"},
 )
-def call_events(context: dg.AssetExecutionContext, app_db: AppDatabase) -> dg.ObserveResult:
-    observation = observe_events(app_db.engine())
+def call_events(context: dg.AssetExecutionContext, app: AppResource) -> dg.ObserveResult:
+    observation = observe_events(app.app().engine)
     context.log.info(
         "%s calls over %s clients; ingest watermark %s", observation.events, len(observation.clients),
         observation.ingest_watermark,

@@ -11,16 +11,17 @@ import time
 import dagster as dg
 from pydantic import Field
 
+from report_pipelines.app import App
+from report_pipelines.defs.common import WORKLOAD_TAG, refuse
 from report_pipelines.defs.events.assets import call_events
 from report_pipelines.defs.reports.partitions import REPORT_PARTITIONS
-from report_pipelines.defs.resources import AppDatabase, ReportStore
+from report_pipelines.defs.resources import AppResource
 from report_pipelines.domain.errors import ReportPipelinesError
 from report_pipelines.domain.reports import REPORTS
-from report_pipelines.domain.timezones import UTC
+from report_pipelines.domain.timezones import parse_zone
 from report_pipelines.services.cache_checks import missing_client_days, source_mismatches
-from report_pipelines.services.extracts import ANY_TIME, ClientDayResult, ExtractSettings, run_client_days
+from report_pipelines.services.extracts import ANY_TIME, ClientDayResult, run_client_days
 from report_pipelines.services.zone_days import ZoneDay, ZoneDaySummary, plan_zone_days, summarize
-from report_pipelines.settings import Settings
 
 LAYOUT = "<store>/{report}/client=<client id>/date=<YYYY-MM-DD>/part-0.parquet"
 MATCHES_SOURCE = "matches_source"
@@ -60,7 +61,7 @@ CHECK_SPECS = [
     dg.AssetCheckSpec(MATCHES_SOURCE, asset="call_detail",
                       description="Each client-day's cached calls match the events table: count and call ids."),
     *[dg.AssetCheckSpec(COMPLETE, asset=name,
-                        description="Every client of the partitions' zones that existed that day has this report cached.")
+                        description="Every client-day of the partitions that the pipelines serve has this report cached.")
       for name in REPORTS],
 ]
 
@@ -74,26 +75,38 @@ CHECK_SPECS = [
     pool="report_extracts",
     name="report_extracts",
 )
-def report_extracts(context: dg.AssetExecutionContext, config: ExtractConfig, app_db: AppDatabase,
-                    report_store: ReportStore):
+def report_extracts(context: dg.AssetExecutionContext, config: ExtractConfig, app: AppResource):
     """Every selected report, for every client-day of the selected (date x zone) partitions."""
+    # Runs launched by a sensor or the launchpad carry the job's tag; a UI backfill's runs do not (Dagster
+    # gives them the backfill's tags only): tag every extract run here, for filtering. What bounds them all,
+    # whatever launched them, is the pool "report_extracts" (run granularity, see dagster.yaml).
+    if context.run.tags.get(WORKLOAD_TAG) != "extract":
+        context.instance.add_run_tags(context.run.run_id, {WORKLOAD_TAG: "extract"})
     try:
-        yield from _extract(context, config, app_db, report_store)
-    except ReportPipelinesError as exc:  # an expected refusal: one clear line in the UI, no stack trace
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+        yield from _extract(context, config, app.app())
+    except ReportPipelinesError as exc:  # an expected refusal: one clear line, not retried
+        refuse(context, exc)
 
 
-def _extract(context: dg.AssetExecutionContext, config: ExtractConfig, app_db: AppDatabase, report_store: ReportStore):
+def _zone_days(context: dg.AssetExecutionContext) -> list[ZoneDay]:
+    """The selected partitions as zone-days; a partition key that names no time zone is refused in one line."""
+    zone_days = []
+    for key in context.partition_keys:
+        zone = key.keys_by_dimension["timezone"]
+        parse_zone(zone, "timezone")
+        zone_days.append(ZoneDay(dt.date.fromisoformat(key.keys_by_dimension["date"]), zone))
+    return zone_days
+
+
+def _extract(context: dg.AssetExecutionContext, config: ExtractConfig, app: App):
     started = time.monotonic()
-    run_started = dt.datetime.now(UTC)
+    run_started = app.now()
     reports = [key.to_user_string() for key in context.selected_asset_keys]
-    zone_days = [ZoneDay(dt.date.fromisoformat(k.keys_by_dimension["date"]), k.keys_by_dimension["timezone"])
-                 for k in context.partition_keys]
-    engine = app_db.engine()
+    zone_days = _zone_days(context)
+    engine = app.engine
     plans = plan_zone_days(engine, zone_days, now=run_started, client_ids=config.client_ids or None)
     tasks = [task for plan in plans for task in plan.tasks]
-    settings = Settings.from_env()
-    workers = config.workers or settings.workers
+    workers = config.workers or app.settings.workers
     context.log.info("%s client-days over %s partitions, %s reports, %s workers", len(tasks), len(plans),
                      len(reports), workers)
 
@@ -102,9 +115,7 @@ def _extract(context: dg.AssetExecutionContext, config: ExtractConfig, app_db: A
                           result.seconds, result.source_rows)
 
     results = run_client_days(
-        ExtractSettings.from_settings(settings, database_url=app_db.resolved_url(),
-                                      store_root=report_store.resolved_root()),
-        tasks, reports=reports, workers=workers, now=run_started, run_id=context.run.run_id,
+        app, tasks, reports=reports, workers=workers, now=run_started, run_id=context.run.run_id,
         # A concurrent run may have computed a client-day while this one waited for its lock: reuse
         # that; anything older is recomputed unless only_stale.
         reuse_since=ANY_TIME if config.only_stale else run_started,
@@ -121,7 +132,7 @@ def _extract(context: dg.AssetExecutionContext, config: ExtractConfig, app_db: A
     for name in reports:
         yield dg.MaterializeResult(asset_key=name, metadata=_run_metadata(summaries, name, elapsed))
     for check in context.selected_asset_check_keys:
-        yield _check(check, engine, report_store, [p.zone_day for p in plans])
+        yield _check(check, app, [p.zone_day for p in plans], run_started)
 
 
 def _key(summary: ZoneDaySummary) -> str:
@@ -176,13 +187,13 @@ def _run_metadata(summaries: list[ZoneDaySummary], report: str, elapsed: float) 
     }
 
 
-def _check(check: dg.AssetCheckKey, engine, report_store: ReportStore, zone_days: list[ZoneDay]) -> dg.AssetCheckResult:  # noqa: ANN001
+def _check(check: dg.AssetCheckKey, app: App, zone_days: list[ZoneDay], now: dt.datetime) -> dg.AssetCheckResult:
     report = check.asset_key.to_user_string()
     if check.name == MATCHES_SOURCE:
-        checked, findings = source_mismatches(engine, zone_days, report)
+        checked, findings = source_mismatches(app.engine, zone_days, report)
         label = "client_days_checked"
     else:
-        checked, findings = missing_client_days(engine, report_store.store(), zone_days, report)
+        checked, findings = missing_client_days(app.engine, app.store, zone_days, report, now)
         label = "client_days_expected"
     return dg.AssetCheckResult(
         asset_key=check.asset_key, check_name=check.name, passed=not findings,

@@ -15,6 +15,7 @@ from report_pipelines.services.scheduled_reports import (
     process_occurrence,
     send_files,
 )
+from report_pipelines.app import load_settings
 from report_pipelines.settings import Settings
 
 
@@ -29,7 +30,7 @@ class OccurrenceConfig(dg.Config):
 
 
 def _settings(app_db: AppDatabase) -> Settings:
-    return replace(Settings.from_env(), database_url=app_db.resolved_url())
+    return replace(load_settings(), database_url=app_db.resolved_url())
 
 
 @dg.op(tags={"report_pipelines/workload": "schedule"})

@@ -9,7 +9,7 @@ module's docstring states its decisions:
 * :mod:`.policies` -- :class:`CommercialPolicy`, :class:`PolicyUsage`, :func:`eligibility`;
 * :mod:`.pricing` -- :func:`price_proposal` (best single policy, stacking, explanation);
 * :mod:`.proposals` -- the proposal state machine (:func:`submit`, :func:`approve`, ...);
-* :mod:`.licences` -- licences from approvals, trials, :func:`serves_reports`.
+* :mod:`.licences` -- licences from approvals, trials, :func:`served_on`.
 """
 
 from report_pipelines.domain.commercial.licences import (
@@ -18,8 +18,8 @@ from report_pipelines.domain.commercial.licences import (
     Licence,
     is_active,
     licences_from_approved,
-    serves_reports,
-    trial_end,
+    reports_covered_through,
+    served_on,
     trial_licences,
 )
 from report_pipelines.domain.commercial.money import MINOR_UNITS, Money, minor_units, round_cents
@@ -45,6 +45,6 @@ __all__ = [
     "Catalogue", "ClientRef", "CommercialPolicy", "Licence", "Money", "PolicyKind", "PolicyOutcome", "PolicyUsage",
     "PricedLine", "PricedProposal", "Product", "Proposal", "ProposalStatus", "Prospect", "Transition", "Unit",
     "approve", "check_quantity", "eligibility", "expire", "is_active", "licences_from_approved", "minor_units",
-    "new_proposal", "price_proposal", "reject", "revise", "round_cents", "serves_reports", "submit", "trial_end",
+    "new_proposal", "price_proposal", "reject", "revise", "reports_covered_through", "round_cents", "served_on", "submit",
     "trial_licences",
 ]

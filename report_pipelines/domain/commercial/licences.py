@@ -4,15 +4,15 @@ Dates are days, both ends **inclusive**: a licence is active on ``valid_from``, 
 every day between; ``valid_to=None`` never ends. A licence with ``valid_to = 2024-03-14`` is active
 on the 14th and not on the 15th. An active licence of
 :data:`~report_pipelines.domain.commercial.products.REPORTS_PRODUCT` is what puts a client (and its
-time zone) into the report pipelines (:func:`serves_reports`).
+time zone) into the report pipelines; :func:`served_on` is the one rule for which client-days they serve.
 
 * **Approval** (:func:`licences_from_approved`): one licence per line of an approved proposal, from
   ``on`` for ``term_days`` days (``None``: until ended), at the line's unit price and discount.
 * **Trials** (:func:`trial_licences`): a prospect gets the products free for a fixed number of days,
   from :data:`TRIAL_MIN_DAYS` to :data:`TRIAL_MAX_DAYS`; a trial of ``days`` days starting on
   ``start`` ends on ``start + days - 1`` (a 14-day trial from the 1st is active through the 14th).
-* **Trial end** (:func:`trial_end`): on expiry the trial licences end unless a proposal was approved
-  (the approved proposal's licences carry the account on; nothing is torn down).
+* A trial ends by its own ``valid_to``; an approved proposal's licences carry the account on past it
+  (nothing is torn down: :func:`served_on` looks at the latest licence).
 """
 
 from __future__ import annotations
@@ -128,19 +128,27 @@ def is_active(licence: Licence, on: dt.date) -> bool:
     return licence.valid_from <= on and (licence.valid_to is None or on <= licence.valid_to)
 
 
-def serves_reports(licences: Iterable[Licence], on: dt.date) -> bool:
-    """True when one of ``licences`` is an active licence of the reports product on ``on``."""
-    return any(licence.product_code == REPORTS_PRODUCT and is_active(licence, on) for licence in licences)
+def reports_covered_through(licences: Iterable[Licence], today: dt.date) -> dt.date | None:
+    """The last local day the reports product covers for a client, as of its local date ``today``.
 
-
-def trial_end(licences: Iterable[Licence], approved_any: bool, on: dt.date) -> list[Licence]:
-    """The trial licences that end (are taken away) as of ``on``.
-
-    Those whose last day is before ``on`` — unless a proposal of this customer was approved
-    (``approved_any``), in which case none end: the account carries on under its approved licences.
-    Paid licences never end here. Trials still running on ``on`` are not included.
+    The latest end among its reports licences that have started (``valid_from <= today``);
+    ``date.max`` when one of them has no end; ``None`` when none has started. A licence that starts
+    later covers nothing yet.
     """
-    if approved_any:
-        return []
-    return [licence for licence in licences
-            if licence.trial and licence.valid_to is not None and licence.valid_to < on]
+    ends = [licence.valid_to or dt.date.max for licence in licences
+            if licence.product_code == REPORTS_PRODUCT and licence.valid_from <= today]
+    return max(ends, default=None)
+
+
+def served_on(licences: Iterable[Licence], *, active_from: dt.date, day: dt.date, today: dt.date) -> bool:
+    """THE rule of who the pipelines serve: is the client-day ``day`` served, as of the client's ``today``?
+
+    A client-day is served when the client existed that day (``active_from <= day``) and a reports
+    licence that has started covers it: ``day`` is not after the end of the latest one
+    (:func:`reports_covered_through`). So an active licence brings the client's whole history with
+    it (imported calls from before the licence are served), and when the last licence ends, the days
+    up to its end stay served (late calls for them are still recomputed, the last day is still built
+    after it closes) while every later day is not: an ended licence stops new work, not old.
+    """
+    through = reports_covered_through(licences, today)
+    return through is not None and active_from <= day <= through

@@ -182,7 +182,7 @@ def _check_valid_until(valid_until: dt.date, today: dt.date) -> dt.date:
 
 
 def new_proposal(customer: Customer, priced: PricedProposal, *, valid_until: dt.date, by: str, at: dt.datetime,
-                 id: int | None = None, note: str | None = None) -> Proposal:  # noqa: A002 - the record's id
+                 id: int | None = None, note: str | None = None) -> Proposal:
     """A draft proposal for ``customer``, created by ``by`` at ``at``, valid through ``valid_until``."""
     at = ensure_utc(at, "at")
     by = validate_name(by, "by")

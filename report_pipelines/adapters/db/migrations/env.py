@@ -6,13 +6,13 @@ from alembic import context
 
 from report_pipelines.adapters.db.engine import make_engine
 from report_pipelines.adapters.db.models import Base
-from report_pipelines.settings import Settings
+from report_pipelines.app import load_settings
 
 config = context.config
 target_metadata = Base.metadata
 
 
-def _run(connection) -> None:  # noqa: ANN001
+def _run(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -28,7 +28,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    url = config.get_main_option("sqlalchemy.url") or Settings.from_env().database_url
+    url = config.get_main_option("sqlalchemy.url") or load_settings().database_url
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
@@ -38,7 +38,7 @@ def run_migrations_online() -> None:
 
 
 def run_migrations_offline() -> None:
-    url = config.get_main_option("sqlalchemy.url") or Settings.from_env().database_url
+    url = config.get_main_option("sqlalchemy.url") or load_settings().database_url
     context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()

@@ -1,10 +1,12 @@
 """The demo run (``make demo``): the code location's jobs, in-process, on the configured instance.
 
-Runs are recorded in ``DAGSTER_HOME``'s storage, so ``make dev`` shows them in the UI afterwards.
-Each feature adds its step here; so far:
+An entry point like the CLI (it is not Dagster glue: it drives the definitions the way the daemon
+would): sensors are ticked with ``evaluate_tick`` and every run request they emit is executed with its
+own run config and tags. Runs are recorded in ``DAGSTER_HOME``'s storage, so ``make dev`` shows them
+in the UI afterwards. The steps:
 
 1. observe the ``call_events`` source (per-client watermarks);
-2. register every client time zone as a partition (what ``client_timezones_sensor`` does);
+2. register every served time zone as a partition (``client_timezones_sensor``'s tick);
 3. the main job, ``extract_reports_job``, over the last ``days`` closed local days of every zone, as
    one single-run backfill (a rectangle of dates x zones), with its asset checks;
 4. read a period back through the public API, the way a client's export or an analyst would;
@@ -25,24 +27,51 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from report_pipelines.settings import Settings
+from report_pipelines.app import App
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def run_demo(echo: Callable[[str], None] = print, days: int = 7, last_day: dt.date | None = None) -> bool:
+def _resources() -> dict:
+    from report_pipelines.defs.resources import AppDatabase, AppResource, MailerResource
+
+    return {"app": AppResource(), "app_db": AppDatabase(), "mailer": MailerResource()}
+
+
+def tick(instance: dg.DagsterInstance, sensor: dg.SensorDefinition, cursor: str | None = None):
+    """One evaluation of a sensor, as the daemon does it."""
+    from report_pipelines.definitions import defs
+
+    context = dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(), cursor=cursor,
+                                      resources=_resources(), definitions=defs)
+    return sensor.evaluate_tick(context)
+
+
+def execute(echo: Callable[[str], None], instance: dg.DagsterInstance, defs: dg.Definitions,
+            requests: list[dg.RunRequest], job_name: str) -> bool:
+    """Execute each run request against its job, with its own run config and tags."""
+    ok = True
+    for request in requests:
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, run_config={**QUIET, **(request.run_config or {})}, tags=request.tags,
+            partition_key=request.partition_key, raise_on_error=False)
+        ok = ok and result.success
+        echo(f"   run {job_name} ({request.run_key}): {'succeeded' if result.success else 'FAILED'}")
+    return ok
+
+
+def run_demo(app: App, echo: Callable[[str], None] = print, days: int = 7, last_day: dt.date | None = None) -> bool:
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     from report_pipelines.adapters.db.repositories import CallEventRepository
-    from report_pipelines.services.commercial import licensed_zones
     from report_pipelines.definitions import MAIN_JOB_NAME, defs
     from report_pipelines.defs.events.jobs import observe_call_events_job
     from report_pipelines.defs.reports.partitions import TIMEZONE_PARTITIONS
-    from report_pipelines.defs.resources import AppDatabase
+    from report_pipelines.defs.reports.sensors import client_timezones_sensor
+    from report_pipelines.services.reading import summarize_report
 
-    settings = Settings.from_env()
-    engine = AppDatabase().engine()
-    last = last_day or dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=2)
+    engine, settings = app.engine, app.settings
+    last = last_day or app.now().date() - dt.timedelta(days=2)
     first = last - dt.timedelta(days=days - 1)
     with dg.DagsterInstance.get() as instance:
         observed = defs.resolve_job_def(observe_call_events_job.name).execute_in_process(
@@ -52,9 +81,9 @@ def run_demo(echo: Callable[[str], None] = print, days: int = 7, last_day: dt.da
             meta = event.asset_observation_data.asset_observation.metadata
             echo(f"   observed call_events: {meta['calls'].value:,} calls, {meta['clients'].value} clients")
 
-        zones = licensed_zones(engine)
-        known = set(instance.get_dynamic_partitions(TIMEZONE_PARTITIONS.name))
-        instance.add_dynamic_partitions(TIMEZONE_PARTITIONS.name, [z for z in zones if z not in known])
+        zones = tick(instance, client_timezones_sensor)
+        for request in zones.dynamic_partitions_requests or []:
+            instance.add_dynamic_partitions(TIMEZONE_PARTITIONS.name, list(request.partition_keys))
         ordered = instance.get_dynamic_partitions(TIMEZONE_PARTITIONS.name)
         echo(f"2. time-zone partitions: {', '.join(ordered)}")
 
@@ -80,16 +109,14 @@ def run_demo(echo: Callable[[str], None] = print, days: int = 7, last_day: dt.da
 
     marks = [m for m in CallEventRepository(engine).watermarks() if m.events]
     biggest = max(marks, key=lambda m: m.events)
-    from report_pipelines import summarize_report
-
-    summary = summarize_report("queue_performance", biggest.slug, first, last, settings=settings)
+    summary = summarize_report("queue_performance", biggest.slug, first, last, app=app)
     columns = ["queue", "offered", "answered", "abandoned", "answer_rate", "service_level", "average_speed_of_answer"]
     echo(f"4. summarize_report('queue_performance', '{biggest.slug}', '{first}', '{last}'):")
     for line in summary[columns].round(3).to_string(index=False).splitlines():
         echo(f"   {line}")
     with dg.DagsterInstance.get() as instance:
-        _commercial(echo, instance, engine, defs)
-        outbox = _scheduled_report(echo, instance, engine, defs, biggest.slug, settings)
+        _commercial(echo, instance, app, defs)
+        outbox = _scheduled_report(echo, instance, app, defs, biggest.slug)
     echo("results:")
     echo(f"  app database      {settings.database_url}")
     echo(f"  outbox            {outbox}")
@@ -98,31 +125,22 @@ def run_demo(echo: Callable[[str], None] = print, days: int = 7, last_day: dt.da
     return True
 
 
-def _run_requests(echo, instance, defs, requests, job_name: str) -> bool:  # noqa: ANN001
-    ok = True
-    for request in requests:
-        result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, run_config={**QUIET, **(request.run_config or {})}, tags=request.tags,
-            raise_on_error=False)
-        ok = ok and result.success
-        echo(f"   run {job_name} ({request.run_key}): {'succeeded' if result.success else 'FAILED'}")
-    return ok
-
-
-def _commercial(echo, instance, engine, defs) -> None:  # noqa: ANN001
-    from report_pipelines.defs.resources import AppDatabase
+def _commercial(echo: Callable[[str], None], instance: dg.DagsterInstance, app: App, defs: dg.Definitions) -> None:
+    from report_pipelines.adapters.db.repositories import ClientRepository
     from report_pipelines.defs.commercial.sensors import approved_proposals_sensor
-    from report_pipelines.domain.errors import Conflict, NotFound
+    from report_pipelines.domain.errors import Conflict
     from report_pipelines.services import commercial
+    from report_pipelines.services.serving import serving_of
 
-    now = dt.datetime.now(dt.timezone.utc)
+    engine, now = app.engine, app.now()
     try:
-        commercial.add_product(engine, "SEATS", "PBX seats", "seat", "12.50", "EUR")
+        commercial.add_product(engine, "SEATS", "PBX seats", "seat", "12.50", "EUR", now=now)
     except Conflict:
         pass
     try:
         commercial.add_policy(engine, code="LAUNCH15", name="Launch offer", kind="percentage", value="15",
-                              valid_from=now.date() - dt.timedelta(days=30), max_uses_per_client=1, created_by="sales")
+                              valid_from=now.date() - dt.timedelta(days=30), max_uses_per_client=1, created_by="sales",
+                              now=now)
     except Conflict:
         pass
     proposal = commercial.create_proposal(
@@ -134,27 +152,19 @@ def _commercial(echo, instance, engine, defs) -> None:  # noqa: ANN001
     echo(f"   {priced.explanation.splitlines()[-1]}")
     commercial.submit_proposal(engine, proposal.id, "ana@sales", now)
     commercial.approve_proposal(engine, proposal.id, "boss@sales", now)
-    requests = approved_proposals_sensor(dg.build_sensor_context(instance=instance, resources={"app_db": AppDatabase()}))
-    _run_requests(echo, instance, defs, requests if isinstance(requests, list) else [], "apply_proposal_job")
-    client = commercial.ClientRepository(engine).get_by_slug("porto-dental")
-    state = commercial.licence_state(engine, client.id)
-    held = ", ".join(f"{l.product_code} x{l.quantity}" for l in commercial.licences_of(engine, client.id))
+    execute(echo, instance, defs, list(tick(instance, approved_proposals_sensor).run_requests or []),
+            "apply_proposal_job")
+    client = ClientRepository(engine).get_by_slug("porto-dental")
+    state = serving_of(engine, client.id, app.now()).state
+    held = ", ".join(f"{lic.product_code} x{lic.quantity}" for lic in commercial.licences_of(engine, client.id))
     echo(f"   client porto-dental now holds {held}: {state} by the pipelines (`clients licences porto-dental`)")
-    try:
-        trial = commercial.start_trial(engine, "braga-hotel-trial", "Braga Hotel (trial)", "Europe/Lisbon", 14, now=now)
-        echo(f"   trial account {trial.slug}: reports for 14 days, then its work stops unless a proposal is approved")
-    except Conflict:
-        echo("   trial account braga-hotel-trial exists already")
-    except NotFound as exc:  # pragma: no cover - the demo catalogue always has REPORTS
-        echo(f"   no trial: {exc}")
+    trial = commercial.start_trial(engine, "braga-hotel-trial", "Braga Hotel (trial)", "Europe/Lisbon", 14, now=now)
+    echo(f"   trial account {trial.slug}: reports for 14 days, then its work stops unless a proposal is approved")
 
 
-def _scheduled_report(echo, instance, engine, defs, client_slug: str, settings: Settings) -> str:  # noqa: ANN001
-    from report_pipelines.defs.resources import AppDatabase
-    from sqlalchemy import update
-
-    from report_pipelines.adapters.db.models import ReportSchedule
-    from report_pipelines.adapters.db.schedules import ReportFileRepository
+def _scheduled_report(echo: Callable[[str], None], instance: dg.DagsterInstance, app: App, defs: dg.Definitions,
+                      client_slug: str) -> str:
+    from report_pipelines.adapters.db.schedules import ReportFileRepository, ScheduleRepository
     from report_pipelines.defs.schedules.sensors import (
         report_file_processor_sensor,
         report_file_sender_sensor,
@@ -162,21 +172,21 @@ def _scheduled_report(echo, instance, engine, defs, client_slug: str, settings: 
     )
     from report_pipelines.services.scheduled_reports import add_schedule, get_schedule
 
+    engine = app.engine
     row = add_schedule(engine, client_slug, report="queue_performance", period="last_week", frequency="weekly",
                        weekdays=["mon"], send_time="07:00", recipients=["supervisor@example.com"], fmt="xlsx")
-    schedule_planner_sensor(dg.build_sensor_context(instance=instance, resources={"app_db": AppDatabase()}))
+    tick(instance, schedule_planner_sensor)
     planned = get_schedule(engine, row.id).next_send_at
     echo(f"6. schedule {row.id}: queue_performance, last week, Mondays 07:00 {row.timezone}, xlsx; "
          f"planned for {planned:%Y-%m-%d %H:%M} UTC")
-    due = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(seconds=1)
-    with engine.begin() as conn:  # the demo cannot wait for Monday: its send time comes now
-        conn.execute(update(ReportSchedule).where(ReportSchedule.id == row.id).values(next_send_at=due))
-    requests = report_file_processor_sensor(dg.build_sensor_context(instance=instance, resources={"app_db": AppDatabase()}))
-    _run_requests(echo, instance, defs, requests if isinstance(requests, list) else [], "process_report_file_job")
-    sender = report_file_sender_sensor(dg.build_sensor_context(instance=instance, resources={"app_db": AppDatabase()}))
-    _run_requests(echo, instance, defs, [sender] if isinstance(sender, dg.RunRequest) else [], "send_report_files_job")
+    # The demo cannot wait for Monday: its send time comes now.
+    ScheduleRepository(engine).advance(row.id, planned, app.now().replace(microsecond=0) - dt.timedelta(seconds=1))
+    execute(echo, instance, defs, list(tick(instance, report_file_processor_sensor).run_requests or []),
+            "process_report_file_job")
+    execute(echo, instance, defs, list(tick(instance, report_file_sender_sensor).run_requests or []),
+            "send_report_files_job")
     for file in ReportFileRepository(engine).list(row.id, limit=1):
         echo(f"   file {file.id}: {file.state}, {file.rows} rows, local days {file.period_start}..{file.period_end}, "
              f"{file.path}")
     echo(f"   next send: {get_schedule(engine, row.id).next_send_at:%Y-%m-%d %H:%M} UTC")
-    return str(settings.outbox_dir)
+    return str(app.settings.outbox_dir)

@@ -1,0 +1,83 @@
+"""Who the pipelines serve: one rule (:func:`~report_pipelines.domain.commercial.served_on`), one place.
+
+Every caller asks here: planning a zone-day's work, the late-data staleness scan, the
+``no_missing_client_days`` checks, reading a period (which missing days may be computed, whether
+today may be computed live), scheduled reports (which occurrences are built), the daily expiry (whose
+schedules pause) and the time-zone partitions. A client-day is served when the client existed that day
+and a reports licence that has started covers it; "today" is always the client's own local date at
+the instant asked about.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import Engine
+
+from report_pipelines.adapters.db.commercial import UnitOfWork
+from report_pipelines.domain.clients import ClientRecord
+from report_pipelines.domain.commercial import Licence, reports_covered_through, served_on
+from report_pipelines.domain.errors import NotFound
+from report_pipelines.domain.timezones import local_date_of, parse_zone
+
+State = Literal["served", "ended", "never"]
+
+
+@dataclass(frozen=True)
+class Serving:
+    """One client, its reports licences, and its local date at the instant asked about."""
+
+    client: ClientRecord
+    licences: tuple[Licence, ...]
+    today: dt.date
+
+    def serves(self, day: dt.date) -> bool:
+        return served_on(self.licences, active_from=self.client.active_from, day=day, today=self.today)
+
+    @property
+    def served_through(self) -> dt.date | None:
+        return reports_covered_through(self.licences, self.today)
+
+    @property
+    def state(self) -> State:
+        """``served`` (today is served), ``ended`` (held a started licence once; its days stay served and
+        readable, no new day is) or ``never`` (no reports licence has started)."""
+        if self.serves(self.today):
+            return "served"
+        return "never" if self.served_through is None else "ended"
+
+
+def servings(engine: Engine, now: dt.datetime, *, client_ids: Iterable[int] | None = None,
+             zone: str | None = None) -> dict[int, Serving]:
+    """The serving state of every client (or of these ids, or of one zone's clients), as of ``now``."""
+    with UnitOfWork(engine) as uow:
+        found = uow.commercial.reports_licences(client_ids=None if client_ids is None else list(client_ids), zone=zone)
+    return {client_id: Serving(client, tuple(licences), local_date_of(now, parse_zone(client.timezone)))
+            for client_id, (client, licences) in found.items()}
+
+
+def serving_of(engine: Engine, client_id: int, now: dt.datetime) -> Serving:
+    found = servings(engine, now, client_ids=[client_id])
+    if client_id not in found:
+        raise NotFound("client", f"no client with id {client_id}")
+    return found[client_id]
+
+
+def served_clients(engine: Engine, zone: str, day: dt.date, now: dt.datetime) -> list[ClientRecord]:
+    """The clients of ``zone`` whose ``day`` is served: the work (and the expectation) of one zone-day."""
+    return [s.client for s in servings(engine, now, zone=zone).values() if s.serves(day)]
+
+
+def served_today(engine: Engine, now: dt.datetime) -> set[int]:
+    """Clients whose current local date is served (who may have new work: schedules, live days)."""
+    return {client_id for client_id, s in servings(engine, now).items() if s.serves(s.today)}
+
+
+def served_zones(engine: Engine, now: dt.datetime) -> list[str]:
+    """Zones with a client served today or on the day that has just closed (the partitions that matter)."""
+    zones = {s.client.timezone for s in servings(engine, now).values()
+             if s.serves(s.today) or s.serves(s.today - dt.timedelta(days=1))}
+    return sorted(zones)
