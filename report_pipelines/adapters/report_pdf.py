@@ -9,7 +9,7 @@ copied. A4 portrait, one column.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from report_pipelines.domain.report_digest import ReportDigest
@@ -24,10 +24,10 @@ def _font_folder() -> Path:
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
-def _document():  # noqa: ANN202
+def _document(landscape: bool = False):  # noqa: ANN202
     from fpdf import FPDF
 
-    pdf = FPDF(orientation="portrait", unit="mm", format="A4")
+    pdf = FPDF(orientation="landscape" if landscape else "portrait", unit="mm", format="A4")
     pdf.set_creator("report_pipelines")
     fonts = _font_folder()
     pdf.add_font("DejaVu", "", str(fonts / "DejaVuSans.ttf"))
@@ -107,15 +107,30 @@ def _table(pdf, digest: ReportDigest, width: float) -> None:  # noqa: ANN001
     pdf.ln(4)
     pdf.set_font("DejaVu", "B", 11)
     pdf.multi_cell(width, 6, table.title, new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("DejaVu", "", 9)
-    align = tuple("RIGHT" if numeric else "LEFT" for numeric in table.numeric)
-    with pdf.table(text_align=align, line_height=5.5, first_row_as_headings=True,
+    _grid(pdf, table.columns, table.rows, table.numeric, 9)
+
+
+def _grid(pdf, columns: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[bool], size: float) -> None:  # noqa: ANN001
+    pdf.set_font("DejaVu", "", size)
+    align = tuple("RIGHT" if n else "LEFT" for n in numeric)
+    with pdf.table(text_align=align, line_height=size * 0.6, first_row_as_headings=True,
                    headings_style=_headings(), borders_layout="HORIZONTAL_LINES") as grid:
-        grid.row(table.columns)
-        for row in table.rows:
-            grid.row(row)
-        if not table.rows:
-            grid.row(["no rows in this period", *[""] * (len(table.columns) - 1)])
+        grid.row(list(columns))
+        for row in rows:
+            grid.row(list(row))
+        if not rows:
+            grid.row(["no rows", *[""] * (len(columns) - 1)])
+
+
+def render_table_pdf(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[bool]) -> bytes:
+    """A plain table as a PDF (landscape when it has many columns), its title on top."""
+    pdf = _document(landscape=len(columns) > 8)
+    pdf.set_title(title)
+    pdf.set_font("DejaVu", "B", 14)
+    pdf.multi_cell(pdf.epw, 8, title, new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+    _grid(pdf, columns, rows, numeric, 7 if len(columns) > 8 else 9)
+    return bytes(pdf.output())
 
 
 def _headings():  # noqa: ANN202
@@ -124,4 +139,4 @@ def _headings():  # noqa: ANN202
     return FontFace(family="DejaVu", emphasis="BOLD")
 
 
-__all__ = ["render_pdf"]
+__all__ = ["render_pdf", "render_table_pdf"]

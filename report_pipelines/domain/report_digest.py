@@ -55,6 +55,14 @@ def period_days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
+def describe_period(start: dt.date, end: dt.date, timezone: str) -> str:
+    """``"2024-03-04 to 2024-03-10 (7 local days, America/New_York)"``, ``"Sun 2024-03-10 (local
+    day, America/New_York)"``."""
+    if start == end:
+        return f"{start:%a %Y-%m-%d} (local day, {timezone})"
+    return f"{start} to {end} ({len(period_days(start, end))} local days, {timezone})"
+
+
 def previous_period(start: dt.date, end: dt.date, first_day: dt.date | None = None) -> tuple[dt.date, dt.date] | None:
     """The period of the same number of local days that ends the day before ``start``; ``None``
     when it would start before ``first_day`` (the client's first day of reports)."""
@@ -423,11 +431,7 @@ class ReportDigest:
 
     @property
     def period_text(self) -> str:
-        """``"2024-03-04 to 2024-03-10 (7 local days, America/New_York)"``."""
-        if self.start == self.end:
-            return f"{self.start:%a %Y-%m-%d} (local day, {self.timezone})"
-        count = (self.end - self.start).days + 1
-        return f"{self.start} to {self.end} ({count} local days, {self.timezone})"
+        return describe_period(self.start, self.end, self.timezone)
 
     @property
     def previous_text(self) -> str:
@@ -477,5 +481,5 @@ def build_digest(client_name: str, timezone: str, report_name: str, start: dt.da
 
 
 __all__ = ["BODY_OPTIONS", "DEFAULT_SERVICE_LEVEL_TARGET", "DigestTable", "KpiLine", "Kpis", "ReportDigest",
-           "TrafficSeries", "build_digest", "compare_kpis", "daily_series", "format_duration", "format_rate",
+           "TrafficSeries", "build_digest", "compare_kpis", "daily_series", "describe_period", "format_duration", "format_rate",
            "hourly_series", "period_days", "period_kpis", "previous_period", "report_table"]

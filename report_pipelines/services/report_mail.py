@@ -34,6 +34,7 @@ import pyarrow as pa
 from sqlalchemy import Engine
 
 from report_pipelines.adapters.charts import service_level_chart, volume_chart
+from report_pipelines.adapters.exports import SheetChart, WrittenFile, write_bytes, write_readable_xlsx, write_table
 from report_pipelines.adapters.db.repositories import ClientRepository
 from report_pipelines.adapters.report_html import render_html, render_text
 from report_pipelines.adapters.report_pdf import render_pdf
@@ -43,6 +44,7 @@ from report_pipelines.domain.report_digest import (
     DEFAULT_SERVICE_LEVEL_TARGET,
     ReportDigest,
     build_digest,
+    describe_period,
     period_days,
     previous_period,
 )
@@ -161,6 +163,49 @@ def compose_report_message(engine: Engine, settings: Settings, client: str | int
     return ComposedMessage(message=message, digest=digest, charts=charts)
 
 
+# --- the attachment ----------------------------------------------------------------------------------
+_STACKED = ("answered", "abandoned", "missed")
+#: The native Excel chart of each report's readable workbook (category column, stacked series).
+XLSX_CHARTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "hourly_volume": ("Calls offered per local hour", "local_hour", _STACKED),
+    "daily_summary": ("Calls offered per local day", "date", _STACKED),
+    "queue_performance": ("Calls offered per queue", "queue", _STACKED),
+    "agent_performance": ("Calls handled per agent", "agent", ("inbound_answered", "outbound_calls", "internal_calls")),
+    "wait_distribution": ("Calls by wait (per queue)", "wait_bucket", ("answered", "abandoned")),
+    "abandonment_curve": ("Abandoned calls by time waited (per queue)", "wait_bucket", ("abandoned",)),
+}
+
+
+def write_report_attachment(report: str, days: pa.Table, path: Path, fmt: str, *, client_name: str, timezone: str,
+                            start: dt.date, end: dt.date, composed: ComposedMessage | None = None) -> WrittenFile:
+    """The period's report as the file attached to its e-mail, atomically at ``path``.
+
+    ``days``: the report's day tables (``read_report_arrow``). ``xlsx`` is the workbook for people
+    (:func:`~report_pipelines.adapters.exports.write_readable_xlsx`: title row with the client, the
+    period and its zone, formats, a Total row for summaries, a native chart on a second sheet);
+    ``pdf`` is the PDF of the e-mail's content (``composed``, required); ``csv`` and ``parquet`` are
+    the presented period as :func:`~report_pipelines.adapters.exports.write_table` writes it.
+    """
+    definition = get_report(report)
+    if fmt == "pdf":
+        if composed is None:
+            raise InvalidInput("format", "a pdf attachment is the e-mail's content: compose the message first")
+        return write_bytes(path, composed.pdf())
+    combined = definition.combine(days.drop_columns([c for c in ("client",) if c in days.column_names]))
+    presented = pa.Table.from_pandas(definition.present(combined), preserve_index=False)
+    if fmt != "xlsx":
+        return write_table(presented, path, fmt)
+    totals = definition.totals(combined)
+    chart = None
+    if report in XLSX_CHARTS and presented.num_rows:
+        title, category, values = XLSX_CHARTS[report]
+        chart = SheetChart(title=title, category=category, values=values)
+    return write_readable_xlsx(
+        presented, path, title=f"{definition.title}: {client_name}", subtitle=describe_period(start, end, timezone),
+        totals=None if totals is None else pa.Table.from_pandas(totals, schema=presented.schema, preserve_index=False),
+        chart=chart)
+
+
 @dataclass(frozen=True)
 class DemoMessage:
     eml: Path
@@ -197,5 +242,6 @@ def write_demo_message(engine: Engine, settings: Settings, client: str | int, re
     return DemoMessage(eml=eml, html=html, screenshot=shot, pdf=pdf_path)
 
 
-__all__ = ["BODY_OPTIONS", "ComposedMessage", "DemoMessage", "body_message", "build_report_body",
-           "compose_report_message", "mail_reports", "mail_tables", "render_charts", "write_demo_message"]
+__all__ = ["BODY_OPTIONS", "XLSX_CHARTS", "ComposedMessage", "DemoMessage", "body_message", "build_report_body",
+           "compose_report_message", "mail_reports", "mail_tables", "render_charts", "write_demo_message",
+           "write_report_attachment"]

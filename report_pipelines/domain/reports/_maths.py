@@ -178,3 +178,12 @@ def totals_frame(combined: pa.Table, sums: Sequence[str], maxima: Sequence[str] 
             distinct = pc.unique(column).to_pylist() if combined.num_rows else []
             columns.append(pa.array([distinct[0] if len(distinct) == 1 else None], type=f.type))
     return pa.Table.from_arrays(columns, schema=combined.schema)
+
+
+def unrated_if_mixed(frame: pd.DataFrame, combined: pa.Table) -> pd.DataFrame:
+    """A totals row of inbound rates whose period mixed service-level thresholds (its
+    ``service_level_seconds`` is null) cannot have a service level: "within 20 s" and "within 30 s"
+    counts do not add. Sets both service-level rates to NaN then."""
+    if combined.num_rows and "service_level_seconds" in frame and frame["service_level_seconds"].isna().all():
+        frame[["service_level", "service_level_of_offered"]] = np.nan
+    return frame

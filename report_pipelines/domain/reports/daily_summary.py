@@ -18,6 +18,7 @@ from report_pipelines.domain.reports._maths import (
     inbound_rates,
     regroup,
     totals_frame,
+    unrated_if_mixed,
 )
 from report_pipelines.domain.reports.base import DayContext, ReportDefinition
 
@@ -80,7 +81,4 @@ class DailySummaryReport(ReportDefinition):
         threshold when every day had the same one, else null (and the service level, which cannot
         add counts of different thresholds, NaN); ``day_seconds`` is the period's length."""
         total = totals_frame(combined, sums=(*COUNTS, *INBOUND_SUMS, "day_seconds"), maxima=INBOUND_MAXIMA)
-        frame = self.present(total)
-        if frame["service_level_seconds"].isna().all() and combined.num_rows:
-            frame[["service_level", "service_level_of_offered"]] = np.nan
-        return frame
+        return unrated_if_mixed(self.present(total), combined)

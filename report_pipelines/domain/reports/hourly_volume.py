@@ -17,6 +17,8 @@ from report_pipelines.domain.reports._maths import (
     inbound_measures,
     inbound_rates,
     regroup,
+    totals_frame,
+    unrated_if_mixed,
 )
 from report_pipelines.domain.reports.base import INSTANT, DayContext, ReportDefinition
 from report_pipelines.domain.reports.local_time import day_clock
@@ -99,3 +101,7 @@ class HourlyVolumeReport(ReportDefinition):
     def present(self, combined: pa.Table) -> pd.DataFrame:
         """The period per local hour with :func:`~report_pipelines.domain.reports._maths.inbound_rates` (sum over sum)."""
         return inbound_rates(combined.to_pandas())
+
+    def totals(self, combined: pa.Table) -> pd.DataFrame:
+        """The period's rows added up into one presented row (see ``ReportDefinition.totals``)."""
+        return unrated_if_mixed(self.present(totals_frame(combined, sums=(*COUNTS, *SUMS), maxima=MAXIMA)), combined)

@@ -17,6 +17,8 @@ from report_pipelines.domain.reports._maths import (
     inbound_measures,
     inbound_rates,
     regroup,
+    totals_frame,
+    unrated_if_mixed,
 )
 from report_pipelines.domain.reports.base import DayContext, ReportDefinition
 
@@ -75,3 +77,7 @@ class QueuePerformanceReport(ReportDefinition):
         (answer, abandon and missed rates, service level, average speed of answer, average talk and
         abandon wait: each a sum over a sum)."""
         return inbound_rates(combined.to_pandas())
+
+    def totals(self, combined: pa.Table) -> pd.DataFrame:
+        """The period's rows added up into one presented row (see ``ReportDefinition.totals``)."""
+        return unrated_if_mixed(self.present(totals_frame(combined, sums=(*COUNTS, *SUMS), maxima=MAXIMA)), combined)
