@@ -146,6 +146,10 @@ def test_daily_series_draws_every_day_of_the_period() -> None:
     series = daily_series(pa.concat_tables(days), NY, dt.date(2024, 11, 2), dt.date(2024, 11, 4))
     assert series.labels == ("Sat 02", "Sun 03", "Mon 04") and series.offered == (1, 0, 2)
     assert series.service_level_seconds == 20 and series.note == ""
+    # with the fall-back Sunday in the tables, the chart says how long it was
+    sunday = day_table("daily_summary", [], NY, dt.date(2024, 11, 3))
+    series = daily_series(pa.concat_tables([*days, sunday]), NY, dt.date(2024, 11, 2), dt.date(2024, 11, 4))
+    assert series.note == "DST: Sun 03 had 25 hours"
 
 
 def test_period_kpis_are_sums_over_sums() -> None:

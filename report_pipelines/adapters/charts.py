@@ -65,9 +65,10 @@ def _axes(figure, series: TrafficSeries, title: str):  # noqa: ANN001, ANN202
     axes = figure.add_subplot()
     axes.set_title(title + (f"\n{series.note}" if series.note else ""), fontsize=_TITLE, loc="left")
     ticks = _ticks(series)
-    slanted = series.unit == "hour" or len(series.labels) > 7
-    axes.set_xticks(ticks, [series.labels[i] for i in ticks], fontsize=_SMALL, rotation=40 if slanted else 0,
-                    ha="right" if slanted else "center", rotation_mode="anchor")
+    # hours stand upright, so the two labels of a repeated hour ("01:00 EDT", "01:00 EST") fit side by side
+    rotation = 90 if series.unit == "hour" else 40 if len(series.labels) > 7 else 0
+    axes.set_xticks(ticks, [series.labels[i] for i in ticks], fontsize=_SMALL, rotation=rotation,
+                    ha="center" if rotation in (0, 90) else "right", rotation_mode="anchor" if rotation == 40 else "default")
     axes.set_xlabel(series.axis_label, fontsize=_SMALL)
     axes.tick_params(axis="y", labelsize=_SMALL)
     axes.spines[["top", "right"]].set_visible(False)

@@ -294,7 +294,8 @@ def daily_series(daily_summary_days: pa.Table, timezone: str, start: dt.date, en
     frame = frame.reindex(wanted)
     counts = ["offered", "answered", "abandoned", "missed"]
     frame[counts] = frame[counts].fillna(0)
-    long_days = [f"{d:%a %d}" for d, s in zip(wanted, frame["day_seconds"]) if pd.notna(s) and s != 86_400]
+    long_days = [f"{d:%a %d} had {s / 3600:g} hours" for d, s in zip(wanted, frame["day_seconds"])
+                 if pd.notna(s) and s != 86_400]
     return TrafficSeries(
         unit="day", labels=tuple(f"{d:%a %d}" if len(wanted) <= 14 else f"{d:%d %b}" for d in wanted),
         marked=tuple(False for _ in wanted),
@@ -302,7 +303,7 @@ def daily_series(daily_summary_days: pa.Table, timezone: str, start: dt.date, en
         abandoned=tuple(int(v) for v in frame["abandoned"]), missed=tuple(int(v) for v in frame["missed"]),
         service_level=_service_levels(frame), service_level_seconds=_single_threshold(frame.dropna(subset=["day_seconds"])),
         target=target, axis_label=f"local day ({timezone})",
-        note=f"DST change on {', '.join(long_days)}" if long_days else "",
+        note=f"DST: {', '.join(long_days)}" if long_days else "",
     )
 
 
