@@ -32,7 +32,7 @@ from report_pipelines.domain.report_digest import (
     format_rate,
     hourly_series,
 )
-from report_pipelines.domain.reports import DayContext, get_report
+from report_pipelines.domain.reports import DayContext, get_report, report_names
 from report_pipelines.services.report_mail import (
     build_report_body,
     compose_report_message,
@@ -298,3 +298,27 @@ def test_mail_tables_read_what_the_body_needs(sqlite_engine: Engine, tmp_path: P
     got = mail_tables("wait_distribution", ny.slug, *WEEK, settings=seeded.settings, now=NOW)
     assert set(got) == {"daily_summary", "hourly_volume", "wait_distribution"}
     assert got["daily_summary"].num_rows == 2 and got["hourly_volume"].num_rows == 23 + 24
+
+
+def test_every_report_composes_with_its_own_table(sqlite_engine: Engine, tmp_path: Path) -> None:
+    seeded = seed(sqlite_engine, tmp_path)
+    ny = seeded.clients["America/New_York"]
+    titles = {}
+    for report in report_names():
+        composed = compose_report_message(sqlite_engine, seeded.settings, ny.slug, report, *WEEK, now=NOW)
+        assert composed.digest.kpis.offered > 0
+        titles[report] = composed.digest.table.title
+        if report == "wait_distribution":
+            rows = composed.digest.table.rows
+            found = summarize_report("queue_performance", ny.slug, *WEEK, settings=seeded.settings, now=NOW)
+            busiest = found.sort_values(["answered", "queue"], ascending=[False, True])["queue"].fillna("(no queue)").iloc[0]
+            assert rows[0][0] == "All queues" and rows[0][1] == f"{found['answered'].sum():,}"
+            assert rows[1][0] == busiest and rows[1][2].startswith("≈ ") and rows[1][2].endswith(" s)")
+        if report == "abandonment_curve":
+            total = summarize_report("queue_performance", ny.slug, *WEEK, settings=seeded.settings, now=NOW)
+            assert sum(int(row[1].replace(",", "")) for row in composed.digest.table.rows) <= total["abandoned"].sum()
+    assert titles == {
+        "call_detail": "Busiest local hours of the period", "hourly_volume": "Busiest local hours of the period",
+        "agent_performance": "Top agents by calls handled", "queue_performance": "Top queues by offered calls",
+        "daily_summary": "Busiest days", "wait_distribution": "Speed of answer per queue (p50, p90)",
+        "abandonment_curve": "When callers hang up (share of each queue's abandoned calls)"}

@@ -338,9 +338,8 @@ def _table_pdf(table: pa.Table, kinds: list[str], title: str) -> bytes:
     if table.num_rows > PDF_MAX_ROWS:
         raise InvalidInput("rows", f"{table.num_rows:,} rows are too many for a PDF (at most {PDF_MAX_ROWS:,}); "
                                    "use csv, xlsx or parquet")
-    rows = [tuple("" if v is None else (repr(float(v)) if k == "float" and _finite(v) else "" if k == "float"
-                                        else v.isoformat() if k in ("timestamp", "date", "time") else str(v))
-                  for v, k in zip(row, kinds)) for row in _rows(table)]
+    rows = [tuple(value if kind == "string" and value is not None else _csv_text(value, kind)
+                  for value, kind in zip(row, kinds)) for row in _rows(table)]
     numeric = tuple(k in ("int", "float", "decimal") for k in kinds)
     return render_table_pdf(title, tuple(table.column_names), rows, numeric)
 

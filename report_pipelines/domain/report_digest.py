@@ -27,6 +27,7 @@ alone: ▲/▼ is the direction, the word or colour the judgement.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,8 @@ import pyarrow as pa
 
 from report_pipelines.domain.errors import InvalidInput
 from report_pipelines.domain.reports import get_report
+from report_pipelines.domain.reports._maths import inbound_rates  # the rates' one definition
+from report_pipelines.domain.reports.wait_distribution import describe_percentile, speed_of_answer_percentiles
 from report_pipelines.domain.timezones import parse_zone
 
 BODY_OPTIONS: tuple[str, ...] = ("summary", "table", "none")
@@ -203,11 +206,11 @@ def compare_kpis(current: Kpis, previous: Kpis | None) -> tuple[KpiLine, ...]:
         comparable = key != "service_level" or (previous is not None
                                                 and previous.service_level_seconds == current.service_level_seconds)
         if previous is not None:
-            line = KpiLine(**{**line.__dict__, "previous_shown": _shown(kind, before)})
+            line = dataclasses.replace(line, previous_shown=_shown(kind, before))
         if value is not None and before is not None and comparable:
             direction, text = _change(kind, float(value), float(before))
             better = None if good == 0 or direction == "same" else (direction == "up") == (good > 0)
-            line = KpiLine(**{**line.__dict__, "change": text, "direction": direction, "better": better})
+            line = dataclasses.replace(line, change=text, direction=direction, better=better)
         lines.append(line)
     return tuple(lines)
 
@@ -250,8 +253,6 @@ def _single_threshold(frame: pd.DataFrame) -> int | None:
 def hourly_series(hourly_day: pa.Table, timezone: str, target: float = DEFAULT_SERVICE_LEVEL_TARGET) -> TrafficSeries:
     """The series of ONE local day from its ``hourly_volume`` day table (every local-hour bucket,
     in order: 23 on a spring-forward day, 25 on a fall-back day)."""
-    from report_pipelines.domain.reports._maths import inbound_rates  # the rates' one definition
-
     zone = parse_zone(timezone)
     frame = hourly_day.to_pandas().sort_values("hour_start_utc").reset_index(drop=True)
     if "date" in frame and frame["date"].nunique() > 1:
@@ -379,17 +380,17 @@ def report_table(report_name: str, tables: Mapping[str, pa.Table], limit: int) -
 
 
 def _percentile_table(days: pa.Table, limit: int) -> DigestTable:
-    from report_pipelines.domain.reports.wait_distribution import describe_percentile, speed_of_answer_percentiles
-
     report = get_report("wait_distribution")
     combined = report.combine(days.drop_columns([c for c in ("client",) if c in days.column_names]))
     found = speed_of_answer_percentiles(combined, (50, 90))
     rows = []
     for (queue, everything), group in found.groupby([found["queue"].map(_text), "all_queues"], sort=False):
         by = {int(r["percentile"]): r for r in group.to_dict("records")}
-        rows.append(("All queues" if everything else queue, format_count(by[50]["answered"]),
-                     describe_percentile(by[50]).split(" ", 1)[1], describe_percentile(by[90]).split(" ", 1)[1]))
-    rows = rows[-1:] + rows[:-1][:limit - 1] if rows else []  # "All queues" first
+        rows.append((everything, -int(by[50]["answered"]), queue, (
+            "All queues" if everything else queue, format_count(by[50]["answered"]),
+            describe_percentile(by[50]).split(" ", 1)[1], describe_percentile(by[90]).split(" ", 1)[1])))
+    rows.sort(key=lambda r: (not r[0], r[1], r[2]))  # "All queues" first, then the queues answering most
+    rows = [r[3] for r in rows[:limit]]
     return DigestTable(title="Speed of answer per queue (p50, p90)", columns=("Queue", "Answered", "p50", "p90"),
                        rows=tuple(rows), numeric=(False, True, True, True))
 
