@@ -14,7 +14,7 @@ export DAGSTER_PG_PASSWORD ?=
 export DAGSTER_PG_DB ?= dagster
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint dev bench install dagster-home ensure-postgres clean
+.PHONY: demo test lint dev bench install dagster-home ensure-postgres ensure-chromium clean
 
 install: $(VENV)/.installed
 
@@ -47,7 +47,7 @@ demo: install
 	@echo "Next: 'make dev' opens the Dagster UI on this data (http://127.0.0.1:$(DAGSTER_PORT))."
 
 ## make test: venv + install, the linter, then the whole suite (SQLite and the PostgreSQL at 127.0.0.1:5432).
-test: install ensure-postgres lint
+test: install ensure-postgres ensure-chromium lint
 	$(BIN)/python -m pytest report_pipelines_tests $(PYTEST_ARGS)
 
 ## make lint: ruff, configured in ruff.toml.
@@ -67,6 +67,10 @@ bench: install ensure-postgres
 ensure-postgres:
 	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || \
 	  (command -v pg_ctlcluster >/dev/null && pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n1) main start) || true
+
+# The report e-mail tests render the HTML in Debian's headless Chromium; they fail (never skip) without it.
+ensure-chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 clean:
 	rm -rf $(VENV) data .dagster_home .pytest_cache *.egg-info

@@ -35,6 +35,8 @@ setup(
         "click>=8.1,<9",
         "XlsxWriter>=3.1,<4",
         "email-validator>=2.1,<3",
+        "matplotlib>=3.8,<4",  # report e-mail charts (Agg backend, no display)
+        "fpdf2>=2.7,<3",  # PDF attachments (pure Python, no browser)
     ],
     extras_require={
         "test": [
@@ -43,6 +45,7 @@ setup(
             "aiosmtpd>=1.4.6,<2",
             "openpyxl>=3.1,<4",
             "ruff>=0.17,<0.18",
+            "pypdf>=4,<8",
         ],
         "bench": ["duckdb>=1.0"],
     },

@@ -241,13 +241,16 @@ def load(engine, config: GeneratorConfig) -> tuple[list[ClientRecord], dict[int,
 
 
 # --- (a) --------------------------------------------------------------------------------------------
+WRITE = f"write Parquet ({len(REPORTS)} reports)"
+
+
 def split_largest(url: str, tmp: Path, largest: ClientRecord, days: list[dt.date]) -> dict[str, float]:
     """Time the parts of the Extractor's client-day on the largest client's days (scratch store)."""
     extractor = Extractor(ExtractSettings(database_url=url, store_root=str(tmp / "split_store"),
                                           lock_dir=str(tmp / "locks")))
     parts: dict[str, float] = {"read events (PostgreSQL)": 0.0, "screen": 0.0, "source checksum + watermark": 0.0}
     parts |= {f"compute {name}": 0.0 for name in REPORTS}
-    parts["write Parquet (4 reports)"] = 0.0
+    parts[WRITE] = 0.0
     zone = parse_zone(largest.timezone)
 
     def one_day(day: dt.date, record: bool) -> None:
@@ -274,7 +277,7 @@ def split_largest(url: str, tmp: Path, largest: ClientRecord, days: list[dt.date
             c2 = time.perf_counter()
             if record:
                 parts[f"compute {name}"] += c1 - c0
-                parts["write Parquet (4 reports)"] += c2 - c1
+                parts[WRITE] += c2 - c1
 
     try:
         one_day(days[0], record=False)  # warm-up
@@ -544,7 +547,7 @@ def main() -> None:
                 f"{parts['read events (PostgreSQL)'] / parts_total:.0%}, screening + source checksum "
                 f"{(parts['screen'] + parts['source checksum + watermark']) / parts_total:.0%}, computing the "
                 f"{len(REPORTS)} reports {computing / parts_total:.0%}, writing Parquet "
-                f"{parts['write Parquet (4 reports)'] / parts_total:.0%}",
+                f"{parts[WRITE] / parts_total:.0%}",
             ]
             for report in (*SUMMARIES, DETAIL):
                 big = ratios[f"(b) {report} {n_days} d, largest: cached vs from events"]

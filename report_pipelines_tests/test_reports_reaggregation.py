@@ -1,5 +1,7 @@
 """Property: day tables combined over a period = the period computed directly from the raw calls.
 
+(Every report of the registry: the first four in one test, the trend and wait reports in a second.)
+
 For random calls spread over a few local days of a random zone (DST ones included, and their
 transition days), computing each day, concatenating the day tables, ``combine`` then ``present``
 gives what a direct computation over all raw calls of the period gives. The direct computation is
@@ -9,6 +11,7 @@ written here again, independently, in plain pandas (``tz_convert`` for local tim
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import numpy as np
 import pandas as pd
@@ -18,6 +21,7 @@ from hypothesis import strategies as st
 
 from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA
 from report_pipelines.domain.reports import get_report
+from report_pipelines.domain.reports.wait_distribution import speed_of_answer_percentiles
 from report_pipelines.domain.timezones import local_day_window, parse_zone
 from report_pipelines_tests.reports_support import period
 
@@ -225,3 +229,93 @@ def test_combined_days_equal_the_direct_period_computation(s: dict) -> None:
     pd.testing.assert_series_equal(got["wait_seconds"].astype(float), expected["wait"], check_names=False)
     pd.testing.assert_series_equal(got["talk_seconds"].astype(float), expected["talk"], check_names=False)
     pd.testing.assert_series_equal(got["duration_seconds"], expected["duration"], check_names=False)
+
+
+def bin_of(wait: float, edges: list[int]) -> int:
+    """The bin of a wait, the plain way: the first bin whose upper bound is >= the wait."""
+    for index, upper in enumerate(edges[1:]):
+        if wait <= upper:
+            return edges[index]
+    return edges[-1]
+
+
+def binned(inbound: pd.DataFrame, edges: list[int], from_name: str, sums: bool) -> pd.DataFrame:
+    """Per queue with inbound calls and bin: answered and abandoned by wait (the direct way)."""
+    waited = inbound[inbound["is_answered"] | inbound["is_abandoned"]].copy()
+    waited["waited"] = waited["wait"].where(waited["is_answered"], waited["duration"])
+    waited["bin"] = [bin_of(w, edges) for w in waited["waited"]]
+    waited["queue"] = label(waited["queue"])
+    queues = sorted(set(label(inbound["queue"])))
+    index = pd.MultiIndex.from_product([queues, edges], names=["queue", from_name])
+    out = pd.DataFrame(index=index)
+    for outcome, flag in (("answered", "is_answered"), ("abandoned", "is_abandoned")):
+        rows = waited[waited[flag]]
+        out[outcome] = rows.groupby(["queue", "bin"]).size().reindex(index).fillna(0)
+        if sums:
+            out[f"{outcome}_wait_seconds_sum"] = rows.groupby(["queue", "bin"])["waited"].sum().reindex(index).fillna(0)
+    per_queue_days = inbound.assign(queue=label(inbound["queue"])).groupby("queue")["local_date"].nunique()
+    out["days"] = [per_queue_days[q] for q, _ in out.index]
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario)
+def test_trend_and_wait_reports_combined_equal_the_direct_period_computation(s: dict) -> None:
+    frame, days, (start, end) = raw_calls(s)
+    zone, threshold = s["place"][0], s["threshold"]
+    calls = as_arrow(frame)
+    df = derived(frame, zone)
+    inbound = df[df["direction"] == "inbound"]
+
+    def combined(name: str) -> pa.Table:
+        report = get_report(name)
+        table = period(report, calls, zone, days, service_level_seconds=threshold)
+        assert table.schema.equals(report.period_schema)
+        return table
+
+    # --- daily_summary: one row per day, quiet days too; the day's length from a 15-minute grid -----
+    table = combined("daily_summary")
+    got = get_report("daily_summary").present(table).set_index("date")
+    grid = pd.date_range(start, end, freq="15min", inclusive="left").tz_convert(zone)
+    day_seconds = pd.Series(grid.date).value_counts().reindex(days) * 900
+    expected = inbound_figures(inbound, "local_date", threshold).reindex(days)
+    expected["calls"] = df.groupby("local_date").size().reindex(days)
+    for direction in ("outbound", "internal"):
+        expected[direction] = df[df["direction"] == direction].groupby("local_date").size().reindex(days)
+    expected = with_rates(expected.fillna({"calls": 0, "outbound": 0, "internal": 0}))
+    expected["day_seconds"] = day_seconds.to_numpy()
+    assert list(got.index) == days and (got["service_level_seconds"] == threshold).all()
+    same(got, expected)
+    total = get_report("daily_summary").totals(table).iloc[0]
+    assert total["offered"] == len(inbound) and total["day_seconds"] == (end - start).total_seconds()
+    assert total["answered"] == inbound["is_answered"].sum()
+
+    # --- wait_distribution, and its percentiles lie in the bin they name ---------------------------
+    table = combined("wait_distribution")
+    got = get_report("wait_distribution").present(table)
+    got.index = pd.MultiIndex.from_arrays([label(got["queue"]), got["wait_from_seconds"]])
+    expected = binned(inbound, [0, 5, 10, 20, 30, 60, 120, 300], "wait_from_seconds", sums=True)
+    same(got.sort_index(), expected.sort_index())
+    answered_waits = inbound[inbound["is_answered"]].assign(queue=label(inbound["queue"]))
+    for row in speed_of_answer_percentiles(table, (50, 90)).to_dict("records"):
+        waits = answered_waits["wait"] if row["all_queues"] else \
+            answered_waits[answered_waits["queue"] == (row["queue"] if row["queue"] is not None else "<null>")]["wait"]
+        rank = math.ceil(row["percentile"] * len(waits) / 100)
+        true = sorted(waits)[rank - 1]
+        assert row["rank"] == rank and row["answered"] == len(waits)
+        assert row["bin_from_seconds"] <= true and (row["bin_from_seconds"] == 0 or true > row["bin_from_seconds"])
+        if pd.isna(row["bin_to_seconds"]):
+            assert math.isnan(row["estimate_seconds"])
+        else:
+            assert true <= row["bin_to_seconds"]
+            assert row["bin_from_seconds"] <= row["estimate_seconds"] <= row["bin_to_seconds"]
+            assert abs(row["estimate_seconds"] - true) <= row["bin_to_seconds"] - row["bin_from_seconds"]
+
+    # --- abandonment_curve -------------------------------------------------------------------------
+    got = get_report("abandonment_curve").present(combined("abandonment_curve"))
+    got.index = pd.MultiIndex.from_arrays([label(got["queue"]), got["waited_from_seconds"]])
+    expected = binned(inbound, [0, 10, 20, 30, 45, 60, 90, 120, 180, 240, 300, 600], "waited_from_seconds", sums=False)
+    ended = expected["answered"] + expected["abandoned"]
+    expected["still_waiting"] = ended[::-1].groupby(level=0).cumsum()[::-1]
+    expected["abandon_rate"] = div(expected["abandoned"], expected["still_waiting"])
+    same(got.sort_index(), expected.sort_index())

@@ -24,7 +24,8 @@ CTX = DayContext(client_id=1, timezone="America/New_York", day=dt.date(2024, 11,
 
 
 def test_known_reports() -> None:
-    assert report_names() == ("call_detail", "hourly_volume", "agent_performance", "queue_performance")
+    assert report_names() == ("call_detail", "hourly_volume", "agent_performance", "queue_performance",
+                              "daily_summary", "wait_distribution", "abandonment_curve")
     assert len(REPORT_MODULES) == len(REPORTS)
     for name in report_names():
         report = get_report(name)
@@ -40,7 +41,8 @@ def test_unknown_report_is_not_found_and_names_the_known_ones() -> None:
         get_report("hourly")
     assert caught.value.field == "report"
     assert str(caught.value) == (
-        "report: unknown report 'hourly'; known: call_detail, hourly_volume, agent_performance, queue_performance")
+        "report: unknown report 'hourly'; known: call_detail, hourly_volume, agent_performance, queue_performance, "
+        "daily_summary, wait_distribution, abandonment_curve")
 
 
 @pytest.mark.parametrize("name", list(REPORTS))
@@ -48,8 +50,9 @@ def test_every_report_returns_exactly_its_schema_on_empty_input(name: str) -> No
     report = get_report(name)
     day = report.compute_day(CALL_EVENT_SCHEMA.empty_table(), CTX)
     assert day.schema.equals(report.schema, check_metadata=True)
-    # hourly_volume writes every hour of the day even without calls (a 25-hour day here)
-    assert day.num_rows == (25 if name == "hourly_volume" else 0)
+    # hourly_volume writes every hour of the day even without calls (a 25-hour day here), daily_summary
+    # the one row of the day; the others have no row without calls
+    assert day.num_rows == {"hourly_volume": 25, "daily_summary": 1}.get(name, 0)
     days = day.append_column("date", pa.array([CTX.day] * day.num_rows, type=pa.date32()))
     combined = report.combine(days)
     assert combined.schema.equals(report.period_schema)

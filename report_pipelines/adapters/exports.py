@@ -65,6 +65,16 @@ import pyarrow.types as pat
 from report_pipelines.domain.errors import InvalidInput
 
 FORMATS: tuple[str, ...] = ("csv", "xlsx", "parquet")
+#: Every format :func:`write_table` writes: :data:`FORMATS` (what a schedule accepts today) plus
+#: ``pdf`` (a table as a PDF; a report e-mail's PDF of its KPIs and charts is
+#: ``report_pdf.render_pdf``).
+EXPORT_FORMATS: tuple[str, ...] = (*FORMATS, "pdf")
+#: The MIME type of each format's file, for the e-mail attachment.
+MEDIA_TYPES: dict[str, tuple[str, str]] = {
+    "csv": ("text", "csv"), "xlsx": ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    "parquet": ("application", "vnd.apache.parquet"), "pdf": ("application", "pdf"), "zip": ("application", "zip"),
+}
+PDF_MAX_ROWS = 5_000  # a longer table is not a document a person reads: csv, xlsx or parquet
 
 #: Leading characters that make a spreadsheet read a cell as a formula (OWASP CSV Injection).
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -97,14 +107,14 @@ def neutralise_cell(value: str) -> str:
 
 
 def write_table(table: pa.Table, path: Path, fmt: str, *, sheet_name: str = "report") -> WrittenFile:
-    """Write ``table`` to ``path`` as ``fmt`` (``csv``, ``xlsx`` or ``parquet``), atomically.
+    """Write ``table`` to ``path`` as ``fmt`` (``csv``, ``xlsx``, ``parquet`` or ``pdf``), atomically.
 
     See the module docstring for each format's rules. Refusals (:class:`InvalidInput`) name
     ``format``, ``sheet_name``, ``rows``, ``columns`` or ``cell``; they happen before ``path`` changes.
     """
     fmt_name = fmt.strip().lower() if isinstance(fmt, str) else fmt
-    if fmt_name not in FORMATS:
-        raise InvalidInput("format", f"{fmt!r} is not one of {', '.join(FORMATS)}")
+    if fmt_name not in EXPORT_FORMATS:
+        raise InvalidInput("format", f"{fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
     if not isinstance(table, pa.Table):
         raise TypeError(f"a pyarrow Table is required, not {type(table).__name__}")
     path = Path(path)
@@ -119,12 +129,20 @@ def write_table(table: pa.Table, path: Path, fmt: str, *, sheet_name: str = "rep
         kinds = _flat_kinds(table)
         _check_excel_limits(table, sheet_name)
         writer = lambda temporary: _write_xlsx(table, kinds, temporary, sheet_name)  # noqa: E731
+    elif fmt_name == "pdf":
+        kinds = _flat_kinds(table)
+        writer = lambda temporary: temporary.write_bytes(_table_pdf(table, kinds, sheet_name))  # noqa: E731
     else:
         writer = lambda temporary: pq.write_table(table, str(temporary), compression="zstd")  # noqa: E731
     return _write_atomically(path, writer)
 
 
 # --- atomic write ----------------------------------------------------------------------------------------
+def write_bytes(path: Path, data: bytes) -> WrittenFile:
+    """``data`` written to ``path`` atomically (as every export is), e.g. a rendered PDF."""
+    return _write_atomically(Path(path), lambda temporary: temporary.write_bytes(data))
+
+
 def _write_atomically(path: Path, writer: Callable[[Path], None]) -> WrittenFile:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -311,4 +329,190 @@ def _discard(workbook) -> None:  # noqa: ANN001
     workbook.fileclosed = True  # nothing to write: keep XlsxWriter's destructor from warning
 
 
-__all__ = ["FORMATS", "FORMULA_TRIGGERS", "WrittenFile", "neutralise_cell", "write_table"]
+# --- PDF of a table ---------------------------------------------------------------------------------
+def _table_pdf(table: pa.Table, kinds: list[str], title: str) -> bytes:
+    """A table as a PDF document (text cells as CSV writes them; no formula neutralisation: a PDF
+    is never evaluated)."""
+    from report_pipelines.adapters.report_pdf import render_table_pdf
+
+    if table.num_rows > PDF_MAX_ROWS:
+        raise InvalidInput("rows", f"{table.num_rows:,} rows are too many for a PDF (at most {PDF_MAX_ROWS:,}); "
+                                   "use csv, xlsx or parquet")
+    rows = [tuple(value if kind == "string" and value is not None else _csv_text(value, kind)
+                  for value, kind in zip(row, kinds)) for row in _rows(table)]
+    numeric = tuple(k in ("int", "float", "decimal") for k in kinds)
+    return render_table_pdf(title, tuple(table.column_names), rows, numeric)
+
+
+# --- XLSX for people --------------------------------------------------------------------------------
+DURATION_FORMAT = "[h]:mm:ss"
+PERCENT_FORMAT = "0.0%"
+#: Columns that hold seconds but are labels, not durations (thresholds, bin bounds): plain numbers.
+_SECONDS_LABELS = ("service_level_seconds", "wait_from_seconds", "wait_to_seconds", "waited_from_seconds",
+                   "waited_to_seconds")
+_SAMPLE_ROWS = 1000  # rows looked at to fit column widths
+
+
+def readable_kind(name: str, kind: str) -> str:
+    """How a person reads a column: ``duration`` (seconds shown as ``[h]:mm:ss``), ``rate`` (a
+    share shown as a percentage), or the column's own kind."""
+    if kind not in ("int", "float", "decimal"):
+        return kind
+    if name in ("service_level", "service_level_of_offered") or name.endswith(("_rate", "_share")):
+        return "rate"
+    if name not in _SECONDS_LABELS and (name.endswith(("_seconds", "_seconds_sum", "_seconds_max"))
+                                        or name == "average_speed_of_answer"):
+        return "duration"
+    return kind
+
+
+@dataclass(frozen=True, slots=True)
+class SheetChart:
+    """A native Excel chart of the data sheet: ``category`` column on the x axis, ``values``
+    columns as series (``stacked`` columns, or a ``line``)."""
+
+    title: str
+    category: str
+    values: tuple[str, ...]
+    kind: str = "stacked"  # "stacked" column chart, or "line"
+    y_title: str = "calls"
+
+
+def write_readable_xlsx(table: pa.Table, path: Path, *, title: str, subtitle: str, totals: pa.Table | None = None,
+                        chart: SheetChart | None = None, sheet_name: str = "report") -> WrittenFile:
+    """A workbook a person reads, atomically: a title row (``title``) and a subtitle row (the
+    period and zone), then a bold, frozen header row with an autofilter, the rows, and a bold
+    ``Total`` row (``totals``: one row of the same columns) when given. Column widths are fitted to
+    the header and the first values; durations are real Excel durations (``[h]:mm:ss``), rates
+    percentages (``0.0%``), dates Excel dates. ``chart`` adds a second sheet ``chart`` with a native
+    Excel chart of the data sheet's rows. String cells are neutralised as in :func:`write_table`.
+    Refusals name ``sheet_name``, ``rows``, ``columns``, ``cell`` or ``chart``."""
+    kinds = [readable_kind(name, kind) for name, kind in zip(table.column_names, _flat_kinds(table))]
+    if table.num_rows + 4 > EXCEL_MAX_ROWS:
+        raise InvalidInput("rows", f"{table.num_rows:,} rows do not fit in an Excel sheet with its title and totals; "
+                                   "use csv or parquet")
+    _check_excel_limits(table, sheet_name)
+    if totals is not None and totals.column_names != table.column_names:
+        raise InvalidInput("totals", "the totals row must have the table's columns")
+    if chart is not None and not {chart.category, *chart.values} <= set(table.column_names):
+        missing = sorted({chart.category, *chart.values} - set(table.column_names))
+        raise InvalidInput("chart", f"columns {', '.join(missing)} are not in the table")
+    return _write_atomically(Path(path), lambda temporary: _write_readable(table, kinds, temporary, title, subtitle,
+                                                                             totals, chart, sheet_name))
+
+
+def _shown_width(value: object, kind: str) -> int:
+    if value is None:
+        return 0
+    if kind == "duration":
+        return 10
+    if kind == "rate":
+        return 8
+    if kind == "float":
+        return len(f"{value:,.2f}")
+    if kind in ("timestamp", "time", "date"):
+        return len(value.isoformat())  # type: ignore[attr-defined]
+    return len(str(value))
+
+
+def _write_readable(table: pa.Table, kinds: list[str], temporary: Path, title: str, subtitle: str,
+                    totals: pa.Table | None, chart: SheetChart | None, sheet_name: str) -> None:
+    import xlsxwriter
+
+    workbook = xlsxwriter.Workbook(str(temporary), _XLSX_OPTIONS)
+    try:
+        sheet = workbook.add_worksheet(sheet_name)
+        formats = {
+            "title": workbook.add_format({"bold": True, "font_size": 14}),
+            "subtitle": workbook.add_format({"italic": True, "font_color": "#555555"}),
+            "header": workbook.add_format({"bold": True, "bottom": 1, "text_wrap": True, "valign": "top"}),
+            "duration": workbook.add_format({"num_format": DURATION_FORMAT}),
+            "rate": workbook.add_format({"num_format": PERCENT_FORMAT}),
+            "date": workbook.add_format({"num_format": "yyyy-mm-dd"}),
+            "float": workbook.add_format({"num_format": "#,##0.00"}),
+            "int": workbook.add_format({"num_format": "#,##0"}),
+        }
+        total_formats = {name: workbook.add_format({**props, "bold": True, "top": 1}) for name, props in (
+            ("duration", {"num_format": DURATION_FORMAT}), ("rate", {"num_format": PERCENT_FORMAT}),
+            ("float", {"num_format": "#,##0.00"}), ("int", {"num_format": "#,##0"}), ("string", {}),
+            ("date", {"num_format": "yyyy-mm-dd"}))}
+        names = table.column_names
+        sample = table.slice(0, _SAMPLE_ROWS).to_pylist()
+        for column, (name, kind) in enumerate(zip(names, kinds)):  # before any row (constant memory)
+            widest = max([_shown_width(row[name], kind) for row in sample] + [min(len(name), 24)])
+            sheet.set_column(column, column, min(max(widest + 2, 8), 50))
+        header_row = 3
+        sheet.freeze_panes(header_row + 1, 0)
+        _xlsx_string(sheet, 0, 0, neutralise_cell(title), "title", formats["title"])
+        _xlsx_string(sheet, 1, 0, neutralise_cell(subtitle), "subtitle", formats["subtitle"])
+        for column, name in enumerate(names):
+            _xlsx_string(sheet, header_row, column, neutralise_cell(name), name, formats["header"])
+        last = header_row
+        for last, row in enumerate(_rows(table), start=header_row + 1):
+            _readable_row(sheet, last, row, kinds, names, formats)
+        if totals is not None and totals.num_rows:
+            last += 1
+            row = next(_rows(totals))
+            _readable_row(sheet, last, row, kinds, names, total_formats)
+            _xlsx_string(sheet, last, 0, "Total", names[0], total_formats["string"])
+        if table.num_columns:
+            sheet.autofilter(header_row, 0, header_row + table.num_rows, table.num_columns - 1)
+        if chart is not None and table.num_rows:
+            _add_chart(workbook, sheet_name, names, header_row, table.num_rows, chart)
+    except BaseException:
+        _discard(workbook)
+        raise
+    workbook.close()
+
+
+def _readable_row(sheet, row_number: int, row: tuple, kinds: list[str], names: list[str], formats: dict) -> None:  # noqa: ANN001
+    for column, (value, kind) in enumerate(zip(row, kinds)):
+        if value is None:
+            continue
+        if kind == "string":
+            _xlsx_string(sheet, row_number, column, neutralise_cell(value), names[column], formats.get("string"))
+        elif kind == "bool":
+            sheet.write_boolean(row_number, column, value)
+        elif kind in ("duration", "rate", "float", "decimal", "int"):
+            number = float(value)
+            if not _finite(number):
+                continue
+            if kind == "int" and abs(value) >= EXCEL_MAX_EXACT_INT:
+                sheet.write_string(row_number, column, str(value))
+                continue
+            if kind == "duration":
+                number /= 86_400  # Excel durations are fractions of a day
+            sheet.write_number(row_number, column, number, formats["float" if kind == "decimal" else kind])
+        elif kind == "date":
+            sheet.write_datetime(row_number, column, value, formats["date"])
+        elif kind in ("timestamp", "time"):
+            sheet.write_string(row_number, column, value.isoformat())
+
+
+def _add_chart(workbook, sheet_name: str, names: list[str], header_row: int, rows: int, spec: SheetChart) -> None:  # noqa: ANN001
+    if spec.kind == "line":
+        chart = workbook.add_chart({"type": "line"})
+    else:
+        chart = workbook.add_chart({"type": "column", "subtype": "stacked"})
+    palette = ["#0072B2", "#D55E00", "#E69F00", "#009E73", "#56B4E9", "#CC79A7"]  # Okabe-Ito
+    category = names.index(spec.category)
+    first, last = header_row + 1, header_row + rows
+    for i, value in enumerate(spec.values):
+        column = names.index(value)
+        colour = {"color": palette[i % len(palette)]}
+        chart.add_series({
+            "name": [sheet_name, header_row, column],
+            "categories": [sheet_name, first, category, last, category],
+            "values": [sheet_name, first, column, last, column],
+            **({"line": colour} if spec.kind == "line" else {"fill": colour}),
+        })
+    chart.set_title({"name": spec.title})
+    chart.set_x_axis({"name": spec.category})
+    chart.set_y_axis({"name": spec.y_title})
+    chart.set_legend({"position": "bottom"})
+    chart.set_size({"width": 760, "height": 400})
+    workbook.add_worksheet("chart").insert_chart("B2", chart)
+
+
+__all__ = ["EXPORT_FORMATS", "FORMATS", "write_bytes", "FORMULA_TRIGGERS", "MEDIA_TYPES", "SheetChart", "WrittenFile", "neutralise_cell",
+           "readable_kind", "write_readable_xlsx", "write_table"]

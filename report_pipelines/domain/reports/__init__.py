@@ -27,6 +27,9 @@ REPORT_MODULES: tuple[str, ...] = (
     "hourly_volume",
     "agent_performance",
     "queue_performance",
+    "daily_summary",
+    "wait_distribution",
+    "abandonment_curve",
 )
 
 

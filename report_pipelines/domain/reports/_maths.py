@@ -121,3 +121,69 @@ def inbound_rates(frame: pd.DataFrame) -> pd.DataFrame:
     frame["average_talk_seconds"] = ratio(frame["talk_seconds_sum"], frame["answered"])
     frame["average_abandon_wait_seconds"] = ratio(frame["abandoned_wait_seconds_sum"], frame["abandoned"])
     return frame
+
+
+#: The inbound measures every traffic report stores (``hourly_volume``, ``queue_performance``,
+#: ``daily_summary``): counts, sums and maxima, defined once in :func:`inbound_measures`.
+INBOUND_COUNTS = ("offered", "answered", "abandoned", "missed", "answered_within_sl", "abandoned_within_sl")
+INBOUND_SUMS = ("wait_seconds_sum", "abandoned_wait_seconds_sum", "talk_seconds_sum")
+INBOUND_MAXIMA = ("wait_seconds_max",)
+
+
+def inbound_measures(c, group: np.ndarray, groups: int, service_level_seconds: int,  # noqa: ANN001 - _calls.Calls
+                     rows: np.ndarray | None = None) -> dict[str, pa.Array]:
+    """The inbound counts, sums and maxima per group, over the inbound calls of ``c``.
+
+    ``group`` gives each call's group code (``rows``: the positions of ``c`` it is for; every call
+    by default). ``offered`` = inbound calls; ``answered`` / ``abandoned`` = inbound ANSWERED /
+    ABANDONED; ``missed`` = the other inbound outcomes (NO ANSWER, BUSY, FAILED), so answered +
+    abandoned + missed = offered; ``answered_within_sl`` = answered with wait <= the threshold
+    (included); ``abandoned_within_sl`` = abandoned with (ended_at - started_at) <= the threshold;
+    ``wait_seconds_sum`` / ``_max`` over the answered (answered_at - started_at, max null when none),
+    ``abandoned_wait_seconds_sum`` over the abandoned (ended_at - started_at), ``talk_seconds_sum``
+    over the answered (ended_at - answered_at).
+    """
+    at = slice(None) if rows is None else rows
+    inbound = c.inbound[at]
+    answered, abandoned = inbound & c.answered[at], inbound & c.abandoned[at]
+    wait, talk, duration = c.wait_us[at], c.talk_us[at], c.end_us[at] - c.start_us[at]
+    threshold_us = service_level_seconds * 1_000_000
+    return {
+        "offered": count(group, inbound, groups),
+        "answered": count(group, answered, groups),
+        "abandoned": count(group, abandoned, groups),
+        "missed": count(group, inbound & ~answered & ~abandoned, groups),
+        "answered_within_sl": count(group, answered & (wait <= threshold_us), groups),
+        "abandoned_within_sl": count(group, abandoned & (duration <= threshold_us), groups),
+        "wait_seconds_sum": total_seconds(group, answered, wait, groups),
+        "abandoned_wait_seconds_sum": total_seconds(group, abandoned, duration, groups),
+        "talk_seconds_sum": total_seconds(group, answered, talk, groups),
+        "wait_seconds_max": max_seconds(group, answered, wait, groups),
+    }
+
+
+def totals_frame(combined: pa.Table, sums: Sequence[str], maxima: Sequence[str] = ()) -> pa.Table:
+    """One row: the sums of ``sums`` and the maxima of ``maxima`` over every row of ``combined``
+    (a period table), the other columns null except a key column holding one value throughout
+    (such as a single service-level threshold), which keeps it. The row a "totals" line shows."""
+    columns = []
+    for f in combined.schema:
+        column = combined.column(f.name)
+        if f.name in sums:
+            value = pc.sum(column).as_py() if combined.num_rows else 0
+            columns.append(pa.array([value if value is not None else 0], type=f.type))
+        elif f.name in maxima:
+            columns.append(pa.array([pc.max(column).as_py() if combined.num_rows else None], type=f.type))
+        else:
+            distinct = pc.unique(column).to_pylist() if combined.num_rows else []
+            columns.append(pa.array([distinct[0] if len(distinct) == 1 else None], type=f.type))
+    return pa.Table.from_arrays(columns, schema=combined.schema)
+
+
+def unrated_if_mixed(frame: pd.DataFrame, combined: pa.Table) -> pd.DataFrame:
+    """A totals row of inbound rates whose period mixed service-level thresholds (its
+    ``service_level_seconds`` is null) cannot have a service level: "within 20 s" and "within 30 s"
+    counts do not add. Sets both service-level rates to NaN then."""
+    if combined.num_rows and "service_level_seconds" in frame and frame["service_level_seconds"].isna().all():
+        frame[["service_level", "service_level_of_offered"]] = np.nan
+    return frame

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 
 from report_pipelines.domain.reports._calls import prepare
-from report_pipelines.domain.reports._maths import count, group_codes, max_seconds, ratio, regroup, total_seconds
+from report_pipelines.domain.reports._maths import count, group_codes, max_seconds, ratio, regroup, total_seconds, totals_frame
 from report_pipelines.domain.reports.base import DayContext, ReportDefinition
 
 COUNTS = ("calls_handled", "inbound_answered", "inbound_unanswered", "outbound_calls", "internal_calls",
@@ -95,3 +95,7 @@ class AgentPerformanceReport(ReportDefinition):
         frame["average_handle_seconds"] = ratio(frame["handle_seconds_sum"], frame["calls_handled"])
         frame["outbound_answer_rate"] = ratio(frame["outbound_calls"] - frame["missed"], frame["outbound_calls"])
         return frame
+
+    def totals(self, combined: pa.Table) -> pd.DataFrame:
+        """The period's rows added up into one presented row (see ``ReportDefinition.totals``)."""
+        return self.present(totals_frame(combined, sums=(*COUNTS, *SUMS), maxima=MAXIMA))

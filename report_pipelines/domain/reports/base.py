@@ -103,6 +103,12 @@ class ReportDefinition(abc.ABC):
         """The period as people read it. The default shows the period table as it is."""
         return combined.to_pandas()
 
+    def totals(self, combined: pa.Table) -> pd.DataFrame | None:
+        """The whole period as one presented row (a spreadsheet's "Total" line): counts and sums
+        added over the period table's rows, the maximum of maxima, rates recomputed from them (sum
+        over sum). ``None`` when a total makes no sense (one row per call, a distribution)."""
+        return None
+
     def empty_day(self) -> pa.Table:
         """A day table with no rows."""
         return self.schema.empty_table()

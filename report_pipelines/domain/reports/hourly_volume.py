@@ -9,14 +9,23 @@ import pandas as pd
 import pyarrow as pa
 
 from report_pipelines.domain.reports._calls import prepare
-from report_pipelines.domain.reports._maths import count, inbound_rates, max_seconds, regroup, total_seconds
+from report_pipelines.domain.reports._maths import (
+    INBOUND_COUNTS,
+    INBOUND_MAXIMA,
+    INBOUND_SUMS,
+    count,
+    inbound_measures,
+    inbound_rates,
+    regroup,
+    totals_frame,
+    unrated_if_mixed,
+)
 from report_pipelines.domain.reports.base import INSTANT, DayContext, ReportDefinition
 from report_pipelines.domain.reports.local_time import day_clock
 
-COUNTS = ("offered", "answered", "abandoned", "missed", "answered_within_sl", "abandoned_within_sl",
-          "outbound", "internal")
-SUMS = ("wait_seconds_sum", "abandoned_wait_seconds_sum", "talk_seconds_sum")
-MAXIMA = ("wait_seconds_max",)
+COUNTS = (*INBOUND_COUNTS, "outbound", "internal")
+SUMS = INBOUND_SUMS
+MAXIMA = INBOUND_MAXIMA
 
 
 class HourlyVolumeReport(ReportDefinition):
@@ -74,28 +83,14 @@ class HourlyVolumeReport(ReportDefinition):
         clock = day_clock(ctx.timezone, ctx.day)
         k = len(clock.hour_start_us)
         hour = clock.hour_bucket(c.start_us)
-        threshold_us = ctx.service_level_seconds * 1_000_000
-        duration = c.end_us - c.start_us
-        wait, talk = c.wait_us, c.talk_us
-        answered = c.inbound & c.answered
-        abandoned = c.inbound & c.abandoned
         columns = {
             "hour_start_utc": pa.array(clock.hour_start_us, type=pa.int64()).cast(INSTANT),
             "local_hour": pa.array(clock.hour_local, type=pa.int32()),
             "utc_offset_minutes": pa.array(clock.hour_offset_s // 60, type=pa.int32()),
             "service_level_seconds": pa.array(np.full(k, ctx.service_level_seconds), type=pa.int32()),
-            "offered": count(hour, c.inbound, k),
-            "answered": count(hour, answered, k),
-            "abandoned": count(hour, abandoned, k),
-            "missed": count(hour, c.inbound & ~c.answered & ~c.abandoned, k),
-            "answered_within_sl": count(hour, answered & (wait <= threshold_us), k),
-            "abandoned_within_sl": count(hour, abandoned & (duration <= threshold_us), k),
+            **inbound_measures(c, hour, k, ctx.service_level_seconds),
             "outbound": count(hour, c.outbound, k),
             "internal": count(hour, c.internal, k),
-            "wait_seconds_sum": total_seconds(hour, answered, wait, k),
-            "abandoned_wait_seconds_sum": total_seconds(hour, abandoned, duration, k),
-            "talk_seconds_sum": total_seconds(hour, answered, talk, k),
-            "wait_seconds_max": max_seconds(hour, answered, wait, k),
         }
         return pa.Table.from_pydict(columns, schema=self.schema)
 
@@ -106,3 +101,7 @@ class HourlyVolumeReport(ReportDefinition):
     def present(self, combined: pa.Table) -> pd.DataFrame:
         """The period per local hour with :func:`~report_pipelines.domain.reports._maths.inbound_rates` (sum over sum)."""
         return inbound_rates(combined.to_pandas())
+
+    def totals(self, combined: pa.Table) -> pd.DataFrame:
+        """The period's rows added up into one presented row (see ``ReportDefinition.totals``)."""
+        return unrated_if_mixed(self.present(totals_frame(combined, sums=(*COUNTS, *SUMS), maxima=MAXIMA)), combined)

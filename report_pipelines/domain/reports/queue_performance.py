@@ -9,12 +9,22 @@ import pandas as pd
 import pyarrow as pa
 
 from report_pipelines.domain.reports._calls import prepare
-from report_pipelines.domain.reports._maths import count, group_codes, inbound_rates, max_seconds, regroup, total_seconds
+from report_pipelines.domain.reports._maths import (
+    INBOUND_COUNTS,
+    INBOUND_MAXIMA,
+    INBOUND_SUMS,
+    group_codes,
+    inbound_measures,
+    inbound_rates,
+    regroup,
+    totals_frame,
+    unrated_if_mixed,
+)
 from report_pipelines.domain.reports.base import DayContext, ReportDefinition
 
-COUNTS = ("offered", "answered", "abandoned", "missed", "answered_within_sl", "abandoned_within_sl")
-SUMS = ("wait_seconds_sum", "abandoned_wait_seconds_sum", "talk_seconds_sum")
-MAXIMA = ("wait_seconds_max",)
+COUNTS = INBOUND_COUNTS
+SUMS = INBOUND_SUMS
+MAXIMA = INBOUND_MAXIMA
 KEYS = ("queue", "service_level_seconds")
 
 _MEASURES = [*[pa.field(name, pa.int64()) for name in COUNTS], *[pa.field(name, pa.float64()) for name in (*SUMS, *MAXIMA)]]
@@ -52,25 +62,10 @@ class QueuePerformanceReport(ReportDefinition):
         inbound = np.flatnonzero(c.inbound)
         group, queues = group_codes(c.table.column("queue").take(pa.array(inbound)))
         k = len(queues)
-        start, end = c.start_us[inbound], c.end_us[inbound]
-        wait, talk = c.wait_us[inbound], c.talk_us[inbound]
-        answered, abandoned = c.answered[inbound], c.abandoned[inbound]
-        duration = end - start
-        threshold_us = ctx.service_level_seconds * 1_000_000
-        every = np.ones(len(inbound), dtype=bool)
         columns = {
             "queue": queues,
             "service_level_seconds": pa.array(np.full(k, ctx.service_level_seconds), type=pa.int32()),
-            "offered": count(group, every, k),
-            "answered": count(group, answered, k),
-            "abandoned": count(group, abandoned, k),
-            "missed": count(group, ~answered & ~abandoned, k),
-            "answered_within_sl": count(group, answered & (wait <= threshold_us), k),
-            "abandoned_within_sl": count(group, abandoned & (duration <= threshold_us), k),
-            "wait_seconds_sum": total_seconds(group, answered, wait, k),
-            "abandoned_wait_seconds_sum": total_seconds(group, abandoned, duration, k),
-            "talk_seconds_sum": total_seconds(group, answered, talk, k),
-            "wait_seconds_max": max_seconds(group, answered, wait, k),
+            **inbound_measures(c, group, k, ctx.service_level_seconds, rows=inbound),
         }
         return pa.Table.from_pydict(columns, schema=self.schema)
 
@@ -82,3 +77,7 @@ class QueuePerformanceReport(ReportDefinition):
         (answer, abandon and missed rates, service level, average speed of answer, average talk and
         abandon wait: each a sum over a sum)."""
         return inbound_rates(combined.to_pandas())
+
+    def totals(self, combined: pa.Table) -> pd.DataFrame:
+        """The period's rows added up into one presented row (see ``ReportDefinition.totals``)."""
+        return unrated_if_mixed(self.present(totals_frame(combined, sums=(*COUNTS, *SUMS), maxima=MAXIMA)), combined)
