@@ -35,7 +35,7 @@ dagster-home:
 
 ## make demo: venv + install, migrate a SQLite database, seed demo data, run the main job end to end.
 ## With the embedded default (no REPORT_PIPELINES_DATABASE_URL) it starts from scratch every time.
-demo: install
+demo: install ensure-chromium
 	@if [ -z "$$REPORT_PIPELINES_DATABASE_URL" ]; then \
 	  echo "fresh embedded demo: removing $(REPORT_PIPELINES_DATA_DIR) and $(DAGSTER_HOME)"; \
 	  rm -rf "$(REPORT_PIPELINES_DATA_DIR)" "$(DAGSTER_HOME)"; fi

@@ -18,13 +18,14 @@ from pathlib import Path
 from report_pipelines.adapters.db.engine import make_engine
 from report_pipelines.adapters.db.migrate import upgrade
 from report_pipelines.adapters.sources.synthetic import GeneratorConfig
+from report_pipelines.app import App
 from report_pipelines.services.clients import list_clients
 from report_pipelines.services.demo import seed_demo
 from report_pipelines.services.report_mail import write_demo_message
 from report_pipelines.settings import Settings
 
 DOCS = Path(__file__).resolve().parent
-NOW = dt.datetime(2024, 3, 11, 12, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2024, 3, 11, 12, tzinfo=dt.UTC)
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
                                           smallest_daily_calls=900, zones=("America/New_York",)))
         settings = Settings(data_dir=folder, database_url=url, store_root=str(folder / "reports"), workers=1)
         client = list_clients(engine)[0]
-        written = write_demo_message(engine, settings, client.slug, "queue_performance", dt.date(2024, 3, 4),
+        written = write_demo_message(App(settings), client.slug, "queue_performance", dt.date(2024, 3, 4),
                                      dt.date(2024, 3, 10), now=NOW, folder=folder / "out")
         for source, name in ((written.eml, "report-email-example.eml"), (written.html, "report-email-example.html"),
                              (written.screenshot, "report-email-example.png")):

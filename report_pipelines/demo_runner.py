@@ -15,7 +15,8 @@ in the UI afterwards. The steps:
    trial account;
 6. a scheduled report: ``schedule_planner_sensor`` plans it, its send time is made to come now, then
    ``report_file_processor_sensor`` / ``process_report_file_job`` build the file and
-   ``report_file_sender_sensor`` / ``send_report_files_job`` e-mail it (to the local outbox).
+   ``report_file_sender_sensor`` / ``send_report_files_job`` e-mail it (to the local outbox);
+7. the report e-mail with its KPIs and chart, written next to the outbox with its Chromium screenshot.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ def run_demo(app: App, echo: Callable[[str], None] = print, days: int = 7, last_
     with dg.DagsterInstance.get() as instance:
         _commercial(echo, instance, app, defs)
         outbox = _scheduled_report(echo, instance, app, defs, biggest.slug)
+    _report_email(echo, app, biggest.slug, first, last)
     echo("results:")
     echo(f"  app database      {settings.database_url}")
     echo(f"  outbox            {outbox}")
@@ -160,6 +162,14 @@ def _commercial(echo: Callable[[str], None], instance: dg.DagsterInstance, app: 
     echo(f"   client porto-dental now holds {held}: {state} by the pipelines (`clients licences porto-dental`)")
     trial = commercial.start_trial(engine, "braga-hotel-trial", "Braga Hotel (trial)", "Europe/Lisbon", 14, now=now)
     echo(f"   trial account {trial.slug}: reports for 14 days, then its work stops unless a proposal is approved")
+
+
+def _report_email(echo: Callable[[str], None], app: App, client_slug: str, first: dt.date, last: dt.date) -> None:
+    from report_pipelines.services.report_mail import write_demo_message
+
+    written = write_demo_message(app, client_slug, "queue_performance", first, last)
+    echo(f"7. the report e-mail a manager reads (KPIs against the week before, a chart, the queues): {written.eml}")
+    echo(f"   rendered in headless Chromium at a phone's width: {written.screenshot}")
 
 
 def _scheduled_report(echo: Callable[[str], None], instance: dg.DagsterInstance, app: App, defs: dg.Definitions,

@@ -40,7 +40,7 @@ from report_pipelines.services.report_mail import (
     write_demo_message,
     write_report_attachment,
 )
-from report_pipelines_tests.extract_support import SMALL, UTC, seed
+from report_pipelines_tests.extract_support import UTC, seed
 from report_pipelines_tests.reports_support import call, table, with_date
 
 NOW = dt.datetime(2024, 6, 1, tzinfo=UTC)
@@ -61,8 +61,8 @@ def decoded(png: bytes) -> Image.Image:
     return image
 
 
-def summed(report: str, slug: str, start: dt.date, end: dt.date, settings) -> dict:  # noqa: ANN001
-    frame = summarize_report(report, slug, start, end, settings=settings, now=NOW)
+def summed(report: str, slug: str, start: dt.date, end: dt.date, app) -> dict:
+    frame = summarize_report(report, slug, start, end, app=app, now=NOW)
     return {c: frame[c].sum() for c in ("offered", "answered", "abandoned", "answered_within_sl", "abandoned_within_sl",
                                           "wait_seconds_sum", "talk_seconds_sum")}
 
@@ -70,7 +70,7 @@ def summed(report: str, slug: str, start: dt.date, end: dt.date, settings) -> di
 def test_message_parts_cids_and_kpis_equal_summarize_report(engine: Engine, tmp_path: Path) -> None:
     seeded = seed(engine, tmp_path)
     ny = seeded.clients["America/New_York"]
-    composed = compose_report_message(engine, seeded.settings, ny.slug, "queue_performance", *WEEK, now=NOW,
+    composed = compose_report_message(seeded.app, ny.slug, "queue_performance", *WEEK, now=NOW,
                                       recipients=("boss@example.com",))
     message = reread(composed.message)
     assert structure(message) == ["multipart/alternative", "text/plain", "multipart/related", "text/html",
@@ -88,7 +88,7 @@ def test_message_parts_cids_and_kpis_equal_summarize_report(engine: Engine, tmp_
     assert "<script" not in html.lower() and not re.search(r'(src|href)="(https?:)?//', html)
 
     # the KPIs are summarize_report's figures for the period: the queues' sums, sums over sums
-    q = summed("queue_performance", ny.slug, *WEEK, seeded.settings)
+    q = summed("queue_performance", ny.slug, *WEEK, seeded.app)
     assert q["offered"] > 0
     k = composed.digest.kpis
     assert (k.offered, k.answered, k.abandoned) == (q["offered"], q["answered"], q["abandoned"])
@@ -97,7 +97,7 @@ def test_message_parts_cids_and_kpis_equal_summarize_report(engine: Engine, tmp_
     assert k.average_speed_of_answer == pytest.approx(q["wait_seconds_sum"] / q["answered"])
     assert k.abandon_rate == pytest.approx(q["abandoned"] / q["offered"])
     assert k.average_handle_seconds == pytest.approx(q["talk_seconds_sum"] / q["answered"])
-    days = summarize_report("daily_summary", ny.slug, *WEEK, settings=seeded.settings, now=NOW)
+    days = summarize_report("daily_summary", ny.slug, *WEEK, app=seeded.app, now=NOW)
     assert k.offered == days["offered"].sum()  # the daily trend adds up to the same
     for shown in (f"{q['offered']:,}", format_rate(q["answered"] / q["offered"]),
                   format_duration(q["wait_seconds_sum"] / q["answered"]), "within 20 s", "America/New_York",
@@ -105,13 +105,13 @@ def test_message_parts_cids_and_kpis_equal_summarize_report(engine: Engine, tmp_
         assert shown in html and shown in text, shown
 
     # against the previous two days, 03-08..03-09: the change is the difference of the two periods
-    before = summed("queue_performance", ny.slug, dt.date(2024, 3, 8), dt.date(2024, 3, 9), seeded.settings)
+    before = summed("queue_performance", ny.slug, dt.date(2024, 3, 8), dt.date(2024, 3, 9), seeded.app)
     difference = q["offered"] - before["offered"]
     offered = composed.digest.kpi_lines[0]
     assert offered.change.startswith(f"{'▲' if difference > 0 else '▼'} {abs(difference):,} (")
     assert offered.change in html and "compared with 2024-03-08 to 2024-03-09" in html
     # the table: the top queues by offered calls, the busiest first
-    queues = summarize_report("queue_performance", ny.slug, *WEEK, settings=seeded.settings, now=NOW)
+    queues = summarize_report("queue_performance", ny.slug, *WEEK, app=seeded.app, now=NOW)
     top = queues.sort_values("offered", ascending=False).iloc[0]
     assert composed.digest.table.rows[0][:2] == (top["queue"], f"{top['offered']:,}")
 
@@ -124,23 +124,23 @@ def test_message_parts_cids_and_kpis_equal_summarize_report(engine: Engine, tmp_
 def test_body_options(sqlite_engine: Engine, tmp_path: Path) -> None:
     seeded = seed(sqlite_engine, tmp_path)
     ny = seeded.clients["America/New_York"]
-    composed = compose_report_message(sqlite_engine, seeded.settings, ny.slug, "queue_performance", *WEEK, now=NOW,
+    composed = compose_report_message(seeded.app, ny.slug, "queue_performance", *WEEK, now=NOW,
                                       body="table")
     as_table = reread(composed.message)
     assert structure(as_table) == ["multipart/alternative", "text/plain", "text/html"]  # no chart
-    queues = summarize_report("queue_performance", ny.slug, *WEEK, settings=seeded.settings, now=NOW)
+    queues = summarize_report("queue_performance", ny.slug, *WEEK, app=seeded.app, now=NOW)
     assert len(queues) == 7  # 6 queues and the queue-less calls
     html = as_table.get_payload()[1].get_content()
     assert len(composed.digest.table.rows) == 7  # every queue (at most 50), not the top 5
     assert all(f">{name}</td>" in html for name in (*queues["queue"].dropna(), "(no queue)"))
-    summary = compose_report_message(sqlite_engine, seeded.settings, ny.slug, "queue_performance", *WEEK, now=NOW)
+    summary = compose_report_message(seeded.app, ny.slug, "queue_performance", *WEEK, now=NOW)
     assert [row[0] for row in summary.digest.table.rows] == list(
         queues.sort_values(["offered", "queue"], ascending=[False, True])["queue"].fillna("(no queue)")[:5])
-    none = reread(compose_report_message(sqlite_engine, seeded.settings, ny.slug, "queue_performance", *WEEK, now=NOW,
+    none = reread(compose_report_message(seeded.app, ny.slug, "queue_performance", *WEEK, now=NOW,
                                          body="none").message)
     assert structure(none) == ["text/plain"] and "attached" in none.get_content()
     with pytest.raises(InvalidInput, match="body"):
-        compose_report_message(sqlite_engine, seeded.settings, ny.slug, "queue_performance", *WEEK, now=NOW, body="full")
+        compose_report_message(seeded.app, ny.slug, "queue_performance", *WEEK, now=NOW, body="full")
 
 
 def hand_tables(rows: list[dict], zone: str, day: dt.date) -> dict[str, pa.Table]:
@@ -172,7 +172,7 @@ def blue_bars(png: bytes) -> int:
     for y in range(height // 3, height - 40, 4):
         runs, inside = 0, False
         for x in range(width):
-            close = sum(abs(a - b) for a, b in zip(pixels[x, y], blue)) < 30
+            close = sum(abs(a - b) for a, b in zip(pixels[x, y], blue, strict=True)) < 30
             runs += close and not inside
             inside = close
         best = max(best, runs)
@@ -181,7 +181,7 @@ def blue_bars(png: bytes) -> int:
 
 @pytest.mark.parametrize(("day", "hours"), [(dt.date(2024, 3, 10), 23), (dt.date(2024, 11, 3), 25), (dt.date(2024, 6, 12), 24)])
 def test_an_hourly_chart_has_one_bar_per_local_hour_of_the_day(day: dt.date, hours: int) -> None:
-    start = dt.datetime.combine(day, dt.time(0), tzinfo=dt.timezone.utc) + dt.timedelta(hours=4)
+    start = dt.datetime.combine(day, dt.time(0), tzinfo=dt.UTC) + dt.timedelta(hours=4)
     ctx = DayContext(7, "America/New_York", day)
     start = ctx.window_utc[0]
     rows = [call(f"c{i}", "inbound", "ANSWERED", str(start + dt.timedelta(minutes=30 + 60 * i))[:19],
@@ -198,11 +198,11 @@ def test_an_hourly_chart_has_one_bar_per_local_hour_of_the_day(day: dt.date, hou
 def test_readable_xlsx_attachment(sqlite_engine: Engine, tmp_path: Path) -> None:
     seeded = seed(sqlite_engine, tmp_path)
     ny = seeded.clients["America/New_York"]
-    days = read_report_arrow("queue_performance", ny.slug, *WEEK, settings=seeded.settings, now=NOW)
+    days = read_report_arrow("queue_performance", ny.slug, *WEEK, app=seeded.app, now=NOW)
     path = tmp_path / "out" / "queues.xlsx"
     write_report_attachment("queue_performance", days, path, "xlsx", client_name=ny.name, timezone=ny.timezone,
                             start=WEEK[0], end=WEEK[1])
-    queues = summarize_report("queue_performance", ny.slug, *WEEK, settings=seeded.settings, now=NOW)
+    queues = summarize_report("queue_performance", ny.slug, *WEEK, app=seeded.app, now=NOW)
     book = openpyxl.load_workbook(path)
     assert book.sheetnames == ["report", "chart"]
     sheet = book["report"]
@@ -213,7 +213,7 @@ def test_readable_xlsx_attachment(sqlite_engine: Engine, tmp_path: Path) -> None
     assert sheet.freeze_panes == "A5"
     column = {name: openpyxl.utils.get_column_letter(i + 1) for i, name in enumerate(header)}
     first = queues.iloc[0]
-    assert sheet[f"A5"].value == first["queue"]
+    assert sheet["A5"].value == first["queue"]
     sl = sheet[f"{column['service_level']}5"]
     assert sl.number_format == "0.0%" and sl.value == pytest.approx(first["service_level"])
     asa = sheet[f"{column['average_speed_of_answer']}5"]
@@ -238,8 +238,8 @@ def test_readable_xlsx_attachment(sqlite_engine: Engine, tmp_path: Path) -> None
 def test_pdf_attachment_holds_the_kpis_as_text(sqlite_engine: Engine, tmp_path: Path) -> None:
     seeded = seed(sqlite_engine, tmp_path)
     ny = seeded.clients["America/New_York"]
-    composed = compose_report_message(sqlite_engine, seeded.settings, ny.slug, "queue_performance", *WEEK, now=NOW)
-    days = read_report_arrow("queue_performance", ny.slug, *WEEK, settings=seeded.settings, now=NOW)
+    composed = compose_report_message(seeded.app, ny.slug, "queue_performance", *WEEK, now=NOW)
+    days = read_report_arrow("queue_performance", ny.slug, *WEEK, app=seeded.app, now=NOW)
     written = write_report_attachment("queue_performance", days, tmp_path / "q.pdf", "pdf", client_name=ny.name,
                                       timezone=ny.timezone, start=WEEK[0], end=WEEK[1], composed=composed)
     data = written.path.read_bytes()
@@ -269,7 +269,7 @@ def test_pdf_is_an_export_format_for_tables(tmp_path: Path) -> None:
 def test_html_renders_in_headless_chromium_and_the_demo_writes_it(sqlite_engine: Engine, tmp_path: Path) -> None:
     seeded = seed(sqlite_engine, tmp_path)
     ny = seeded.clients["America/New_York"]
-    written = write_demo_message(sqlite_engine, seeded.settings, ny.slug, "queue_performance", *WEEK, now=NOW,
+    written = write_demo_message(seeded.app, ny.slug, "queue_performance", *WEEK, now=NOW,
                                  folder=tmp_path / "outbox")
     assert written.eml.parent == tmp_path / "outbox" and written.eml.name == f"{ny.id}-queue_performance-2024-03-10_2024-03-11.eml"
     message = email.message_from_bytes(written.eml.read_bytes(), policy=email.policy.default)
@@ -284,7 +284,7 @@ def test_html_renders_in_headless_chromium_and_the_demo_writes_it(sqlite_engine:
     white = sum(n for n, rgb in colours if min(rgb) >= 250)
     assert white / (420 * 1800) < 0.9
     blue = tuple(int(OKABE_ITO["blue"][i:i + 2], 16) for i in (1, 3, 5))
-    assert sum(n for n, rgb in colours if sum(abs(a - b) for a, b in zip(rgb, blue)) < 30) > 500  # the chart's bars
+    assert sum(n for n, rgb in colours if sum(abs(a - b) for a, b in zip(rgb, blue, strict=True)) < 30) > 500  # the chart's bars
     # the same renderer on a page of our own: a blank page is told apart
     blank = decoded(screenshot_html("<html><body></body></html>", tmp_path / "blank.png").read_bytes()).convert("RGB")
     assert len(blank.getcolors(maxcolors=1 << 20)) <= 2
@@ -293,9 +293,9 @@ def test_html_renders_in_headless_chromium_and_the_demo_writes_it(sqlite_engine:
 def test_mail_tables_read_what_the_body_needs(sqlite_engine: Engine, tmp_path: Path) -> None:
     seeded = seed(sqlite_engine, tmp_path)
     ny = seeded.clients["America/New_York"]
-    assert set(mail_tables("call_detail", ny.slug, *WEEK, settings=seeded.settings, now=NOW)) == {
+    assert set(mail_tables("call_detail", ny.slug, *WEEK, app=seeded.app, now=NOW)) == {
         "daily_summary", "hourly_volume"}  # call_detail's rows are never read for a body
-    got = mail_tables("wait_distribution", ny.slug, *WEEK, settings=seeded.settings, now=NOW)
+    got = mail_tables("wait_distribution", ny.slug, *WEEK, app=seeded.app, now=NOW)
     assert set(got) == {"daily_summary", "hourly_volume", "wait_distribution"}
     assert got["daily_summary"].num_rows == 2 and got["hourly_volume"].num_rows == 23 + 24
 
@@ -305,17 +305,17 @@ def test_every_report_composes_with_its_own_table(sqlite_engine: Engine, tmp_pat
     ny = seeded.clients["America/New_York"]
     titles = {}
     for report in report_names():
-        composed = compose_report_message(sqlite_engine, seeded.settings, ny.slug, report, *WEEK, now=NOW)
+        composed = compose_report_message(seeded.app, ny.slug, report, *WEEK, now=NOW)
         assert composed.digest.kpis.offered > 0
         titles[report] = composed.digest.table.title
         if report == "wait_distribution":
             rows = composed.digest.table.rows
-            found = summarize_report("queue_performance", ny.slug, *WEEK, settings=seeded.settings, now=NOW)
+            found = summarize_report("queue_performance", ny.slug, *WEEK, app=seeded.app, now=NOW)
             busiest = found.sort_values(["answered", "queue"], ascending=[False, True])["queue"].fillna("(no queue)").iloc[0]
             assert rows[0][0] == "All queues" and rows[0][1] == f"{found['answered'].sum():,}"
             assert rows[1][0] == busiest and rows[1][2].startswith("≈ ") and rows[1][2].endswith(" s)")
         if report == "abandonment_curve":
-            total = summarize_report("queue_performance", ny.slug, *WEEK, settings=seeded.settings, now=NOW)
+            total = summarize_report("queue_performance", ny.slug, *WEEK, app=seeded.app, now=NOW)
             assert sum(int(row[1].replace(",", "")) for row in composed.digest.table.rows) <= total["abandoned"].sum()
     assert titles == {
         "call_detail": "Busiest local hours of the period", "hourly_volume": "Busiest local hours of the period",

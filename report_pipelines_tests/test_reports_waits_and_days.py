@@ -179,7 +179,7 @@ def test_wait_distribution_bins_agree_with_the_service_level(calls: pa.Table) ->
     bins = get_report("wait_distribution").compute_day(calls, CTX).to_pandas()
     queues = get_report("queue_performance").compute_day(calls, CTX).to_pandas()
     within = bins[bins["wait_to_seconds"] <= 20].groupby("queue", dropna=False)["answered"].sum()
-    assert within.to_dict() == dict(zip(queues["queue"], queues["answered_within_sl"]))
+    assert within.to_dict() == dict(zip(queues["queue"], queues["answered_within_sl"], strict=True))
 
 
 def test_wait_distribution_presentation(calls: pa.Table) -> None:

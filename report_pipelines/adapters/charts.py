@@ -36,7 +36,7 @@ _SMALL, _TITLE = 9, 11  # points: at a phone's width (about 360 px for 900) stil
 MAX_TICK_LABELS = 9
 
 
-def _figure():  # noqa: ANN202
+def _figure():
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # imported here: only charts need matplotlib
     from matplotlib.figure import Figure
 
@@ -45,7 +45,7 @@ def _figure():  # noqa: ANN202
     return figure
 
 
-def _png(figure) -> bytes:  # noqa: ANN001
+def _png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None}, facecolor="white")
     return buffer.getvalue()
@@ -61,7 +61,7 @@ def _ticks(series: TrafficSeries) -> list[int]:
     return sorted(plain | marked)
 
 
-def _axes(figure, series: TrafficSeries, title: str):  # noqa: ANN001, ANN202
+def _axes(figure, series: TrafficSeries, title: str):
     axes = figure.add_subplot()
     axes.set_title(title + (f"\n{series.note}" if series.note else ""), fontsize=_TITLE, loc="left")
     ticks = _ticks(series)
@@ -82,7 +82,7 @@ def volume_chart(series: TrafficSeries) -> bytes:
     per = "local hour" if series.unit == "hour" else "local day"
     axes = _axes(figure, series, f"Calls offered per {per}")
     x = range(len(series.labels))
-    answered_top = [a + b for a, b in zip(series.answered, series.abandoned)]
+    answered_top = [a + b for a, b in zip(series.answered, series.abandoned, strict=True)]
     axes.bar(x, series.answered, color=ANSWERED, label="answered", width=0.8)
     axes.bar(x, series.abandoned, bottom=series.answered, color=ABANDONED, label="abandoned", width=0.8)
     axes.bar(x, series.missed, bottom=answered_top, color=MISSED, label="missed", width=0.8)

@@ -66,8 +66,8 @@ def _table(table: DigestTable) -> str:
         return (f'<{tag} align="{"right" if numeric else "left"}" style="{FONT};font-size:13px;font-weight:{weight};'
                 f'color:{INK};padding:6px 4px;border-bottom:1px solid {RULE}">{escape(text)}</{tag}>')
 
-    head = "".join(cell(c, n, header=True) for c, n in zip(table.columns, table.numeric))
-    body = "".join("<tr>" + "".join(cell(v, n) for v, n in zip(row, table.numeric)) + "</tr>" for row in table.rows)
+    head = "".join(cell(c, n, header=True) for c, n in zip(table.columns, table.numeric, strict=True))
+    body = "".join("<tr>" + "".join(cell(v, n) for v, n in zip(row, table.numeric, strict=True)) + "</tr>" for row in table.rows)
     if not table.rows:
         body = f'<tr><td colspan="{len(table.columns)}" style="{FONT};font-size:13px;color:{MUTED};padding:6px 4px">' \
                f"no rows in this period</td></tr>"
@@ -122,7 +122,7 @@ def render_text(digest: ReportDigest) -> str:
         rows = [digest.table.columns, *digest.table.rows]
         widths = [max(len(r[i]) for r in rows) for i in range(len(digest.table.columns))]
         for row in rows:
-            lines.append("  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(row, widths, digest.table.numeric)).rstrip())
+            lines.append("  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(row, widths, digest.table.numeric, strict=True)).rstrip())
         if not digest.table.rows:
             lines.append("no rows in this period")
     lines += ["", f"Days and hours are local to {digest.timezone}."]

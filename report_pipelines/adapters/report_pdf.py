@@ -24,7 +24,7 @@ def _font_folder() -> Path:
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
-def _document(landscape: bool = False):  # noqa: ANN202
+def _document(landscape: bool = False):
     from fpdf import FPDF
 
     pdf = FPDF(orientation="landscape" if landscape else "portrait", unit="mm", format="A4")
@@ -72,7 +72,7 @@ def render_pdf(digest: ReportDigest, charts: Mapping[str, bytes]) -> bytes:
     return bytes(pdf.output())
 
 
-def _kpis(pdf, digest: ReportDigest, width: float) -> None:  # noqa: ANN001
+def _kpis(pdf, digest: ReportDigest, width: float) -> None:
     column = (width - 4) / 2
     for i, line in enumerate(digest.kpi_lines):
         x = pdf.l_margin + (column + 4) * (i % 2)
@@ -102,7 +102,7 @@ def _kpis(pdf, digest: ReportDigest, width: float) -> None:  # noqa: ANN001
     pdf.set_text_color(*_INK)
 
 
-def _table(pdf, digest: ReportDigest, width: float) -> None:  # noqa: ANN001
+def _table(pdf, digest: ReportDigest, width: float) -> None:
     table = digest.table
     pdf.ln(4)
     pdf.set_font("DejaVu", "B", 11)
@@ -110,7 +110,7 @@ def _table(pdf, digest: ReportDigest, width: float) -> None:  # noqa: ANN001
     _grid(pdf, table.columns, table.rows, table.numeric, 9)
 
 
-def _grid(pdf, columns: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[bool], size: float) -> None:  # noqa: ANN001
+def _grid(pdf, columns: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[bool], size: float) -> None:
     pdf.set_font("DejaVu", "", size)
     align = tuple("RIGHT" if n else "LEFT" for n in numeric)
     with pdf.table(text_align=align, line_height=size * 0.6, first_row_as_headings=True,
@@ -133,7 +133,7 @@ def render_table_pdf(title: str, columns: Sequence[str], rows: Sequence[Sequence
     return bytes(pdf.output())
 
 
-def _headings():  # noqa: ANN202
+def _headings():
     from fpdf.fonts import FontFace
 
     return FontFace(family="DejaVu", emphasis="BOLD")

@@ -261,7 +261,7 @@ def hourly_series(hourly_day: pa.Table, timezone: str, target: float = DEFAULT_S
     repeated = frame["local_hour"].duplicated(keep=False)
     labels, marked = [], []
     previous_offset = None
-    for start, offset, again in zip(frame["hour_start_utc"], frame["utc_offset_minutes"], repeated):
+    for start, offset, again in zip(frame["hour_start_utc"], frame["utc_offset_minutes"], repeated, strict=True):
         local = pd.Timestamp(start).tz_convert(zone)
         label = local.strftime("%H:%M")
         if again:
@@ -295,7 +295,7 @@ def daily_series(daily_summary_days: pa.Table, timezone: str, start: dt.date, en
     frame = frame.reindex(wanted)
     counts = ["offered", "answered", "abandoned", "missed"]
     frame[counts] = frame[counts].fillna(0)
-    long_days = [f"{d:%a %d} had {s / 3600:g} hours" for d, s in zip(wanted, frame["day_seconds"])
+    long_days = [f"{d:%a %d} had {s / 3600:g} hours" for d, s in zip(wanted, frame["day_seconds"], strict=True)
                  if pd.notna(s) and s != 86_400]
     return TrafficSeries(
         unit="day", labels=tuple(f"{d:%a %d}" if len(wanted) <= 14 else f"{d:%d %b}" for d in wanted),

@@ -34,10 +34,11 @@ import pyarrow as pa
 from sqlalchemy import Engine
 
 from report_pipelines.adapters.charts import service_level_chart, volume_chart
-from report_pipelines.adapters.exports import SheetChart, WrittenFile, write_bytes, write_readable_xlsx, write_table
 from report_pipelines.adapters.db.repositories import ClientRepository
+from report_pipelines.adapters.exports import SheetChart, WrittenFile, write_bytes, write_readable_xlsx, write_table
 from report_pipelines.adapters.report_html import render_html, render_text
 from report_pipelines.adapters.report_pdf import render_pdf
+from report_pipelines.app import App
 from report_pipelines.domain.errors import InvalidInput, NotFound
 from report_pipelines.domain.report_digest import (
     BODY_OPTIONS,
@@ -51,7 +52,6 @@ from report_pipelines.domain.report_digest import (
 from report_pipelines.domain.reports import get_report
 from report_pipelines.domain.timezones import UTC
 from report_pipelines.services.reading import read_report_arrow
-from report_pipelines.settings import Settings
 
 #: Reports whose own day tables make the e-mail's table (the others show the busiest hours).
 _OWN_TABLE = ("queue_performance", "agent_performance", "wait_distribution", "abandonment_curve", "daily_summary",
@@ -65,10 +65,10 @@ def mail_reports(report: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(["daily_summary", "hourly_volume", *([name] if name in _OWN_TABLE else [])]))
 
 
-def mail_tables(report: str, client: str | int, start: dt.date, end: dt.date, *, settings: Settings,
+def mail_tables(report: str, client: str | int, start: dt.date, end: dt.date, *, app: App,
                 now: dt.datetime) -> dict[str, pa.Table]:
     """The day tables an e-mail of ``report`` needs for the client's local days ``start..end``."""
-    return {name: read_report_arrow(name, client, start, end, settings=settings, now=now) for name in mail_reports(report)}
+    return {name: read_report_arrow(name, client, start, end, app=app, now=now) for name in mail_reports(report)}
 
 
 def render_charts(digest: ReportDigest) -> dict[str, bytes]:
@@ -123,7 +123,7 @@ class ComposedMessage:
         return render_pdf(self.digest, self.charts)
 
 
-def _client(engine: Engine, client: str | int):  # noqa: ANN202
+def _client(engine: Engine, client: str | int):
     repo = ClientRepository(engine)
     try:
         return repo.get(client) if isinstance(client, int) and not isinstance(client, bool) else repo.get_by_slug(str(client))
@@ -131,7 +131,7 @@ def _client(engine: Engine, client: str | int):  # noqa: ANN202
         raise NotFound("client", f"no client {client!r} (see: report-pipelines clients list)") from None
 
 
-def compose_report_message(engine: Engine, settings: Settings, client: str | int, report: str, start: dt.date,
+def compose_report_message(app: App, client: str | int, report: str, start: dt.date,
                            end: dt.date, *, now: dt.datetime, body: str = "summary",
                            recipients: tuple[str, ...] = (), subject: str | None = None,
                            message_id: str | None = None,
@@ -141,20 +141,19 @@ def compose_report_message(engine: Engine, settings: Settings, client: str | int
     (From from the settings, To, Subject, Message-ID, Date), no attachment yet."""
     if body not in BODY_OPTIONS:
         raise InvalidInput("body", f"{body!r} is not one of {', '.join(BODY_OPTIONS)}")
-    record = _client(engine, client)
+    record = _client(app.engine, client)
     period_days(start, end)
-    tables = mail_tables(report, record.id, start, end, settings=settings, now=now)
+    tables = mail_tables(report, record.id, start, end, app=app, now=now)
     previous = previous_period(start, end, record.active_from)
     previous_tables = None
     if previous is not None:
-        previous_tables = {"daily_summary": read_report_arrow("daily_summary", record.id, *previous, settings=settings,
-                                                              now=now)}
+        previous_tables = {"daily_summary": read_report_arrow("daily_summary", record.id, *previous, app=app, now=now)}
     digest = build_digest(record.name, record.timezone, report, start, end, tables, previous_tables, body=body,
                           previous=previous, service_level_target=service_level_target)
     charts = render_charts(digest)
     message = body_message(digest, charts)
     period = str(start) if start == end else f"{start} to {end}"
-    message["From"] = settings.mail.mail_from
+    message["From"] = app.settings.mail.mail_from
     if recipients:
         message["To"] = ", ".join(recipients)
     message["Subject"] = subject or f"{digest.report_title} for {record.name}: {period}"
@@ -214,7 +213,7 @@ class DemoMessage:
     pdf: Path
 
 
-def write_demo_message(engine: Engine, settings: Settings, client: str | int, report: str, start: dt.date,
+def write_demo_message(app: App, client: str | int, report: str, start: dt.date,
                        end: dt.date, *, now: dt.datetime | None = None, folder: Path | None = None,
                        screenshot: bool = True, recipients: tuple[str, ...] = ("supervisor@example.com",)) -> DemoMessage:
     """Write the rendered e-mail of ``report`` for a client's period next to the outbox: the
@@ -225,11 +224,11 @@ def write_demo_message(engine: Engine, settings: Settings, client: str | int, re
     the outbox folder."""
     from report_pipelines.adapters.screenshots import inline_images, screenshot_html
 
-    now = now or dt.datetime.now(UTC)
-    composed = compose_report_message(engine, settings, client, report, start, end, now=now, recipients=recipients)
-    folder = Path(folder or settings.outbox_dir)
+    now = now or app.now()
+    composed = compose_report_message(app, client, report, start, end, now=now, recipients=recipients)
+    folder = Path(folder or app.settings.outbox_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / f"{_client(engine, client).id}-{report}-{start}_{end}"
+    stem = folder / f"{_client(app.engine, client).id}-{report}-{start}_{end}"
     pdf = composed.pdf()
     message = composed.message
     message.add_attachment(pdf, maintype="application", subtype="pdf", filename=f"{report}_{start}_{end}.pdf")

@@ -36,7 +36,7 @@ def bin_fields(from_name: str, to_name: str) -> list[pa.Field]:
 
 def bin_labels(lower: Sequence[int], upper: Sequence[int | None]) -> list[str]:
     """``"0-5"``, ``"5-10"`` ... ``"300+"`` for the bins' bounds."""
-    return [f"{lo}+" if hi is None or pd.isna(hi) else f"{lo}-{int(hi)}" for lo, hi in zip(lower, upper)]
+    return [f"{lo}+" if hi is None or pd.isna(hi) else f"{lo}-{int(hi)}" for lo, hi in zip(lower, upper, strict=True)]
 
 
 def bin_index(wait_us: np.ndarray, edges: Sequence[int]) -> np.ndarray:
