@@ -35,7 +35,7 @@ def main() -> None:
         engine = make_engine(url)
         upgrade(engine)
         seed_demo(engine, GeneratorConfig(start=dt.date(2024, 2, 26), days=14, clients=1, largest_daily_calls=900,
-                                          smallest_daily_calls=900, zones=("America/New_York",)))
+                                          smallest_daily_calls=900, zones=("America/New_York",)), now=NOW)
         settings = Settings(data_dir=folder, database_url=url, store_root=str(folder / "reports"), workers=1)
         client = list_clients(engine)[0]
         written = write_demo_message(App(settings), client.slug, "queue_performance", dt.date(2024, 3, 4),

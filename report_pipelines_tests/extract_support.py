@@ -18,6 +18,8 @@ from report_pipelines.services.demo import seed_demo
 from report_pipelines.settings import Settings
 
 UTC = dt.UTC
+#: When the test platforms are seeded (created_at stamps; the licences start on the first seeded day).
+SEEDED_AT = dt.datetime(2024, 3, 1, tzinfo=UTC)
 
 #: Four local days around the US spring-forward (2024-03-10) for three clients in three zones.
 SMALL = GeneratorConfig(start=dt.date(2024, 3, 8), days=4, clients=3, largest_daily_calls=600,
@@ -45,7 +47,7 @@ class Seeded:
 
 
 def seed(engine: Engine, tmp_path: Path, config: GeneratorConfig = SMALL) -> Seeded:
-    seed_demo(engine, config)
+    seed_demo(engine, config, now=SEEDED_AT)
     settings = Settings(data_dir=tmp_path, database_url=url_of(engine), store_root=str(tmp_path / "reports"), workers=2)
     clients = list_clients(engine)
     return Seeded(engine, settings, {c.timezone: c for c in clients}, clients)

@@ -19,12 +19,12 @@ from report_pipelines_tests.extract_support import UTC, seed
 
 
 def _approved_prospect_proposal(engine: Engine, slug: str = "acme") -> int:
-    commercial.add_product(engine, "SEATS", "PBX seats", "seat", "12.50", "EUR")
+    now = dt.datetime.now(UTC)
+    commercial.add_product(engine, "SEATS", "PBX seats", "seat", "12.50", "EUR", now=now)
     try:
         commercial.catalogue(engine).get("REPORTS")
     except Exception:
-        commercial.add_product(engine, "REPORTS", "Call reports", "licence", "49.00", "EUR")
-    now = dt.datetime.now(UTC)
+        commercial.add_product(engine, "REPORTS", "Call reports", "licence", "49.00", "EUR", now=now)
     stored = commercial.create_proposal(
         engine, items=[("REPORTS", 1), ("SEATS", 10)], valid_until=now.date() + dt.timedelta(days=30), by="ana",
         prospect=("Acme Ltd", "it@acme.example", "Europe/Lisbon", slug), now=now)

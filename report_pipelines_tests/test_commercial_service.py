@@ -59,16 +59,16 @@ def later(minutes: int) -> dt.datetime:
 
 
 def add_catalogue(engine: Engine) -> None:
-    add_product(engine, "REPORTS", "Call reports", "licence", "49.90", "EUR")
-    add_product(engine, "SEATS", "Seats", "seat", "12.345", "EUR")
-    add_product(engine, "US-SEATS", "Seats (US)", "seat", "10", "USD")
+    add_product(engine, "REPORTS", "Call reports", "licence", "49.90", "EUR", now=NOW)
+    add_product(engine, "SEATS", "Seats", "seat", "12.345", "EUR", now=NOW)
+    add_product(engine, "US-SEATS", "Seats (US)", "seat", "10", "USD", now=NOW)
 
 
 def policy(engine: Engine, code: str, **fields) -> None:
     fields.setdefault("kind", "percentage")
     fields.setdefault("value", "10")
     fields.setdefault("valid_from", dt.date(2024, 1, 1))
-    add_policy(engine, code=code, name=f"policy {code}", created_by="sales@pbx.example", **fields)
+    add_policy(engine, code=code, name=f"policy {code}", created_by="sales@pbx.example", now=NOW, **fields)
 
 
 def prospect(n: int | str, zone: str = "Europe/Lisbon") -> tuple[str, str, str, str]:
@@ -256,10 +256,10 @@ def test_bad_input_is_refused_naming_the_field_and_writes_nothing(engine: Engine
         refused(lambda o=options: propose(engine, **o), error, field)
     assert counts(engine)["proposals"] == 0
 
-    refused(lambda: add_product(engine, "REPORTS", "Again", "seat", "1", "EUR"), Conflict, "code")
-    refused(lambda: add_product(engine, "CHEAP", "Cheap", "seat", "0", "EUR"), InvalidInput, "list_price")
-    refused(lambda: add_product(engine, "ODD", "Odd", "box", "1", "EUR"), InvalidInput, "unit")
-    refused(lambda: add_product(engine, "NAN", "Not a number", "seat", "abc", "EUR"), InvalidInput, "price")
+    refused(lambda: add_product(engine, "REPORTS", "Again", "seat", "1", "EUR", now=NOW), Conflict, "code")
+    refused(lambda: add_product(engine, "CHEAP", "Cheap", "seat", "0", "EUR", now=NOW), InvalidInput, "list_price")
+    refused(lambda: add_product(engine, "ODD", "Odd", "box", "1", "EUR", now=NOW), InvalidInput, "unit")
+    refused(lambda: add_product(engine, "NAN", "Not a number", "seat", "abc", "EUR", now=NOW), InvalidInput, "price")
     refused(lambda: policy(engine, "SPRING"), Conflict, "code")
     refused(lambda: policy(engine, "HALF", kind="amount", value="5"), InvalidInput, "currency")
     refused(lambda: policy(engine, "TOO-MUCH", value="120"), InvalidInput, "value")
@@ -357,7 +357,8 @@ def test_an_ended_reports_licence_stops_new_work_but_keeps_cached_days_readable(
     price = catalogue(engine).get(REPORTS_PRODUCT).list_price
     grant(engine, ny.id, [Licence(product_code=REPORTS_PRODUCT, quantity=1, unit_price=price,
                                   discount=Money.zero(price.currency), valid_from=dt.date(2024, 3, 8),
-                                  valid_to=dt.date(2024, 3, 9), trial=False, source_proposal=None)], note="ended")
+                                  valid_to=dt.date(2024, 3, 9), trial=False, source_proposal=None)], note="ended",
+          now=read_at)
 
     last_minute = dt.datetime(2024, 3, 9, 23, 59, tzinfo=parse_zone("America/New_York")).astimezone(UTC)
     assert ny.id in served_today(engine, last_minute)
@@ -439,7 +440,7 @@ def test_expire_proposals_expires_only_past_validity_drafts_and_submitted_ones(e
 
 def test_a_prospect_can_never_take_over_an_existing_client(engine: Engine) -> None:
     now = dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC)
-    commercial.add_product(engine, "REPORTS", "Call reports", "licence", "49.00", "EUR")
+    commercial.add_product(engine, "REPORTS", "Call reports", "licence", "49.00", "EUR", now=NOW)
     victim = add_client(engine, "acme", "Acme (a real tenant)", "Europe/Lisbon")
     with pytest.raises(Conflict) as err:
         commercial.create_proposal(engine, items=[("REPORTS", 1)], valid_until=dt.date(2026, 12, 31), by="ana",

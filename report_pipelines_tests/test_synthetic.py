@@ -18,6 +18,7 @@ from report_pipelines.domain.timezones import local_day_window
 from report_pipelines.services.demo import seed_demo
 
 UTC = dt.UTC
+SEEDED_AT = dt.datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def generate(config: GeneratorConfig) -> dict[str, pa.Table]:
@@ -172,13 +173,13 @@ def test_bad_configuration_names_the_field() -> None:
 def test_seed_loads_everything_and_refuses_to_mix_generations(engine: Engine) -> None:
     config = GeneratorConfig(start=dt.date(2024, 3, 25), days=8, clients=4, largest_daily_calls=600, seed=9)
     expected = {slug: table.num_rows for slug, table in generate(config).items()}
-    summary = seed_demo(engine, config)
+    summary = seed_demo(engine, config, now=SEEDED_AT)
     assert summary.events == sum(expected.values())
     marks = {m.slug: m.events for m in CallEventRepository(engine).watermarks()}
     assert marks == expected
     with pytest.raises(Conflict):
-        seed_demo(engine, config)
-    again = seed_demo(engine, config, reset=True)
+        seed_demo(engine, config, now=SEEDED_AT)
+    again = seed_demo(engine, config, now=SEEDED_AT, reset=True)
     assert again.events == summary.events
     assert {m.slug: m.events for m in CallEventRepository(engine).watermarks()} == expected
     assert np.isclose(sum(marks.values()), summary.events)

@@ -120,7 +120,8 @@ def products_add(code: str, name: str, unit: str, price: str, currency: str) -> 
     """Add a product (codes: upper-case letters, digits, '_' and '-', e.g. REPORTS)."""
     from report_pipelines.services.commercial import add_product
 
-    product = add_product(_app().engine, code, name, unit, _amount(price, "--price"), currency)
+    app = _app()
+    product = add_product(app.engine, code, name, unit, _amount(price, "--price"), currency, now=app.now())
     click.echo(f"added product {product.code}: {product.name}, {product.list_price} per {product.unit.value}")
 
 
@@ -173,7 +174,7 @@ def policies_add(code: str, name: str, kind: str, value: str, currency, product_
         products=[c.strip() for c in product_codes.split(",") if c.strip()], valid_from=_day(valid_from, "--from"),
         valid_to=_day(valid_to, "--to"), min_quantity=_whole(min_quantity, "--min-quantity"),
         max_uses=_whole(max_uses, "--max-uses"), max_uses_per_client=_whole(max_uses_per_client, "--max-uses-per-client"),
-        stackable=stackable, created_by=created_by)
+        stackable=stackable, created_by=created_by, now=_app().now())
     click.echo(f"added policy {policy.code}: {policy.name}, {policy.describe()}, "
                f"{policy.valid_from} to {policy.valid_to or 'no end'}")
 
@@ -239,7 +240,7 @@ def proposals_create(client, prospect_name, prospect_email, timezone, slug, item
     stored = create_proposal(
         _app().engine, items=parsed_items, valid_until=_day(valid_until, "--valid-until"), by=by, client=client,
         prospect=None if client is not None else (prospect_name, prospect_email, timezone, slug), policy=policy,
-        term_days=_whole(term_days, "--term-days"))
+        term_days=_whole(term_days, "--term-days"), now=_app().now())
     term = f"{stored.term_days} days" if stored.term_days else "no end"
     click.echo(f"created proposal {stored.id} (draft) for {_customer_text(stored)}, "
                f"valid until {stored.proposal.valid_until}, licences: {term}")
@@ -261,7 +262,7 @@ def proposals_revise(proposal_id: int, items: tuple[str, ...], policy, valid_unt
 
     stored = revise_proposal(_app().engine, proposal_id, by=by, items=_items(items) if items else None, policy=policy,
                              valid_until=_day(valid_until, "--valid-until"), term_days=_whole(term_days, "--term-days"),
-                             note=note)
+                             note=note, now=_app().now())
     click.echo(f"proposal {stored.id} revised by {by}: total {stored.proposal.priced.total}")
     _echo_pricing(stored)
 
@@ -273,7 +274,7 @@ def proposals_submit(proposal_id: int, by: str) -> None:
     """Submit a draft for approval."""
     from report_pipelines.services.commercial import submit_proposal
 
-    stored = submit_proposal(_app().engine, proposal_id, by)
+    stored = submit_proposal(_app().engine, proposal_id, by, _app().now())
     click.echo(f"proposal {stored.id} submitted by {by} (total {stored.proposal.priced.total})")
 
 
@@ -284,7 +285,7 @@ def proposals_approve(proposal_id: int, by: str) -> None:
     """Approve a submitted proposal (its policies' use limits are checked again)."""
     from report_pipelines.services.commercial import approve_proposal
 
-    stored = approve_proposal(_app().engine, proposal_id, by)
+    stored = approve_proposal(_app().engine, proposal_id, by, _app().now())
     click.echo(f"proposal {stored.id} approved by {by} (total {stored.proposal.priced.total})")
     click.echo(f"  its licences are written by the approved_proposals_sensor, or now: "
                f"report-pipelines proposals apply {stored.id}")
@@ -298,7 +299,7 @@ def proposals_reject(proposal_id: int, by: str, reason: str) -> None:
     """Reject a submitted proposal, with a reason."""
     from report_pipelines.services.commercial import reject_proposal
 
-    stored = reject_proposal(_app().engine, proposal_id, by, reason)
+    stored = reject_proposal(_app().engine, proposal_id, by, reason, _app().now())
     click.echo(f"proposal {stored.id} rejected by {by}: {stored.proposal.transitions[-1].note}")
 
 
@@ -354,7 +355,7 @@ def proposals_apply(proposal_id: int) -> None:
     from report_pipelines.services.commercial import apply_proposal
 
     engine = _app().engine
-    applied = apply_proposal(engine, proposal_id)
+    applied = apply_proposal(engine, proposal_id, _app().now())
     if applied is None:
         click.echo(f"proposal {proposal_id} already applied: nothing written")
         return
@@ -386,7 +387,7 @@ def trials_start(slug: str, name: str, timezone: str, days: str, product_codes: 
 
     engine = _app().engine
     record = start_trial(engine, slug, name, timezone, _whole(days, "--days"),
-                         products=product_codes or (REPORTS_PRODUCT,))
+                         products=product_codes or (REPORTS_PRODUCT,), now=_app().now())
     held = licences_of(engine, record.id)
     codes = ", ".join(lic.product_code for lic in held)
     click.echo(f"trial account {record.slug} (id {record.id}, {record.timezone}): {codes} free from "

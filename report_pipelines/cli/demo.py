@@ -38,7 +38,7 @@ def demo_seed(clients: int, days: int, end, largest: float, smallest: float, see
     config = GeneratorConfig(start=last - dt.timedelta(days=days - 1), days=days, clients=clients,
                              largest_daily_calls=largest, smallest_daily_calls=smallest, seed=seed)
     click.echo(f"seeding {clients} clients, local days {config.start} .. {config.end} (seed {seed})")
-    summary = seed_demo(app.engine, config, reset=reset, store=app.store, progress=click.echo)
+    summary = seed_demo(app.engine, config, now=app.now(), reset=reset, store=app.store, progress=click.echo)
     total = summary.generate_seconds + summary.load_seconds
     click.echo(
         f"seeded {summary.events:,} calls for {summary.clients} clients in {total:.1f} s "

@@ -50,7 +50,7 @@ from report_pipelines.domain.commercial import (
     trial_licences,
 )
 from report_pipelines.domain.errors import Conflict, InvalidInput, NotFound
-from report_pipelines.domain.timezones import UTC, local_date_of, parse_zone
+from report_pipelines.domain.timezones import local_date_of, parse_zone
 
 __all__ = [
     "StoredProposal", "add_policy", "add_product", "apply_proposal", "approve_proposal", "catalogue",
@@ -61,14 +61,14 @@ __all__ = [
 
 # --- catalogue and policies ---------------------------------------------------------------------------
 def add_product(engine: Engine, code: str, name: str, unit: str, price: str | Decimal, currency: str,
-                now: dt.datetime | None = None) -> Product:
+                now: dt.datetime) -> Product:
     try:
         amount = Decimal(str(price))
     except ArithmeticError:
         raise InvalidInput("price", f"{price!r} is not a number") from None
     product = Product(code=code, name=name, unit=unit, list_price=Money(amount, currency))
     with UnitOfWork(engine) as uow:
-        uow.commercial.add_product(product, now or dt.datetime.now(UTC))
+        uow.commercial.add_product(product, now)
     return product
 
 
@@ -80,7 +80,7 @@ def catalogue(engine: Engine) -> Catalogue:
 def add_policy(engine: Engine, *, code: str, name: str, kind: str, value: str | Decimal, currency: str | None = None,
                products: Iterable[str] = (), valid_from: dt.date, valid_to: dt.date | None = None,
                min_quantity: int | None = None, max_uses: int | None = None, max_uses_per_client: int | None = None,
-               stackable: bool = False, created_by: str, now: dt.datetime | None = None) -> CommercialPolicy:
+               stackable: bool = False, created_by: str, now: dt.datetime) -> CommercialPolicy:
     try:
         amount = Decimal(str(value))
     except ArithmeticError:
@@ -98,7 +98,7 @@ def add_policy(engine: Engine, *, code: str, name: str, kind: str, value: str | 
             code=code, name=name, kind=kind, value=Money(amount, currency) if kind == PolicyKind.AMOUNT.value else amount,
             valid_from=valid_from, valid_to=valid_to, created_by=created_by, products=codes, min_quantity=min_quantity,
             max_uses=max_uses, max_uses_per_client=max_uses_per_client, stackable=stackable)
-        uow.commercial.add_policy(policy, amount, currency, now or dt.datetime.now(UTC))
+        uow.commercial.add_policy(policy, amount, currency, now)
     return policy
 
 
@@ -148,9 +148,8 @@ def _customer(engine: Engine, client: str | None,
 def create_proposal(engine: Engine, *, items: Sequence[tuple[str, int]], valid_until: dt.date, by: str,
                     client: str | None = None, prospect: tuple[str, str, str, str] | None = None,
                     policy: str | None = None, term_days: int | None = None,
-                    now: dt.datetime | None = None) -> StoredProposal:
+                    now: dt.datetime) -> StoredProposal:
     """A priced draft for a client (slug) or a prospect ``(name, email, timezone, slug for the account)``."""
-    now = now or dt.datetime.now(UTC)
     customer, client_id, prospect_slug = _customer(engine, client, prospect)
     if term_days is not None and term_days < 1:
         raise InvalidInput("term_days", "must be at least 1 day")
@@ -189,24 +188,23 @@ def _transition(engine: Engine, proposal_id: int, action, extra=None) -> StoredP
     return get_proposal(engine, proposal_id)
 
 
-def submit_proposal(engine: Engine, proposal_id: int, by: str, now: dt.datetime | None = None) -> StoredProposal:
-    return _transition(engine, proposal_id, lambda p, _: submit(p, by, now or dt.datetime.now(UTC)))
+def submit_proposal(engine: Engine, proposal_id: int, by: str, now: dt.datetime) -> StoredProposal:
+    return _transition(engine, proposal_id, lambda p, _: submit(p, by, now))
 
 
 def reject_proposal(engine: Engine, proposal_id: int, by: str, reason: str,
-                    now: dt.datetime | None = None) -> StoredProposal:
-    return _transition(engine, proposal_id, lambda p, _: reject(p, by, now or dt.datetime.now(UTC), reason))
+                    now: dt.datetime) -> StoredProposal:
+    return _transition(engine, proposal_id, lambda p, _: reject(p, by, now, reason))
 
 
 def revise_proposal(engine: Engine, proposal_id: int, *, by: str, items: Sequence[tuple[str, int]] | None = None,
                     policy: str | None = None, valid_until: dt.date | None = None, term_days: int | None = None,
-                    note: str | None = None, now: dt.datetime | None = None) -> StoredProposal:
+                    note: str | None = None, now: dt.datetime) -> StoredProposal:
     """Change a draft: its items (priced again today, with ``policy`` if given), validity or term.
 
     Only a draft can be revised (the domain refuses others, naming ``status``); the new pricing
     replaces the old lines in the same transaction as the status check.
     """
-    now = now or dt.datetime.now(UTC)
     if term_days is not None and term_days < 1:
         raise InvalidInput("term_days", "must be at least 1 day")
     kept: dict[str, object] = {}
@@ -228,12 +226,11 @@ def revise_proposal(engine: Engine, proposal_id: int, *, by: str, items: Sequenc
     return _transition(engine, proposal_id, action, store_lines)
 
 
-def approve_proposal(engine: Engine, proposal_id: int, by: str, now: dt.datetime | None = None) -> StoredProposal:
+def approve_proposal(engine: Engine, proposal_id: int, by: str, now: dt.datetime) -> StoredProposal:
     """Approve a submitted proposal; its policies' use limits are checked again and their uses recorded.
 
     A refusal (wrong status, expired, a policy used up meanwhile) raises and changes nothing.
     """
-    now = now or dt.datetime.now(UTC)
 
     def check_and_record_uses(uow: UnitOfWork, stored: StoredProposal, moved: Proposal) -> None:
         repo = uow.commercial
@@ -255,9 +252,8 @@ def approve_proposal(engine: Engine, proposal_id: int, by: str, now: dt.datetime
     return _transition(engine, proposal_id, lambda p, _: approve(p, by, now), check_and_record_uses)
 
 
-def expire_proposals(engine: Engine, now: dt.datetime | None = None) -> list[int]:
+def expire_proposals(engine: Engine, now: dt.datetime) -> list[int]:
     """Mark draft and submitted proposals past their validity date (in the customer's zone) expired."""
-    now = now or dt.datetime.now(UTC)
     with UnitOfWork(engine) as uow:
         candidates = uow.commercial.proposal_ids(("draft", "submitted"))
     expired = []
@@ -286,7 +282,7 @@ class Application:
     licences: tuple[Licence, ...]
 
 
-def apply_proposal(engine: Engine, proposal_id: int, now: dt.datetime | None = None) -> Application | None:
+def apply_proposal(engine: Engine, proposal_id: int, now: dt.datetime) -> Application | None:
     """Write an approved proposal's products and licences, once; ``None`` if already applied.
 
     One transaction: claim (``applied_at`` from empty to now), create the client if it was a prospect,
@@ -294,7 +290,6 @@ def apply_proposal(engine: Engine, proposal_id: int, now: dt.datetime | None = N
     another client meanwhile is refused (``Conflict`` naming ``slug``) and nothing is written: never
     another tenant's account.
     """
-    now = now or dt.datetime.now(UTC)
     with UnitOfWork(engine) as uow:
         repo = uow.commercial
         stored = repo.load_proposal(proposal_id, repo.catalogue())
@@ -324,10 +319,9 @@ def apply_proposal(engine: Engine, proposal_id: int, now: dt.datetime | None = N
 
 
 def start_trial(engine: Engine, slug: str, name: str, timezone: str, days: int, *,
-                products: Sequence[str] = (REPORTS_PRODUCT,), now: dt.datetime | None = None) -> ClientRecord:
+                products: Sequence[str] = (REPORTS_PRODUCT,), now: dt.datetime) -> ClientRecord:
     """A temporary account for a prospect: a client with free trial licences for ``days`` days, in one
     transaction (a refused trial creates no client)."""
-    now = now or dt.datetime.now(UTC)
     spec = ClientSpec.parse(slug, name, timezone)
     start = local_date_of(now, parse_zone(spec.timezone))
     with UnitOfWork(engine) as uow:
@@ -342,11 +336,11 @@ def start_trial(engine: Engine, slug: str, name: str, timezone: str, days: int, 
 
 
 def grant(engine: Engine, client_id: int, licences: Sequence[Licence], note: str,
-          now: dt.datetime | None = None) -> None:
+          now: dt.datetime) -> None:
     """Write licences that come from no proposal (trials, the demo's clients)."""
     with UnitOfWork(engine) as uow:
         uow.commercial.insert_licences(client_id, licences, source_proposal=None, note=note,
-                                       now=now or dt.datetime.now(UTC))
+                                       now=now)
 
 
 def licences_of(engine: Engine, client_id: int) -> list[Licence]:
@@ -354,12 +348,11 @@ def licences_of(engine: Engine, client_id: int) -> list[Licence]:
         return uow.commercial.licences_of(client_id)
 
 
-def stop_unserved_work(engine: Engine, now: dt.datetime | None = None) -> list[int]:
+def stop_unserved_work(engine: Engine, now: dt.datetime) -> list[int]:
     """Pause the active schedules of clients served neither today nor yesterday (their last licensed day
     has closed and been reported), with the reason; returns the paused schedule ids."""
     from report_pipelines.services.serving import servings
 
-    now = now or dt.datetime.now(UTC)
     stopped = [client_id for client_id, s in servings(engine, now).items()
                if not s.serves(s.today) and not s.serves(s.today - dt.timedelta(days=1))]
     with UnitOfWork(engine) as uow:

@@ -36,7 +36,7 @@ class SeedSummary:
     load_seconds: float
 
 
-def seed_demo(engine: Engine, config: GeneratorConfig, *, reset: bool = False,
+def seed_demo(engine: Engine, config: GeneratorConfig, *, now: dt.datetime, reset: bool = False,
               store: ParquetReportStore | None = None,
               progress: Callable[[str], None] | None = None) -> SeedSummary:
     """Create the generated clients and load their calls (COPY on PostgreSQL).
@@ -64,12 +64,12 @@ def seed_demo(engine: Engine, config: GeneratorConfig, *, reset: bool = False,
                 store.delete_client(report, client_id)
 
     repo = ClientRepository(engine)
-    reports_product = ensure_reports_product(engine)
+    reports_product = ensure_reports_product(engine, now)
     generate_s = load_s = 0.0
     events = 0
     for planned in generator.clients:
         record = repo.add(ClientSpec.parse(planned.slug, planned.name, planned.timezone, active_from=config.start))
-        grant(engine, record.id, [demo_licence(reports_product, config.start)], note="demo")
+        grant(engine, record.id, [demo_licence(reports_product, config.start)], note="demo", now=now)
         client_events = 0
         for_client = generator.iter_tables(planned, record.id)
         while True:
@@ -95,12 +95,12 @@ def seed_demo(engine: Engine, config: GeneratorConfig, *, reset: bool = False,
     )
 
 
-def ensure_reports_product(engine: Engine) -> Product:
+def ensure_reports_product(engine: Engine, now: dt.datetime) -> Product:
     """The reports product, created with a default list price if the catalogue does not have it yet."""
     try:
         return catalogue(engine).get(REPORTS_PRODUCT)
     except NotFound:
-        return add_product(engine, REPORTS_PRODUCT, "Call reports", "licence", "49.00", "EUR")
+        return add_product(engine, REPORTS_PRODUCT, "Call reports", "licence", "49.00", "EUR", now=now)
 
 
 def demo_licence(product: Product, start: dt.date) -> Licence:
