@@ -233,3 +233,13 @@ def test_eligibility_takes_one_item_and_checks_it() -> None:
     with pytest.raises(InvalidInput) as caught:
         eligibility(policy(), (SEAT, 0), DAY, "acme")
     assert caught.value.field == "quantity"
+
+
+def test_whole_values_are_validated_whole_a_trailing_newline_is_refused() -> None:
+    from report_pipelines.domain.clients import validate_slug
+    from report_pipelines.domain.commercial.products import validate_code
+
+    for call, field in ((lambda: validate_slug("acme\n"), "slug"), (lambda: validate_code("REPORTS\n"), "code")):
+        with pytest.raises(InvalidInput) as err:
+            call()
+        assert err.value.field == field

@@ -55,7 +55,10 @@ def test_duplicate_slug_is_refused_and_changes_nothing(engine: Engine) -> None:
 
 @pytest.mark.parametrize(
     ("slug", "zone", "field"),
-    [("ok", "Mars/Olympus", "timezone"), ("ok", "", "timezone"), ("../etc", "UTC", "slug"), ("A B", "UTC", "slug")],
+    [("ok", "Mars/Olympus", "timezone"), ("ok", "", "timezone"), ("ok", "EST", "timezone"), ("ok", "US/Eastern", "timezone"),
+     ("../etc", "UTC", "slug"), ("A B", "UTC", "slug"),
+     ("acme\n", "UTC", "slug"),  # a trailing newline would pass a ^...$ match and look identical to "acme"
+     ],
 )
 def test_bad_client_input_names_the_field(engine: Engine, slug: str, zone: str, field: str) -> None:
     with pytest.raises(InvalidInput) as err:

@@ -70,7 +70,7 @@ class ParquetReportStore:
 
     # --- paths -------------------------------------------------------------------------------------
     def day_dir(self, report: str, client_id: int, day: dt.date) -> str:
-        if not REPORT_NAME.match(report):  # names come from the registry; never a path from outside
+        if not REPORT_NAME.fullmatch(report):  # names come from the registry; never a path from outside
             raise ValueError(f"invalid report name {report!r}")
         if isinstance(client_id, bool) or not isinstance(client_id, int) or client_id < 0:
             raise ValueError(f"invalid client id {client_id!r}")

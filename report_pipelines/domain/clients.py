@@ -18,7 +18,7 @@ def validate_slug(slug: str, field: str = "slug") -> str:
     It ends up in file paths (``client=<id>`` uses the numeric id, but exports use the slug), so
     nothing else is allowed: no dots, slashes or spaces.
     """
-    if not isinstance(slug, str) or not _SLUG.match(slug):
+    if not isinstance(slug, str) or not _SLUG.fullmatch(slug):
         raise InvalidInput(
             field,
             f"{slug!r} is not a valid slug (1-64 lower-case letters, digits and inner hyphens, e.g. 'acme-sales')",

@@ -32,7 +32,7 @@ def validate_currency(currency: str, field: str = "currency") -> str:
     Only the shape is checked (three letters); which codes exist is the catalogue's business.
     """
     code = currency.strip().upper() if isinstance(currency, str) else currency
-    if not isinstance(code, str) or not _CURRENCY.match(code):
+    if not isinstance(code, str) or not _CURRENCY.fullmatch(code):
         raise InvalidInput(field, f"{currency!r} is not a currency code (three letters, ISO 4217, e.g. 'EUR')")
     return code
 

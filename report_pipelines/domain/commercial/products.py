@@ -34,7 +34,7 @@ class Unit(str, enum.Enum):
 
 def validate_code(code: str, field: str = "code") -> str:
     """Upper-case letters, digits, ``_`` and ``-``, 2 to 32 characters (``REPORTS``, ``SEAT-PRO``)."""
-    if not isinstance(code, str) or not _CODE.match(code):
+    if not isinstance(code, str) or not _CODE.fullmatch(code):
         raise InvalidInput(field, f"{code!r} is not a valid code (2-32 upper-case letters, digits, '_' or '-', e.g. 'REPORTS')")
     return code
 

@@ -46,7 +46,7 @@ def _load(module_name: str) -> ReportDefinition:
     for attribute in ("name", "title", "description", "schema", "period_schema"):
         if not hasattr(report, attribute):
             raise TypeError(f"report {type(report).__name__} has no {attribute!r}")
-    if not REPORT_NAME.match(report.name):
+    if not REPORT_NAME.fullmatch(report.name):
         raise TypeError(f"report name {report.name!r} must match {REPORT_NAME.pattern}")
     if not isinstance(report.schema, pa.Schema) or {"client", "client_id", "date"} & set(report.schema.names):
         raise TypeError(f"report {report.name}: schema must be a pyarrow Schema without client/date columns")
