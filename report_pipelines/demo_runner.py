@@ -6,9 +6,9 @@ own run config and tags. Runs are recorded in ``DAGSTER_HOME``'s storage, so ``m
 in the UI afterwards. The steps:
 
 1. observe the ``call_events`` source (per-client watermarks);
-2. register every served time zone as a partition (``client_timezones_sensor``'s tick);
-3. the main job, ``extract_reports_job``, over the last ``days`` closed local days of every zone, as
-   one single-run backfill (a rectangle of dates x zones), with its asset checks;
+2. the time zones of served clients (every run computes its dates in each of them);
+3. the main job, ``extract_reports_job``, over the last ``days`` closed local days, as one single-run
+   backfill of that date range, every zone inside it, with its asset checks;
 4. read a period back through the public API, the way a client's export or an analyst would;
 5. the commercial side: a discount policy, a proposal to a prospect (priced, submitted, approved),
    ``approved_proposals_sensor`` and ``apply_proposal_job`` turning it into a licensed client, and a
@@ -67,9 +67,8 @@ def run_demo(app: App, echo: Callable[[str], None] = print, days: int = 7, last_
     from report_pipelines.adapters.db.repositories import CallEventRepository
     from report_pipelines.definitions import MAIN_JOB_NAME, defs
     from report_pipelines.defs.events.jobs import observe_call_events_job
-    from report_pipelines.defs.reports.partitions import TIMEZONE_PARTITIONS
-    from report_pipelines.defs.reports.sensors import client_timezones_sensor
     from report_pipelines.services.reading import summarize_report
+    from report_pipelines.services.serving import served_zones
 
     engine, settings = app.engine, app.settings
     last = last_day or app.now().date() - dt.timedelta(days=2)
@@ -82,27 +81,25 @@ def run_demo(app: App, echo: Callable[[str], None] = print, days: int = 7, last_
             meta = event.asset_observation_data.asset_observation.metadata
             echo(f"   observed call_events: {meta['calls'].value:,} calls, {meta['clients'].value} clients")
 
-        zones = tick(instance, client_timezones_sensor)
-        for request in zones.dynamic_partitions_requests or []:
-            instance.add_dynamic_partitions(TIMEZONE_PARTITIONS.name, list(request.partition_keys))
-        ordered = instance.get_dynamic_partitions(TIMEZONE_PARTITIONS.name)
-        echo(f"2. time-zone partitions: {', '.join(ordered)}")
+        zones = served_zones(engine, app.now())
+        echo(f"2. served time zones (each run computes its dates in every one of them): {', '.join(zones)}")
 
-        tags = {
-            "dagster/asset_partition_range_start": f"{first}|{ordered[0]}",
-            "dagster/asset_partition_range_end": f"{last}|{ordered[-1]}",
-        }
+        tags = {"dagster/asset_partition_range_start": first.isoformat(),
+                "dagster/asset_partition_range_end": last.isoformat()}
         result = defs.resolve_job_def(MAIN_JOB_NAME).execute_in_process(
             instance=instance, tags=tags, run_config=QUIET, raise_on_error=False)
-        echo(f"3. job {MAIN_JOB_NAME} over {first}..{last} x {len(ordered)} zones: "
+        echo(f"3. job {MAIN_JOB_NAME} over {first}..{last}, one run, {len(zones)} zones: "
              f"{'succeeded' if result.success else 'FAILED'} (run {result.run_id})")
-        for event in result.get_asset_materialization_events():
+        for event in result.get_asset_materialization_events()[:1]:  # every date carries the run's figures
             meta = event.materialization.metadata
-            if event.partition == f"{last}|{ordered[0]}":  # the same run metadata is on every partition
-                echo(f"   {event.asset_key.to_user_string():<18} {meta['partitions'].value} partitions, "
-                     f"{meta['clients_covered'].value} client-days, {meta['rows'].value:,} rows, "
-                     f"{meta['bytes'].value / 1e6:.1f} MB in {meta['duration_s'].value:.1f} s; "
-                     f"slowest {meta['slowest_client_day'].value}")
+            echo(f"   {event.asset_key.to_user_string()}: {meta['zone_days'].value} zone-days, "
+                 f"{meta['client_days'].value} client-days ({meta['computed'].value} computed), "
+                 f"{meta['source_calls'].value:,} calls, {meta['bytes'].value / 1e6:.1f} MB in "
+                 f"{meta['duration_s'].value:.1f} s; slowest {meta['slowest_client_day'].value}")
+            for name, rows in meta["rows"].value.items():
+                echo(f"     {name:<18} {rows:>9,} rows")
+        records = instance.get_records_for_run(result.run_id, limit=10_000).records
+        echo(f"   Dagster recorded {len(records)} events for the run")
         for check in result.get_asset_check_evaluations():
             echo(f"   check {check.asset_key.to_user_string()}.{check.check_name}: {'passed' if check.passed else 'FAILED'}")
         if not result.success:

@@ -14,6 +14,7 @@ built from them, through the :class:`~report_pipelines.app.App` it returns.
 | ``REPORT_PIPELINES_LOCK_TIMEOUT_S`` | ``3600`` | longest wait for another run's client-day (within any deadline) |
 | ``REPORT_PIPELINES_EXECUTOR`` | ``in_process`` | Dagster executor: ``in_process`` or ``multiprocess`` |
 | ``REPORT_PIPELINES_DEPLOYMENT`` | ``local`` | ``production`` binds every resource field to its variable |
+| ``REPORT_PIPELINES_HISTORY_START`` | ``2020-01-01`` | first local date of the report partitions (imported history) |
 | ``REPORT_PIPELINES_FILES`` | ``<data dir>/report_files`` | scheduled report files waiting to be sent |
 | ``REPORT_PIPELINES_SMTP_HOST`` | (empty: write ``.eml`` files to the outbox) | SMTP server |
 | ``REPORT_PIPELINES_SMTP_PORT`` | ``587`` | |
@@ -32,6 +33,7 @@ Every value is checked when it is read; a bad one is refused naming the variable
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 import re
@@ -118,6 +120,18 @@ class _Reader:
             raise InvalidInput(PREFIX + name, f"must be one of {', '.join(choices)}, not {text[:40]!r}")
         return text
 
+    def date(self, name: str, default: dt.date) -> dt.date:
+        text = self.text(name)
+        if text is None:
+            return default
+        try:
+            value = dt.date.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput(PREFIX + name, f"must be a date (YYYY-MM-DD), not {text[:40]!r}") from None
+        if not dt.date(1990, 1, 1) <= value <= dt.date(2100, 1, 1):
+            raise InvalidInput(PREFIX + name, f"must be a date between 1990 and 2100, not {text[:40]!r}")
+        return value
+
     def folder(self, name: str) -> Path | None:
         """A local folder (``~`` expanded, made absolute); refused if it exists and is not a folder."""
         text = self.text(name)
@@ -169,6 +183,7 @@ class Settings:
     executor: str = "in_process"
     deployment: str = "local"
     service_level_seconds: int = 20
+    history_start: dt.date = dt.date(2020, 1, 1)
 
     @property
     def files_dir(self) -> Path:
@@ -214,4 +229,5 @@ class Settings:
             lock_timeout_s=read.seconds("LOCK_TIMEOUT_S", 3600.0, 0.0),
             executor=read.choice("EXECUTOR", "in_process", EXECUTORS),
             deployment=read.choice("DEPLOYMENT", "local", DEPLOYMENTS),
+            history_start=read.date("HISTORY_START", dt.date(2020, 1, 1)),
         )

@@ -55,8 +55,8 @@ def test_demo_seed_and_run_end_to_end_on_postgresql(run, pg_url: str) -> None:
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "job observe_call_events_job: succeeded" in demo.stdout
     assert "3 clients" in demo.stdout
-    assert "job extract_reports_job over 2024-10-25..2024-10-27 x 3 zones: succeeded" in demo.stdout
-    assert "FAILED" not in demo.stdout and demo.stdout.count(": passed") == 8  # call_detail.matches_source + 7 reports complete
+    assert "job extract_reports_job over 2024-10-25..2024-10-27, one run, 3 zones: succeeded" in demo.stdout
+    assert "FAILED" not in demo.stdout and demo.stdout.count(": passed") == 2  # matches_source, no_missing_client_days
     assert "summarize_report('queue_performance'" in demo.stdout and "answer_rate" in demo.stdout
     assert "client porto-dental now holds REPORTS x1, SEATS x25: served" in demo.stdout
 

@@ -127,6 +127,7 @@ def test_only_the_composition_root_reads_the_environment() -> None:
     callers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                      if "Settings.from_env(" in p.read_text() and p.name != "settings.py")
     assert callers == ["app.py"]
-    readers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
-                     if "os.environ" in p.read_text() or "os.getenv" in p.read_text())
-    assert set(readers) <= {"settings.py", "app.py", "demo_runner.py", "cli/demo.py"}, readers
+    reads = ("os.environ.get(", "os.environ[", "os.getenv(")  # handing the environment to a child is no read
+    readers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if any(r in p.read_text() for r in reads))
+    # DAGSTER_HOME is Dagster's own variable: the demo says where it is and refuses to run without it.
+    assert set(readers) <= {"demo_runner.py", "cli/demo.py"}, readers

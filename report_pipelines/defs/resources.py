@@ -28,7 +28,7 @@ FIELDS = {
     "lock_timeout_s": "LOCK_TIMEOUT_S", "files": "FILES", "outbox": "OUTBOX", "mail_from": "MAIL_FROM",
     "smtp_host": "SMTP_HOST", "smtp_port": "SMTP_PORT", "smtp_user": "SMTP_USER", "smtp_password": "SMTP_PASSWORD",
     "smtp_starttls": "SMTP_STARTTLS", "smtp_cafile": "SMTP_CAFILE", "max_attempts": "MAX_ATTEMPTS",
-    "retention_days": "RETENTION_DAYS",
+    "retention_days": "RETENTION_DAYS", "history_start": "HISTORY_START",
 }
 
 
@@ -60,6 +60,7 @@ class AppResource(dg.ConfigurableResource):
     smtp_cafile: str | None = Field(default=None, description="REPORT_PIPELINES_SMTP_CAFILE")
     max_attempts: str | None = Field(default=None, description="REPORT_PIPELINES_MAX_ATTEMPTS")
     retention_days: str | None = Field(default=None, description="REPORT_PIPELINES_RETENTION_DAYS")
+    history_start: str | None = Field(default=None, description="REPORT_PIPELINES_HISTORY_START (partitions' first date)")
     now: str | None = Field(default=None, description="Pin the clock to this instant (tests, replays); empty = real")
 
     def overrides(self) -> dict[str, str]:
@@ -87,7 +88,7 @@ class AppResource(dg.ConfigurableResource):
             "smtp_host": mail.smtp_host, "smtp_port": str(mail.smtp_port), "smtp_user": mail.smtp_user,
             "smtp_password": mail.smtp_password, "smtp_starttls": str(mail.smtp_starttls).lower(),
             "smtp_cafile": mail.smtp_cafile, "max_attempts": str(mail.max_attempts),
-            "retention_days": str(settings.retention_days),
+            "retention_days": str(settings.retention_days), "history_start": settings.history_start.isoformat(),
             "now": now.isoformat() if now else None,
         }
         return cls(**{k: v for k, v in values.items() if v is not None})

@@ -1,9 +1,12 @@
 """Compute client-days: read a day's calls once, compute every report, cache them, record the manifest.
 
-A *client-day* is the unit of work: one client, one closed local day. :func:`run_client_days` hands
-client-days to a bounded pool of worker processes; each worker takes the next one when it is free
-(in-flight balance: exactly one client-day per worker is in flight, never a pre-assigned share), and the
-largest client-days are handed out first so one big contact centre does not finish last alone.
+A *client-day* is the unit of truth: one client, one closed local day, one manifest row per report.
+The unit of work is a *batch* of the client-days of one zone-day (:func:`make_batches`): their calls
+are read in one query, their rows written in one transaction, their locks taken at once.
+:func:`run_client_days` hands batches to a bounded pool of worker processes; each worker takes the
+next one when it is free (in-flight balance: exactly one batch per worker is in flight, never a
+pre-assigned share), and the largest batches (a big contact centre's day is one of its own) are
+handed out first so one big client does not finish last alone.
 
 Two computations of the same client-day never overlap: :class:`ClientDayLocks` serialises them
 (PostgreSQL advisory lock, or a file lock on SQLite). The second one, once it gets the lock, finds
@@ -19,7 +22,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import pyarrow as pa
@@ -87,79 +90,117 @@ class Extractor:
 
     def compute(self, task: ClientDay, reports: Sequence[str], *, now: dt.datetime, run_id: str | None = None,
                 reuse_since: dt.datetime | None = None, deadline: float | None = None) -> ClientDayResult:
-        """Cache ``reports`` for one closed client-day.
+        """Cache ``reports`` for one closed client-day (a batch of one: see :meth:`compute_batch`)."""
+        [result] = self.compute_batch([task], reports, now=now, run_id=run_id, reuse_since=reuse_since,
+                                      deadline=deadline)
+        return result
 
-        ``reuse_since``: reuse the cached result instead of computing when it is still fresh and was
+    def compute_batch(self, tasks: Sequence[ClientDay], reports: Sequence[str], *, now: dt.datetime,
+                      run_id: str | None = None, reuse_since: dt.datetime | None = None,
+                      deadline: float | None = None) -> list[ClientDayResult]:
+        """Cache ``reports`` for client-days of one zone-day (same local date, same zone), together.
+
+        The batch's client-day locks are taken at once (in key order, so two batches never deadlock),
+        what is still fresh is reused, the calls of every client left are read in one query, each
+        client's day is screened and computed, its old manifest rows are forgotten in one transaction
+        before the files are replaced, and the new rows are recorded in one more: the per-client-day
+        manifest stays the truth, only the round trips are shared.
+
+        ``reuse_since``: reuse a cached result instead of computing when it is still fresh and was
         computed at or after this instant (``ANY_TIME``: whenever). ``None`` always recomputes.
-        ``deadline`` (a ``time.time()`` instant) bounds the wait for another run's lock on the same
-        client-day, together with the configured ``lock_timeout_s``; past it :class:`ExtractTimeout`.
+        ``deadline`` (a ``time.time()`` instant) bounds the wait for another run's locks, together with
+        the configured ``lock_timeout_s``; past it :class:`ExtractTimeout`.
         """
         started = time.perf_counter()
-        zone = parse_zone(task.timezone)
-        window = local_day_window(task.day, zone)
+        if not tasks:
+            return []
+        first = tasks[0]
+        if any((t.timezone, t.day) != (first.timezone, first.day) for t in tasks):
+            raise ValueError("a batch is one zone-day: every task has the same local date and time zone")
+        window = local_day_window(first.day, parse_zone(first.timezone))
         if window[1] > now:
             raise DayNotClosed(
                 "date",
-                f"{task.day} has not ended in {task.timezone} yet (it ends at {window[1].isoformat()}); "
+                f"{first.day} has not ended in {first.timezone} yet (it ends at {window[1].isoformat()}); "
                 "the current local day is computed live, never cached",
             )
         wait = self.settings.lock_timeout_s
         if deadline is not None:
             wait = min(wait, deadline - time.time())
             if wait <= 0:
-                raise ExtractTimeout(f"deadline: no time left for client {task.client_id} {task.day}")
+                raise ExtractTimeout(f"deadline: no time left for {len(tasks)} client-day(s) of {first.day}")
+        ids = sorted({t.client_id for t in tasks})
         try:
-            with self.locks.hold(task.client_id, task.day, wait):
-                return self._compute_locked(task, reports, window, now, run_id, reuse_since, started)
+            with self.locks.hold_many(ids, first.day, wait):
+                return self._compute_locked(tasks, reports, window, now, run_id, reuse_since, started)
         except LockTimeout:
             if deadline is not None and wait < self.settings.lock_timeout_s:
-                raise ExtractTimeout(f"deadline: client {task.client_id} {task.day} was still being computed by "
+                raise ExtractTimeout(f"deadline: {first.day} of clients {ids[:5]} was still being computed by "
                                      f"another run when the time ran out ({wait:.1f} s of waiting)") from None
             raise
 
-    def _compute_locked(self, task: ClientDay, reports: Sequence[str], window: tuple[dt.datetime, dt.datetime],
-                        now: dt.datetime, run_id: str | None, reuse_since: dt.datetime | None,
-                        started: float) -> ClientDayResult:
-        if reuse_since is not None:
-            reused = self._reusable(task, reports, window, reuse_since)
-            if reused is not None:
-                return _result(task, "reused", reused, time.perf_counter() - started)
-        calls = self.events.day_calls(task.client_id, *window)
-        ctx = DayContext(task.client_id, task.timezone, task.day, self.settings.service_level_seconds)
-        screened = screen_calls(calls, ctx, *window)
-        watermark = pc.max(calls.column("ingested_at")).as_py() if calls.num_rows else None
-        source_checksum = call_ids_checksum(calls.column("pbx_call_id").to_pylist())
+    def _compute_locked(self, tasks: Sequence[ClientDay], reports: Sequence[str],
+                        window: tuple[dt.datetime, dt.datetime], now: dt.datetime, run_id: str | None,
+                        reuse_since: dt.datetime | None, started: float) -> list[ClientDayResult]:
+        day = tasks[0].day
+        reused = self._reusable(tasks, reports, window, reuse_since) if reuse_since is not None else {}
+        results = [_result(t, "reused", reused[t.client_id], 0.0) for t in tasks if t.client_id in reused]
+        todo = [t for t in tasks if t.client_id not in reused]
+        if not todo:
+            return _spread(results, time.perf_counter() - started)
+        calls_by_client = self.events.zone_day_calls([t.client_id for t in todo], *window)
         computed_at = self.app.now()
-        tables = {name: get_report(name).compute_day(screened.clean, ctx) for name in reports}
-        provenance = day_provenance(task.timezone, calls.num_rows, source_checksum, watermark, screened.rejected)
+        written: list[tuple[ClientDay, dict[str, pa.Table], dict[str, str], list[CachedDay]]] = []
+        for task in todo:
+            calls = calls_by_client[task.client_id]
+            ctx = DayContext(task.client_id, task.timezone, day, self.settings.service_level_seconds)
+            screened = screen_calls(calls, ctx, *window)
+            watermark = pc.max(calls.column("ingested_at")).as_py() if calls.num_rows else None
+            source_checksum = call_ids_checksum(calls.column("pbx_call_id").to_pylist())
+            tables = {name: get_report(name).compute_day(screened.clean, ctx) for name in reports}
+            provenance = day_provenance(task.timezone, calls.num_rows, source_checksum, watermark, screened.rejected)
+            entries = [CachedDay(
+                report=name, client_id=task.client_id, local_date=day, path="", rows=0, bytes=0, checksum="",
+                source_rows=calls.num_rows, source_checksum=source_checksum, source_watermark=watermark,
+                rejected_rows=screened.rejected_total, rejected_reasons=dict(screened.rejected),
+                computed_at=computed_at, run_id=run_id) for name in reports]
+            written.append((task, tables, provenance, entries))
         # A reader trusts a file only with its manifest row: forget the old rows first, so a crash while the
         # files are replaced leaves files without rows (recomputed, or re-recorded by the repair pass from the
         # provenance each file carries), never a row describing another file's bytes.
-        self.manifest.forget(task.client_id, task.day, tuple(reports))
-        entries = []
-        for name, table in tables.items():
-            stored = self.store.write_day(name, task.client_id, task.day, table, provenance)
-            entries.append(CachedDay(
-                report=name, client_id=task.client_id, local_date=task.day, path=stored.path, rows=stored.rows,
-                bytes=stored.bytes, checksum=stored.checksum, source_rows=calls.num_rows,
-                source_checksum=source_checksum, source_watermark=watermark,
-                rejected_rows=screened.rejected_total, rejected_reasons=dict(screened.rejected),
-                computed_at=computed_at, run_id=run_id,
-            ))
-        self.manifest.replace(entries)
-        return _result(task, "computed", entries, time.perf_counter() - started)
+        self.manifest.forget_many([t.client_id for t in todo], day, tuple(reports))
+        pending = [(entry, (entry.report, task.client_id, day, tables[entry.report], provenance))
+                   for task, tables, provenance, entries in written for entry in entries]
+        stored_days = self.store.write_days([item for _, item in pending])
+        recorded = [replace(entry, path=stored.path, rows=stored.rows, bytes=stored.bytes, checksum=stored.checksum)
+                    for (entry, _), stored in zip(pending, stored_days, strict=True)]
+        self.manifest.replace(recorded)
+        by_client: dict[int, list[CachedDay]] = {}
+        for entry in recorded:
+            by_client.setdefault(entry.client_id, []).append(entry)
+        results += [_result(t, "computed", by_client[t.client_id], 0.0) for t in todo]
+        return _spread(results, time.perf_counter() - started)
 
-    def _reusable(self, task: ClientDay, reports: Sequence[str], window: tuple[dt.datetime, dt.datetime],
-                  since: dt.datetime) -> list[CachedDay] | None:
-        cached = {e.report: e for e in self.manifest.entries(task.client_id, task.day, task.day, tuple(reports))}
-        if set(cached) != set(reports):
-            return None
-        source: SourceState = self.events.day_source(task.client_id, *window)
-        entries = [cached[name] for name in reports]
-        if all(e.is_fresh(source) and e.computed_at >= since and self.store.exists(e.report, e.client_id, e.local_date)
-               for e in entries):
-            return entries
-        return None
+    def _reusable(self, tasks: Sequence[ClientDay], reports: Sequence[str], window: tuple[dt.datetime, dt.datetime],
+                  since: dt.datetime) -> dict[int, list[CachedDay]]:
+        """The batch's client-days whose every report is cached, fresh, computed since ``since``, on disk."""
+        day = tasks[0].day
+        cached: dict[int, dict[str, CachedDay]] = {}
+        for entry in self.manifest.entries_for_day([t.client_id for t in tasks], day):
+            if entry.report in reports:
+                cached.setdefault(entry.client_id, {})[entry.report] = entry
+        complete = [cid for cid, by_report in cached.items() if set(by_report) == set(reports)]
+        if not complete:
+            return {}
+        sources: dict[int, SourceState] = self.events.day_sources(complete, *window)
+        fresh = {}
+        for client_id in complete:
+            entries = [cached[client_id][name] for name in reports]
+            source = sources.get(client_id, SourceState(0, None))
+            if all(e.is_fresh(source) and e.computed_at >= since and self.store.exists(e.report, e.client_id, e.local_date)
+                   for e in entries):
+                fresh[client_id] = entries
+        return fresh
 
     def live_day(self, report: str, client_id: int, timezone: str, day: dt.date, now: dt.datetime) -> pa.Table:
         """The day table of a day still going on, from its calls so far: computed, never cached."""
@@ -184,6 +225,14 @@ def day_provenance(timezone: str, source_rows: int, source_checksum: str, waterm
     }
 
 
+def _spread(results: list[ClientDayResult], seconds: float) -> list[ClientDayResult]:
+    """The batch's time shared out over its client-days in proportion to their calls (each at least a
+    fair share of the fixed cost), so per-client-day figures still add up to the batch's time."""
+    weights = [max(r.source_rows, 1) if r.status == "computed" else 0.1 for r in results]
+    total = sum(weights)
+    return [replace(r, seconds=seconds * w / total) for r, w in zip(results, weights, strict=True)]
+
+
 def _result(task: ClientDay, status: Literal["computed", "reused"], entries: list[CachedDay],
             seconds: float) -> ClientDayResult:
     first = entries[0]
@@ -196,6 +245,10 @@ def _result(task: ClientDay, status: Literal["computed", "reused"], entries: lis
 
 
 # --- the pool -------------------------------------------------------------------------------------
+#: A batch (the unit a worker takes) is at most this many expected calls and clients of one zone-day.
+BATCH_CALLS = 200_000
+BATCH_CLIENTS = 400
+
 _worker: Extractor | None = None
 
 
@@ -204,10 +257,34 @@ def _init_worker(settings: Settings, clock: Clock) -> None:
     _worker = Extractor(App(settings, clock=clock))
 
 
-def _work(task: ClientDay, reports: tuple[str, ...], now: dt.datetime, run_id: str | None,
-          reuse_since: dt.datetime | None, deadline: float | None) -> ClientDayResult:
+def _work(batch: list[ClientDay], reports: tuple[str, ...], now: dt.datetime, run_id: str | None,
+          reuse_since: dt.datetime | None, deadline: float | None) -> list[ClientDayResult]:
     assert _worker is not None, "worker not initialised"
-    return _worker.compute(task, reports, now=now, run_id=run_id, reuse_since=reuse_since, deadline=deadline)
+    return _worker.compute_batch(batch, reports, now=now, run_id=run_id, reuse_since=reuse_since, deadline=deadline)
+
+
+def make_batches(tasks: Iterable[ClientDay], max_calls: int = BATCH_CALLS,
+                 max_clients: int = BATCH_CLIENTS) -> list[list[ClientDay]]:
+    """Client-days cut into work items: the clients of one zone-day together (their calls read in one
+    query, their manifest rows written in one transaction), at most ``max_calls`` expected calls and
+    ``max_clients`` clients each, so a big contact centre's day is an item of its own and a zone of 200
+    small offices is one or a few. Items come largest first (by expected calls)."""
+    by_zone_day: dict[tuple[str, dt.date], list[ClientDay]] = {}
+    for task in tasks:
+        by_zone_day.setdefault((task.timezone, task.day), []).append(task)
+    batches: list[list[ClientDay]] = []
+    for members in by_zone_day.values():
+        current: list[ClientDay] = []
+        weight = 0
+        for task in sorted(members, key=lambda t: (-t.weight, t.client_id)):
+            if current and (weight + task.weight > max_calls or len(current) >= max_clients):
+                batches.append(current)
+                current, weight = [], 0
+            current.append(task)
+            weight += task.weight
+        if current:
+            batches.append(current)
+    return sorted(batches, key=lambda b: (-sum(t.weight for t in b), b[0].day, b[0].timezone, b[0].client_id))
 
 
 def run_client_days(
@@ -222,30 +299,36 @@ def run_client_days(
     timeout_s: float | None = None,
     on_result: Callable[[ClientDayResult], None] | None = None,
     pool_min_calls: int = 200_000,
+    batch_calls: int = BATCH_CALLS,
+    batch_clients: int = BATCH_CLIENTS,
 ) -> list[ClientDayResult]:
-    """Compute client-days on at most ``workers`` processes, biggest first; results in completion order.
+    """Compute client-days on at most ``workers`` processes, in zone-day batches, biggest first.
 
-    Small work runs in this process: one task, ``workers=1``, or fewer expected calls (task weights)
-    than ``pool_min_calls``; starting worker processes costs 1-1.5 s here, more than ~200,000
-    calls take to compute. A failure of any client-day stops the hand-out and is
-    raised once the items already running have finished (their results are cached and kept).
+    A worker takes the next batch when it is free (in-flight balance: exactly one batch per worker in
+    flight, never a pre-assigned share). Small work runs in this process: one batch, ``workers=1``,
+    or fewer expected calls (task weights) than ``pool_min_calls``; starting worker processes costs
+    1-1.5 s here, more than ~200,000 calls take to compute. A failure of any batch stops the hand-out
+    and is raised once the batches already running have finished (their results are cached and kept).
     ``timeout_s`` bounds the whole call, waiting for other runs' locks included: past it, nothing new
-    starts and :class:`ExtractTimeout` says how far it got.
+    starts and :class:`ExtractTimeout` says how far it got. Results: one per client-day, in completion
+    order.
     """
     reports = tuple(reports or REPORTS)
     for name in reports:
         get_report(name)
     if workers < 1:
         raise InvalidInput("workers", "must be at least 1")
-    ordered = sorted(tasks, key=lambda t: (-t.weight, t.day, t.client_id))
+    ordered = list(tasks)
+    batches = make_batches(ordered, batch_calls, batch_clients)
     now = now or app.now()
     deadline = None if timeout_s is None else time.time() + timeout_s
     results: list[ClientDayResult] = []
 
-    def done(result: ClientDayResult) -> None:
-        results.append(result)
-        if on_result:
-            on_result(result)
+    def done(batch_results: list[ClientDayResult]) -> None:
+        for result in batch_results:
+            results.append(result)
+            if on_result:
+                on_result(result)
 
     def expired() -> bool:
         return deadline is not None and time.time() > deadline
@@ -256,37 +339,37 @@ def run_client_days(
             "what finished is cached: give more time or fewer days/clients"
         )
 
-    if len(ordered) <= 1 or workers == 1 or sum(t.weight for t in ordered) < pool_min_calls:
+    if len(batches) <= 1 or workers == 1 or sum(t.weight for t in ordered) < pool_min_calls:
         extractor = Extractor(app)
-        for task in ordered:
+        for batch in batches:
             if expired():
                 raise timeout_error()
             try:
-                done(extractor.compute(task, reports, now=now, run_id=run_id, reuse_since=reuse_since,
-                                       deadline=deadline))
+                done(extractor.compute_batch(batch, reports, now=now, run_id=run_id, reuse_since=reuse_since,
+                                             deadline=deadline))
             except ExtractTimeout:
                 raise timeout_error() from None
         return results
 
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["report_pipelines.services.extracts"])
-    pending = iter(ordered)
-    running: set[Future[ClientDayResult]] = set()
+    pending = iter(batches)
+    running: set[Future[list[ClientDayResult]]] = set()
     failure: BaseException | None = None
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(ordered)), mp_context=context,
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=context,
                                initializer=_init_worker, initargs=(app.settings, app.clock))
     timed_out = False
 
     def submit_next() -> bool:
-        task = next(pending, None)
-        if task is None:
+        batch = next(pending, None)
+        if batch is None:
             return False
-        running.add(pool.submit(_work, task, reports, now, run_id, reuse_since, deadline))
+        running.add(pool.submit(_work, batch, reports, now, run_id, reuse_since, deadline))
         return True
 
     try:
-        # One task per worker in flight: a worker that becomes free gets the next (largest) one.
-        for _ in range(min(workers, len(ordered))):
+        # One batch per worker in flight: a worker that becomes free gets the next (largest) one.
+        for _ in range(min(workers, len(batches))):
             submit_next()
         while running:
             remaining = None if deadline is None else max(0.0, deadline - time.time())
@@ -300,14 +383,14 @@ def run_client_days(
                 except ExtractTimeout:
                     timed_out = True
                     failure = failure or timeout_error()
-                except BaseException as exc:
+                except BaseException as exc:  # re-raised below, after draining
                     failure = failure or exc
                 if failure is None and not expired():
                     submit_next()
         if failure is not None:
             raise failure
     finally:
-        # On a timeout, do not wait for what is running: its writes are atomic and its lock dies with it.
+        # On a timeout, do not wait for what is running: its writes are atomic and its locks die with it.
         pool.shutdown(wait=not timed_out, cancel_futures=True)
     if next(pending, None) is not None:
         raise timeout_error()

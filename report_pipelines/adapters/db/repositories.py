@@ -5,11 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from sqlalchemy import BigInteger, Engine, Integer, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -136,21 +140,38 @@ class CallEventRepository:
         ]
 
     def day_calls(self, client_id: int, start: dt.datetime, end: dt.datetime) -> pa.Table:
-        """The client's calls that started in ``[start, end)``, as an Arrow table of CALL_EVENT_SCHEMA.
+        """The client's calls that started in ``[start, end)``, as an Arrow table of CALL_EVENT_SCHEMA."""
+        return self.zone_day_calls([client_id], start, end)[client_id]
 
-        PostgreSQL streams them with ``COPY (SELECT ...) TO STDOUT`` into Arrow's CSV reader; SQLite
-        hands rows to Arrow column by column. Both avoid one Python object per row and column.
+    def zone_day_calls(self, client_ids: Sequence[int], start: dt.datetime, end: dt.datetime) -> dict[int, pa.Table]:
+        """Each client's calls that started in ``[start, end)`` (one local day of one zone), in one query.
+
+        Ordered by start and PBX call id within a client, so a client's table is the same whether it is
+        read alone or with its zone. PostgreSQL streams the rows with ``COPY (SELECT ...) TO STDOUT`` into
+        Arrow's CSV reader; SQLite hands them to Arrow column by column. Both avoid one Python object per
+        row and column.
         """
-        columns = ", ".join(CALL_EVENT_COLUMNS)
+        ids = sorted(set(client_ids))
+        if not ids:
+            return {}
         if self.engine.dialect.name == "postgresql":
-            return self._day_calls_copy(client_id, start, end, columns)
+            table = self._calls_copy(ids, start, end)
+        else:
+            table = self._calls_sqlite(ids, start, end)
+        found = table.column("client_id").to_numpy()
+        bounds = np.searchsorted(found, np.asarray(ids, dtype=np.int64), side="left").tolist() + [table.num_rows]
+        return {cid: table.slice(bounds[i], bounds[i + 1] - bounds[i]) for i, cid in enumerate(ids)}
+
+    def _calls_sqlite(self, ids: list[int], start: dt.datetime, end: dt.datetime) -> pa.Table:
+        columns = ", ".join(CALL_EVENT_COLUMNS)
+        marks = ", ".join("?" for _ in ids)
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
             cursor.execute(
-                f"SELECT {columns} FROM call_events WHERE client_id = ? AND started_at >= ? AND started_at < ? "
-                "ORDER BY started_at, pbx_call_id",
-                (client_id, _sqlite_text(start), _sqlite_text(end)),
+                f"SELECT {columns} FROM call_events WHERE client_id IN ({marks}) AND started_at >= ? AND started_at < ? "
+                "ORDER BY client_id, started_at, pbx_call_id",
+                (*ids, _sqlite_text(start), _sqlite_text(end)),
             )
             rows = cursor.fetchall()
         finally:
@@ -165,15 +186,16 @@ class CallEventRepository:
                 arrays.append(pa.array(column, type=field.type))
         return pa.Table.from_arrays(arrays, schema=CALL_EVENT_SCHEMA)
 
-    def _day_calls_copy(self, client_id: int, start: dt.datetime, end: dt.datetime, columns: str) -> pa.Table:
+    def _calls_copy(self, ids: list[int], start: dt.datetime, end: dt.datetime) -> pa.Table:
+        columns = ", ".join(CALL_EVENT_COLUMNS)
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
             cursor.execute("SET TIME ZONE 'UTC'")
             query = cursor.mogrify(
-                f"SELECT {columns} FROM call_events WHERE client_id = %s AND started_at >= %s AND started_at < %s "
-                "ORDER BY started_at, pbx_call_id",
-                (client_id, start, end),
+                f"SELECT {columns} FROM call_events WHERE client_id = ANY(%s) AND started_at >= %s AND started_at < %s "
+                "ORDER BY client_id, started_at, pbx_call_id",
+                (ids, start, end),
             ).decode()
             buffer = io.BytesIO()
             cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)", buffer)
@@ -206,6 +228,17 @@ class CallEventRepository:
             CallEvent.client_id == client_id, CallEvent.started_at >= start, CallEvent.started_at < end)
         with self.engine.connect() as conn:
             return list(conn.scalars(query))
+
+    def day_sources(self, client_ids: Sequence[int], start: dt.datetime, end: dt.datetime) -> dict[int, SourceState]:
+        """:meth:`day_source` of several clients of one zone-day, in one query (clients without calls absent)."""
+        if not client_ids:
+            return {}
+        query = (select(CallEvent.client_id, func.count(), func.max(CallEvent.ingested_at))
+                 .where(CallEvent.client_id.in_(list(client_ids)), CallEvent.started_at >= start,
+                        CallEvent.started_at < end)
+                 .group_by(CallEvent.client_id))
+        with self.engine.connect() as conn:
+            return {cid: SourceState(rows=int(n), watermark=_as_utc(newest)) for cid, n, newest in conn.execute(query)}
 
     def day_source(self, client_id: int, start: dt.datetime, end: dt.datetime) -> SourceState:
         """Count and newest ingest of the client's calls started in ``[start, end)`` (index only)."""
@@ -259,31 +292,36 @@ class CacheManifestRepository:
         self.engine = engine
 
     def replace(self, entries: list[CachedDay]) -> None:
-        """Write entries, replacing any existing row of the same (report, client, day), in one transaction."""
+        """Write entries, replacing any existing row of the same (report, client, day): one upsert
+        (``INSERT ... ON CONFLICT DO UPDATE`` on the manifest's unique key) for all of them."""
         if not entries:
             return
-        table = CacheEntry.__table__
+        rows = [{
+            "report": e.report, "client_id": e.client_id, "local_date": e.local_date, "path": e.path,
+            "rows": e.rows, "bytes": e.bytes, "checksum": e.checksum, "source_rows": e.source_rows,
+            "source_checksum": e.source_checksum, "source_watermark": e.source_watermark,
+            "rejected_rows": e.rejected_rows, "rejected_reasons": json.dumps(e.rejected_reasons, sort_keys=True),
+            "computed_at": e.computed_at, "run_id": e.run_id,
+        } for e in entries]
+        insert = postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        statement = insert(CacheEntry.__table__)
+        keys = ("report", "client_id", "local_date")
+        statement = statement.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={name: statement.excluded[name] for name in rows[0] if name not in keys})
         with self.engine.begin() as conn:
-            for entry in entries:
-                conn.execute(delete(CacheEntry).where(
-                    CacheEntry.report == entry.report, CacheEntry.client_id == entry.client_id,
-                    CacheEntry.local_date == entry.local_date))
-            conn.execute(table.insert(), [
-                {
-                    "report": e.report, "client_id": e.client_id, "local_date": e.local_date, "path": e.path,
-                    "rows": e.rows, "bytes": e.bytes, "checksum": e.checksum, "source_rows": e.source_rows,
-                    "source_checksum": e.source_checksum, "source_watermark": e.source_watermark,
-                    "rejected_rows": e.rejected_rows, "rejected_reasons": json.dumps(e.rejected_reasons, sort_keys=True),
-                    "computed_at": e.computed_at, "run_id": e.run_id,
-                }
-                for e in entries
-            ])
+            conn.execute(statement, rows)
 
     def forget(self, client_id: int, day: dt.date, reports: tuple[str, ...]) -> None:
         """Delete the rows of these reports for one client-day (before their files are replaced)."""
+        self.forget_many([client_id], day, reports)
+
+    def forget_many(self, client_ids: Sequence[int], day: dt.date, reports: tuple[str, ...]) -> None:
+        """Delete the rows of these reports for these clients' ``day``, in one transaction."""
         with self.engine.begin() as conn:
             conn.execute(delete(CacheEntry).where(
-                CacheEntry.client_id == client_id, CacheEntry.local_date == day, CacheEntry.report.in_(reports)))
+                CacheEntry.client_id.in_(list(client_ids)), CacheEntry.local_date == day,
+                CacheEntry.report.in_(reports)))
 
     def entries(self, client_id: int, first: dt.date, last: dt.date,
                 reports: tuple[str, ...] | None = None) -> list[CachedDay]:

@@ -8,5 +8,5 @@ extract_reports_job = dg.define_asset_job(
     "extract_reports_job",
     selection=dg.AssetSelection.groups("reports"),
     tags={"report_pipelines/workload": "extract"},
-    description="Compute and cache every report for the client-days of (local date x time zone) partitions.",
+    description="Compute and cache every report for the served client-days of local dates (zones in the run).",
 )

@@ -6,6 +6,8 @@ The rules live here once: :func:`problem_masks` is what screening rejects and wh
 
 from __future__ import annotations
 
+import threading
+
 import datetime as dt
 from dataclasses import dataclass
 
@@ -159,9 +161,26 @@ def view_calls(calls: pa.Table) -> Calls:
     )
 
 
+_last = threading.local()
+
+
 def prepare(calls: pa.Table, ctx: DayContext) -> Calls:
     """Conform and check the calls of ``ctx``'s day; refuse (``InvalidInput``) any row screening
-    would reject (duplicates aside), so a report never counts a row that could corrupt the day."""
+    would reject (duplicates aside), so a report never counts a row that could corrupt the day.
+
+    Every report of a client-day is computed from the same screened table: the view of the last
+    table (the very same object, same day) is kept per thread, so a client-day is conformed and
+    checked once, not once per report.
+    """
+    last = getattr(_last, "value", None)
+    if last is not None and last[0] is calls and last[1] == ctx:
+        return last[2]
+    view = _checked_view(calls, ctx)
+    _last.value = (calls, ctx, view)
+    return view
+
+
+def _checked_view(calls: pa.Table, ctx: DayContext) -> Calls:
     view = view_calls(calls)
     _, bad = count_reasons(problem_masks(calls, ctx.client_id, window_us(ctx), view), calls.num_rows)
     if bad:
