@@ -489,7 +489,7 @@ def bench_send(engine: Engine, url: str, workdir: Path, n: int, rounds: int, rep
           f"SmtpMailer.send {steps['SmtpMailer.send'] / whole:.0%}, build_message {steps['build_message'] / whole:.0%}")
     print(f"report_file_sender_sensor tick: {n} waiting {waiting_sensor * 1000:.1f} ms, none waiting "
           f"{empty_sensor * 1000:.1f} ms ({waiting_sensor / empty_sensor:.1f}x) = {of_timeout(waiting_sensor)}")
-    return {"rate": rate, "conn_ms": conn_ms, "db_ms": db_ms, "sender": waiting_sensor, "sender_empty": empty_sensor}
+    return {"rate": rate, "db_ms": db_ms, "sender": waiting_sensor, "sender_empty": empty_sensor}
 
 
 def main() -> None:
