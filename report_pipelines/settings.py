@@ -17,6 +17,9 @@
 | ``REPORT_PIPELINES_MAX_ATTACHMENT_MB`` | ``10`` | larger attachments (after base64) are zipped |
 | ``REPORT_PIPELINES_RETENTION_DAYS`` | ``7`` | sent files are deleted after this many days |
 | ``REPORT_PIPELINES_MAX_ATTEMPTS`` | ``5`` | sending attempts before a file is failed |
+| ``REPORT_PIPELINES_MAX_BUILD_ATTEMPTS`` | ``5`` | build attempts before a scheduled report file is failed |
+| ``REPORT_PIPELINES_SMTP_TIMEOUT_S`` | ``30`` | longest wait for one SMTP operation (connect, a reply) |
+| ``REPORT_PIPELINES_SEND_DEADLINE_S`` | ``300`` | a send run starts no message after this many seconds |
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ class MailSettings:
     outbox_dir: Path | None = None
     max_attachment_bytes: int = 10 * 1024 * 1024
     max_attempts: int = 5
+    smtp_timeout_s: int = 30
+    send_deadline_s: int = 300
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class Settings:
     workers: int = 2
     files_root: Path | None = None
     retention_days: int = 7
+    max_build_attempts: int = 5
     mail: MailSettings = MailSettings()
 
     @property
@@ -115,6 +121,8 @@ class Settings:
             outbox_dir=Path(outbox).expanduser().resolve() if outbox else None,
             max_attachment_bytes=_int(env, "MAX_ATTACHMENT_MB", 10, 1) * 1024 * 1024,
             max_attempts=_int(env, "MAX_ATTEMPTS", 5, 1),
+            smtp_timeout_s=_int(env, "SMTP_TIMEOUT_S", 30, 1),
+            send_deadline_s=_int(env, "SEND_DEADLINE_S", 300, 1),
         )
         return cls(
             data_dir=data_dir,
@@ -123,5 +131,6 @@ class Settings:
             workers=_int(env, "WORKERS", 2, 1),
             files_root=Path(files).expanduser().resolve() if files else None,
             retention_days=_int(env, "RETENTION_DAYS", 7, 0),
+            max_build_attempts=_int(env, "MAX_BUILD_ATTEMPTS", 5, 1),
             mail=mail,
         )

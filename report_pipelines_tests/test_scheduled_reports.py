@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from report_pipelines.adapters.db.schedules import ReportFileRepository, ScheduleRepository
+from report_pipelines.adapters.db.schedules import ReportFileRepository, ScheduleRepository, SendOutcome
 from report_pipelines.adapters.mailer import OutboxMailer, SmtpMailer
+from report_pipelines.domain.delivery import DEFERRED
 from report_pipelines.domain.errors import InvalidInput, NotFound
 from report_pipelines.domain.schedules import next_send_at
 from report_pipelines.services.scheduled_reports import (
@@ -178,8 +179,8 @@ def test_a_sender_killed_after_claiming_is_taken_over_after_its_lease(engine: En
     daily(seeded)
     [file] = build_due(seeded)
     files = ReportFileRepository(engine)
-    crashed = files.claim_for_sending(file.id, "crashed-worker", NOW, dt.timedelta(minutes=10))
-    assert crashed is not None and crashed.state == "sending"
+    [crashed] = files.claim_sendable("crashed-worker", NOW, dt.timedelta(minutes=10), limit=10)
+    assert crashed.id == file.id and crashed.state == "sending"
     assert send_files(engine, seeded.settings, smtp_mailer(smtp), "other", now=NOW).sent == []  # lease still held
     later = NOW + dt.timedelta(minutes=11)
     assert send_files(engine, seeded.settings, smtp_mailer(smtp), "other", now=later).sent == [file.id]
@@ -187,8 +188,12 @@ def test_a_sender_killed_after_claiming_is_taken_over_after_its_lease(engine: En
     assert len(smtp.inbox) == 1
     sent = files.get(file.id)
     assert sent.state == "sent" and sent.attempts == 2 and sent.sent_at is not None
-    # The crashed worker cannot mark anything any more.
-    assert not files.mark_sent(file.id, "crashed-worker", later)
+    # The crashed worker cannot record anything any more (its attempt is kept as "lease_lost").
+    late = SendOutcome(file.id, 1, "retry", {a: (DEFERRED, "451 late") for a in TO}, NOW, "late", later)
+    assert files.record_sends("crashed-worker", [late], later) == set()
+    assert files.get(file.id).state == "sent"
+    assert [(a.number, a.owner, a.outcome) for a in files.attempts_of(file.id) if a.kind == "send"] == [
+        (2, "other", "sent"), (1, "crashed-worker", "lease_lost")]
 
 
 # --- a real SMTP server that misbehaves ---------------------------------------------------------------

@@ -1,6 +1,12 @@
-"""Jobs of the scheduled reports: build one occurrence, send what is ready, clean what was sent."""
+"""Jobs of the scheduled reports: build one occurrence, send what is ready, clean what was sent.
+
+Expected refusals (a schedule deleted meanwhile, a build given up, files that cannot be sent) fail
+the run with one line (``dg.Failure``); the jobs retry through their own state machine (build
+backoff, send attempts), not through the instance's run retries.
+"""
 
 import datetime as dt
+import traceback
 from dataclasses import replace
 
 import dagster as dg
@@ -26,6 +32,12 @@ class OccurrenceConfig(dg.Config):
     send: str = Field(description="the occurrence to build and send")
     skipped: list[str] = Field(default_factory=list, description="older missed occurrences to record as skipped")
     following: str = Field(description="the schedule's next occurrence after this one")
+    attempt: int = Field(default=0, description="build claims of this occurrence before this run")
+
+
+class CleanConfig(dg.Config):
+    now: str | None = Field(default=None, description="the instant the retention counts back from (UTC, ISO "
+                                                      "8601); the schedule gives its tick's time, default now")
 
 
 def _settings(app_db: AppDatabase) -> Settings:
@@ -34,31 +46,48 @@ def _settings(app_db: AppDatabase) -> Settings:
 
 @dg.op(tags={"report_pipelines/workload": "schedule"})
 def build_report_file(context: dg.OpExecutionContext, config: OccurrenceConfig, app_db: AppDatabase) -> None:
-    """Claim the occurrence, build its file from the report cache, record it ready, advance the schedule."""
+    """Claim the occurrence, build its file from the report cache, record it ready and advance the
+    schedule (one transaction). A failed build fails the run with one line and is retried after a
+    backoff by a new run; the last attempt records the file failed."""
+    now = dt.datetime.now(UTC)
     occurrence = DueOccurrence(
         schedule_id=config.schedule_id, due=dt.datetime.fromisoformat(config.due),
         send=dt.datetime.fromisoformat(config.send), skipped=tuple(dt.datetime.fromisoformat(s) for s in config.skipped),
-        following=dt.datetime.fromisoformat(config.following))
+        following=dt.datetime.fromisoformat(config.following), attempt=config.attempt)
     try:
-        file = process_occurrence(app_db.engine(), _settings(app_db), occurrence, owner=context.run.run_id)
+        file = process_occurrence(app_db.engine(), _settings(app_db), occurrence, owner=context.run.run_id, now=now)
     except ReportPipelinesError as exc:
-        raise dg.Failure(description=str(exc)) from None
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    except Exception as exc:  # noqa: BLE001 - a build that failed: the state machine retries it
+        context.log.error("".join(traceback.format_exception(exc)))
+        raise dg.Failure(description=f"schedule {config.schedule_id}, occurrence {config.send}: the build failed "
+                                     f"({type(exc).__name__}: {exc}); it is retried after a backoff",
+                         allow_retries=False) from None
     if file is None:
-        context.log.info("occurrence %s of schedule %s was already built", config.send, config.schedule_id)
+        context.log.info("occurrence %s of schedule %s is built or being built elsewhere", config.send,
+                         config.schedule_id)
         return
     context.add_output_metadata({"file_id": file.id, "rows": file.rows or 0, "bytes": file.bytes or 0,
-                                 "period": f"{file.period_start}..{file.period_end}", "skipped": len(config.skipped)})
+                                 "period": f"{file.period_start}..{file.period_end}", "skipped": len(config.skipped),
+                                 "build_attempts": file.build_attempts})
 
 
 @dg.op(tags={"report_pipelines/workload": "schedule"})
 def send_report_files(context: dg.OpExecutionContext, app_db: AppDatabase, mailer: MailerResource) -> None:
     """Send every file not sent yet; fails (visibly) if a file ran out of attempts or cannot be sent."""
-    summary = send_files(app_db.engine(), _settings(app_db), mailer.mailer(), owner=context.run.run_id)
-    context.log.info("sent %s, retrying later %s, failed %s", len(summary.sent), len(summary.retried), len(summary.failed))
+    now = dt.datetime.now(UTC)
+    try:
+        summary = send_files(app_db.engine(), _settings(app_db), mailer.mailer(),
+                             owner=context.run.run_id, now=now)
+    except ReportPipelinesError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    context.log.info("sent %s, retrying later %s, failed %s, given back untried %s", len(summary.sent),
+                     len(summary.retried), len(summary.failed), len(summary.released))
     for file_id, error in summary.retried:
         context.log.warning("file %s will be retried: %s", file_id, error)
     context.add_output_metadata({"sent": len(summary.sent), "retried": len(summary.retried),
-                                 "failed": len(summary.failed)})
+                                 "failed": len(summary.failed), "released": len(summary.released),
+                                 "lease_lost": len(summary.lost)})
     if summary.failed:
         raise dg.Failure(
             description=f"{len(summary.failed)} report file(s) could not be sent: "
@@ -67,10 +96,11 @@ def send_report_files(context: dg.OpExecutionContext, app_db: AppDatabase, maile
 
 
 @dg.op
-def clean_report_files(context: dg.OpExecutionContext, app_db: AppDatabase) -> None:
+def clean_report_files(context: dg.OpExecutionContext, config: CleanConfig, app_db: AppDatabase) -> None:
     """Delete sent files past the retention (file, then row); never unsent ones."""
     settings = _settings(app_db)
-    summary = clean_files(app_db.engine(), settings, dt.datetime.now(UTC))
+    now = dt.datetime.fromisoformat(config.now) if config.now else dt.datetime.now(UTC)
+    summary = clean_files(app_db.engine(), settings, now)
     for file_id in summary.missing_on_disk:
         context.log.warning("file %s was already gone from disk; its row is deleted", file_id)
     for file_id, path in summary.refused_paths:
