@@ -483,9 +483,13 @@ class ReportFileRepository:
         candidates = select(F.c.id).where(self._sendable(now))
         if file_ids is not None:
             candidates = candidates.where(F.c.id.in_(list(file_ids)))
-        candidates = candidates.order_by(F.c.occurrence, F.c.id).limit(limit).with_for_update(skip_locked=True)
+        # A CTE, evaluated once: as a plain ``IN (subquery)`` PostgreSQL may rescan the subquery for
+        # every row it updates, and each rescan skips the rows this statement already changed and
+        # locks the next ones, so the LIMIT would bound nothing.
+        candidates = (candidates.order_by(F.c.occurrence, F.c.id).limit(limit).with_for_update(skip_locked=True)
+                      .cte("candidates").prefix_with("MATERIALIZED", dialect="postgresql"))
         with self.engine.begin() as conn:
-            rows = conn.execute(update(F).where(F.c.id.in_(candidates.scalar_subquery()), self._sendable(now)).values(
+            rows = conn.execute(update(F).where(F.c.id.in_(select(candidates.c.id)), self._sendable(now)).values(
                 state="sending", lease_owner=owner, lease_expires_at=now + lease, attempts=F.c.attempts + 1,
             ).returning(*F.c)).all()
         return sorted((_file(r) for r in rows), key=lambda f: (f.occurrence, f.id))
