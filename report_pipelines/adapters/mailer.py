@@ -28,7 +28,6 @@ import contextlib
 import os
 import re
 import smtplib
-import socket
 import ssl
 import time
 import uuid

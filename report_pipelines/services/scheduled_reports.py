@@ -552,7 +552,8 @@ class _SendBatch:
             if not file.path or not Path(file.path).is_file():
                 raise PermanentMailError(f"the file is missing on disk: {file.path}")
             message = build_message(self.settings, row, file, started, to=tuple(r.address for r in recipients))
-            finish_by = time.monotonic() + (deadline - started).total_seconds()
+            # Bounded by the time a message may take (what the lease was checked against), and the deadline.
+            finish_by = time.monotonic() + min(deadline - started, self.message_time).total_seconds()
             delivery = send(message, targets, before_data=self._before_data(file.id), finish_by=finish_by)
         except Cancelled:
             self.summary.lost.append(file.id)

@@ -28,12 +28,11 @@ The transitions of a report file (one row per schedule and occurrence):
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
-
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from sqlalchemy import Engine, and_, bindparam, case, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Engine, and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
