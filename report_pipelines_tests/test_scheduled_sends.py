@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, update
 
 from report_pipelines.adapters.db.models import ReportFile, ReportFileRecipient
-from report_pipelines.adapters.db.schedules import ReportFileRepository
+from report_pipelines.adapters.db.schedules import ReportFileRepository, SendOutcome
 from report_pipelines.adapters.mailer import Mailer, OutboxMailer, SmtpMailer
 from report_pipelines.domain.errors import InvalidInput, NotFound
 from report_pipelines.services.scheduled_reports import (
@@ -365,3 +365,31 @@ def test_outcomes_are_recorded_in_batches_and_at_once_when_messages_are_slow(sql
 
     send_files(sqlite_engine, seeded.settings, Stepping(outbox, slow), "s", clock=clock, policy=SendPolicy(mark_batch=3))
     assert writes == [1, 1, 1, 1]  # each outcome written before the next message starts
+
+
+def test_the_sender_asks_once_per_window_for_the_same_waiting_set(sqlite_engine: Engine, tmp_path: Path) -> None:
+    from report_pipelines.services.scheduled_reports import send_request
+
+    seeded = seed(sqlite_engine, tmp_path)
+    daily(seeded)
+    [file] = build_due(seeded)
+    window_start = dt.datetime(2024, 3, 12, 13, 0, tzinfo=dt.timezone.utc)  # 13:00 is a multiple of 5 minutes
+    first = send_request(sqlite_engine, window_start)
+    assert first.run_key and first.waiting == 1
+    assert send_request(sqlite_engine, window_start + dt.timedelta(minutes=4, seconds=59)).run_key == first.run_key
+    next_window = send_request(sqlite_engine, window_start + dt.timedelta(minutes=5))
+    assert next_window.run_key not in (None, first.run_key)  # a set a crashed run left is asked for again
+
+    files = ReportFileRepository(sqlite_engine)
+    [claimed] = files.claim_sendable("s", window_start, dt.timedelta(minutes=10), 10)
+    retry_at = window_start + dt.timedelta(minutes=2)
+    files.record_sends("s", [_deferred(claimed, retry_at)], window_start)
+    nothing = send_request(sqlite_engine, window_start + dt.timedelta(minutes=1))
+    assert (nothing.run_key, nothing.next_retry_at) == (None, retry_at)
+    due = send_request(sqlite_engine, retry_at)
+    assert due.run_key not in (None, first.run_key)  # attempts changed: a new set
+
+
+def _deferred(file, retry_at: dt.datetime) -> SendOutcome:  # noqa: ANN001
+    return SendOutcome(file.id, file.attempts, "retry", {a: ("deferred", "451 later") for a in TO}, retry_at,
+                       "deferred", retry_at)

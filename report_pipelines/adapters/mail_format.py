@@ -10,6 +10,7 @@ about 0.2 ms. What it writes is checked by parsing it back with the standard lib
   RFC 2047 encoded-words (UTF-8), folded at 76 columns. Address lists are folded between addresses.
 * The note is ``text/plain; charset="utf-8"``, 7bit when it is ASCII, else base64.
 * The attachment is base64 in 76-column lines, with a ``[A-Za-z0-9._-]`` file name.
+* Every line stays within 998 characters (RFC 5322's limit); all but a long file name's within 78.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def compose(*, sender: str, to: tuple[str, ...], subject: str, message_id: str, 
     parts = [
         header("From", sender), address_header("To", to), header("Subject", subject),
         header("Message-ID", message_id), header("Date", format_datetime(date)), b"MIME-Version: 1.0",
-        f'Content-Type: multipart/mixed; boundary="{boundary}"'.encode("ascii"), b"",
+        f'Content-Type: multipart/mixed;\r\n boundary="{boundary}"'.encode("ascii"), b"",
         f"--{boundary}".encode("ascii"), b'Content-Type: text/plain; charset="utf-8"', note_headers, b"",
     ]
     chunks = [_CRLF.join(parts), _CRLF, note_body, _CRLF]  # that CRLF belongs to the boundary line (RFC 2046)
@@ -99,7 +100,8 @@ def compose(*, sender: str, to: tuple[str, ...], subject: str, message_id: str, 
         chunks.append(_CRLF.join([
             f"--{boundary}".encode("ascii"), f"Content-Type: {kind}{charset}".encode("ascii"),
             b"Content-Transfer-Encoding: base64",
-            f'Content-Disposition: attachment; filename="{attachment.filename}"'.encode("ascii"), b"", b""]))
+            # folded before the name; a long name (up to 120 characters) may pass 78 columns, never 998
+            f'Content-Disposition: attachment;\r\n filename="{attachment.filename}"'.encode("ascii"), b"", b""]))
         chunks += [_base64_lines(attachment.data), _CRLF]
     chunks.append(f"--{boundary}--\r\n".encode("ascii"))
     return OutgoingMessage(message_id=message_id, sender=sender, to=tuple(to), data=b"".join(chunks))
