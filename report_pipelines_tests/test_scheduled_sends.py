@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -336,12 +337,13 @@ def test_the_batch_deadline_stops_starting_messages(sqlite_engine: Engine, tmp_p
     assert ReportFileRepository(sqlite_engine).get(left).attempts == 0
 
 
-def test_outcomes_are_recorded_in_batches_and_at_once_when_messages_are_slow(sqlite_engine: Engine, tmp_path: Path,
-                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_outcomes_are_recorded_in_batches_and_while_the_relay_is_slow(sqlite_engine: Engine, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     seeded = seed(sqlite_engine, tmp_path)
     for report in ("call_detail", "hourly_volume", "agent_performance", "queue_performance"):
         daily(seeded, report=report)
-    build_due(seeded)
+    built = build_due(seeded)
+    files = ReportFileRepository(sqlite_engine)
     writes: list[int] = []
     real = ReportFileRepository.record_sends
 
@@ -352,19 +354,28 @@ def test_outcomes_are_recorded_in_batches_and_at_once_when_messages_are_slow(sql
     monkeypatch.setattr(ReportFileRepository, "record_sends", counted)
     outbox = OutboxMailer(tmp_path / "outbox")
     fast = send_files(sqlite_engine, seeded.settings, outbox, "s", clock=Clock(NOW), policy=SendPolicy(mark_batch=3))
-    assert len(fast.sent) == 4 and writes == [3, 1]  # a still clock: batches of mark_batch, then the rest
+    assert len(fast.sent) == 4 and writes == [3, 1]  # a clock that stands still: batches of mark_batch, the rest
 
-    with sqlite_engine.begin() as conn:  # send them all again
+    with sqlite_engine.begin() as conn:  # send them all again, now with a relay that takes its time
         conn.execute(update(ReportFile).values(state="ready", attempts=0))
         conn.execute(update(ReportFileRecipient).values(state="pending"))
     writes.clear()
-    clock = Clock(NOW)
+    order = sorted(built, key=lambda f: (f.occurrence, f.id))
+    seen_recorded: list[bool] = []
 
-    def slow(n: int) -> None:
-        clock.now += dt.timedelta(seconds=1)  # each message longer than mark_interval (100 ms)
+    def slow_until_the_previous_is_recorded(n: int) -> None:
+        """The relay keeps the sender waiting in message n (up to 10 s) until message n-1's outcome
+        is in the database, as the writer thread must do within mark_interval of its queueing."""
+        if n == 1:
+            return
+        deadline = time.monotonic() + 10
+        while files.get(order[n - 2].id).state != "sent" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        seen_recorded.append(files.get(order[n - 2].id).state == "sent")
 
-    send_files(sqlite_engine, seeded.settings, Stepping(outbox, slow), "s", clock=clock, policy=SendPolicy(mark_batch=3))
-    assert writes == [1, 1, 1, 1]  # each outcome written before the next message starts
+    slow = send_files(sqlite_engine, seeded.settings, Stepping(outbox, slow_until_the_previous_is_recorded), "s",
+                      policy=SendPolicy(mark_batch=50))
+    assert len(slow.sent) == 4 and seen_recorded == [True] * 3 and writes == [1, 1, 1, 1]
 
 
 def test_the_sender_asks_once_per_window_for_the_same_waiting_set(sqlite_engine: Engine, tmp_path: Path) -> None:
@@ -393,3 +404,18 @@ def test_the_sender_asks_once_per_window_for_the_same_waiting_set(sqlite_engine:
 def _deferred(file, retry_at: dt.datetime) -> SendOutcome:  # noqa: ANN001
     return SendOutcome(file.id, file.attempts, "retry", {a: ("deferred", "451 later") for a in TO}, retry_at,
                        "deferred", retry_at)
+
+
+def test_a_refusal_heard_before_the_connection_dropped_is_kept(sqlite_engine: Engine, tmp_path: Path,
+                                                               smtp: SmtpServer) -> None:
+    seeded = with_mail(seed(sqlite_engine, tmp_path))
+    daily(seeded)
+    [file] = build_due(seeded)
+    smtp.behaviour.refuse.add(BOSS)
+    smtp.behaviour.drop_after_data = 1  # ops: taken, reply lost; boss: 550 at RCPT, before that
+    first = send_files(sqlite_engine, seeded.settings, smtp_mailer(smtp), "s", now=NOW)
+    assert [i for i, _ in first.retried] == [file.id]
+    assert states(sqlite_engine, file.id) == {OPS: "deferred", BOSS: "refused"}
+    again = ReportFileRepository(sqlite_engine).get(file.id).next_attempt_at
+    assert send_files(sqlite_engine, seeded.settings, smtp_mailer(smtp), "s", now=again).sent == [file.id]
+    assert received(smtp, file.id) == [[OPS], [OPS]]  # the boss was not asked again

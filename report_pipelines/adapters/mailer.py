@@ -49,10 +49,13 @@ class MailError(Exception):
 class TemporaryMailError(MailError):
     """Worth retrying later."""
 
-    def __init__(self, message: str, *, relay_down: bool = False, after_data: bool = False) -> None:
+    def __init__(self, message: str, *, relay_down: bool = False, after_data: bool = False,
+                 refused: dict[str, str] | None = None, deferred: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.relay_down = relay_down  # connecting (or logging in) failed: the relay, not this message
         self.after_data = after_data  # the body was sent: the server may have accepted it
+        # what the server had already answered for some recipients (RCPT) before the failure
+        self.refused, self.deferred = refused or {}, deferred or {}
 
 
 class PermanentMailError(MailError):
@@ -198,6 +201,8 @@ class SmtpMailer(Mailer):
                 smtp.sock.settimeout(_remaining(self.timeout_s, finish_by))
 
         where = "before"
+        refused: dict[str, str] = {}
+        deferred: dict[str, str] = {}
         try:
             arm()
             envelope = [_envelope(a) for a in targets]
@@ -215,8 +220,6 @@ class SmtpMailer(Mailer):
                 raise PermanentMailError(f"SMTP {code} to MAIL FROM: {_text(text)}")
             where = "during"
             accepted: list[str] = []
-            refused: dict[str, str] = {}
-            deferred: dict[str, str] = {}
             for address, wire_address in zip(targets, envelope, strict=True):
                 if not wire_address.isascii() and not options:
                     refused[address] = "553 5.6.7 (not sent) a non-ASCII mailbox needs SMTPUTF8, which the server lacks"
@@ -256,7 +259,7 @@ class SmtpMailer(Mailer):
             raise
         except (smtplib.SMTPException, OSError) as exc:
             raise TemporaryMailError(f"SMTP {self.host}:{self.port} failed {where} the message: {exc}",
-                                     after_data=where == "after") from exc
+                                     after_data=where == "after", refused=refused, deferred=deferred) from exc
         reply = f"{code} {_text(text)}"
         if code != 250:
             return _refused_message(accepted, refused, deferred, reply)

@@ -399,6 +399,8 @@ class SendSummary:
     failed: list[tuple[int, str]] = field(default_factory=list)
     released: list[int] = field(default_factory=list)  # claimed, not tried (deadline, relay down): no attempt counted
     lost: list[int] = field(default_factory=list)  # their lease was taken over: not sent, or sent and not recorded
+    #: seconds from the relay's answer to the commit of its record, per message: the duplicate window
+    record_delays: list[float] = field(default_factory=list)
 
 
 def build_message(settings: Settings, row: ScheduleRow, file: FileRow, now: dt.datetime,
@@ -466,27 +468,22 @@ class _SendBatch:
         self.message_time = dt.timedelta(seconds=2 * mailer.timeout_s)
         self.lease_end: dict[int, dt.datetime] = {}
         self.rows: dict[int, ScheduleRow | None] = {}
-        self.marks: list[SendOutcome] = []
-        self.marks_since: dt.datetime | None = None
-        self.last_message = dt.timedelta(0)
+        self.recorder = _Recorder(files, owner, clock, policy, self.summary)
 
     def run(self, limit: int, file_ids: list[int] | None) -> SendSummary:
         deadline = self.clock() + self.policy.deadline
-        with self.mailer.session() as send:
-            try:
-                while limit > 0:
-                    now = self.clock()
-                    if now + self.message_time > deadline:
-                        break
-                    batch = self.files.claim_sendable(self.owner, now, self.policy.lease,
-                                                      min(self.policy.claim_batch, limit), file_ids)
-                    if not batch:
-                        break
-                    limit -= len(batch)
-                    if self._send_batch(send, batch, deadline):
-                        break
-            finally:
-                self._flush()
+        with self.mailer.session() as send, self.recorder:
+            while limit > 0:
+                now = self.clock()
+                if now + self.message_time > deadline:
+                    break
+                batch = self.files.claim_sendable(self.owner, now, self.policy.lease,
+                                                  min(self.policy.claim_batch, limit), file_ids)
+                if not batch:
+                    break
+                limit -= len(batch)
+                if self._send_batch(send, batch, deadline):
+                    break
         return self.summary
 
     def _send_batch(self, send: Send, batch: list[FileRow], deadline: dt.datetime) -> bool:
@@ -500,9 +497,6 @@ class _SendBatch:
         for position, file in enumerate(batch):
             rest = [f.id for f in batch[position:]]
             now = self.clock()
-            if self.marks and (self.last_message >= self.policy.mark_interval
-                               or now - self.marks_since >= self.policy.mark_interval):
-                self._flush()
             if now + self.message_time > deadline:
                 self._release(rest, None)
                 return True
@@ -520,7 +514,6 @@ class _SendBatch:
         return False
 
     def _release(self, file_ids: list[int], retry_at: dt.datetime | None) -> None:
-        self._flush()
         if file_ids:
             self.files.release(self.owner, file_ids, retry_at)
             self.summary.released.extend(file_ids)
@@ -555,18 +548,22 @@ class _SendBatch:
             # Bounded by the time a message may take (what the lease was checked against), and the deadline.
             finish_by = time.monotonic() + min(deadline - started, self.message_time).total_seconds()
             delivery = send(message, targets, before_data=self._before_data(file.id), finish_by=finish_by)
+            answered = time.monotonic()
         except Cancelled:
             self.summary.lost.append(file.id)
             return None
-        except TemporaryMailError as exc:
-            replies, error, relay_down = {a: (DEFERRED, f"no answer: {exc}") for a in targets}, str(exc), exc.relay_down
+        except TemporaryMailError as exc:  # what the server answered before the failure still counts
+            answered = time.monotonic()
+            replies = {a: (DEFERRED, f"no answer: {exc}") for a in targets}
+            replies |= {a: (reply_state(r), r) for a, r in {**exc.deferred, **exc.refused}.items()}
+            error, relay_down = str(exc), exc.relay_down
         except PermanentMailError as exc:
+            answered = time.monotonic()
             replies, error, relay_down = {a: (FAILED, str(exc)) for a in targets}, str(exc), exc.relay_down
         else:
             replies = {a: (ACCEPTED, delivery.reply) for a in delivery.accepted}
             replies |= {a: (reply_state(r), r) for a, r in {**delivery.deferred, **delivery.refused}.items()}
             error = None
-        self.last_message = self.clock() - started
         states.update({address: state for address, (state, _) in replies.items()})
         verdict = file_verdict(states, file.attempts, self.policy.max_attempts)
         open_replies = {a: r for a, (s, r) in replies.items() if s in OPEN_STATES}
@@ -586,21 +583,83 @@ class _SendBatch:
             else:
                 note = error or f"every recipient refused: {refused}"
             self.summary.failed.append((file.id, note))
-        self.marks.append(SendOutcome(file.id, file.attempts, verdict, replies, started, note, next_at))
-        if self.marks_since is None:
-            self.marks_since = self.clock()
-        if len(self.marks) >= self.policy.mark_batch:
-            self._flush()
+        self.recorder.add(SendOutcome(file.id, file.attempts, verdict, replies, started, note, next_at), answered)
         if not relay_down:
             return None
         return next_at or self.clock() + backoff_delay(1, self.rng, self.policy.backoff_base, self.policy.backoff_cap)
 
-    def _flush(self) -> None:
-        if not self.marks:
-            return
-        recorded = self.files.record_sends(self.owner, self.marks, self.clock())
-        self.summary.lost.extend(m.file_id for m in self.marks if m.file_id not in recorded)
-        self.marks, self.marks_since = [], None
+
+class _Recorder:
+    """Writes a batch's outcomes on a thread of its own: in batches of ``mark_batch``, and never later
+    than ``mark_interval`` after an outcome was queued, however long the relay then takes over the
+    next message. That delay is the window in which a sender that dies has sent what it has not
+    recorded. A failure to write is raised in the sender's thread when the batch ends."""
+
+    def __init__(self, files: ReportFileRepository, owner: str, clock: Clock, policy: SendPolicy,
+                 summary: SendSummary) -> None:
+        self.files, self.owner, self.clock, self.summary = files, owner, clock, summary
+        self.batch, self.interval = policy.mark_batch, policy.mark_interval
+        self.queue: list[SendOutcome] = []
+        self.answered: list[float] = []
+        self.since: dt.datetime | None = None
+        self.full: list[list[SendOutcome]] = []
+        self.writing = self.closed = False
+        self.error: BaseException | None = None
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._loop, name=f"record-{owner}", daemon=True)
+
+    def __enter__(self) -> _Recorder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+        self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
+
+    def add(self, outcome: SendOutcome, answered: float) -> None:
+        """Queue an outcome; ``answered`` is the ``time.monotonic()`` of the relay's answer."""
+        with self.cond:
+            self.answered.append(answered)
+            self.queue.append(outcome)
+            self.since = self.since or self.clock()
+            if len(self.queue) >= self.batch:
+                self.full.append(self.queue)
+                self.queue, self.since = [], None
+            self.cond.notify_all()
+
+    def _next(self) -> list[SendOutcome] | None:
+        with self.cond:
+            while True:
+                if self.full:
+                    work = self.full.pop(0)
+                elif self.queue and (self.closed or self.clock() - self.since >= self.interval):
+                    work, self.queue, self.since = self.queue, [], None
+                elif self.closed:
+                    return None
+                else:
+                    self.cond.wait(timeout=max(self.interval.total_seconds() / 4, 0.005))
+                    continue
+                self.writing = True
+                return work
+
+    def _loop(self) -> None:
+        while (work := self._next()) is not None:
+            try:
+                recorded = self.files.record_sends(self.owner, work, self.clock())
+                done = time.monotonic()
+                self.summary.lost.extend(o.file_id for o in work if o.file_id not in recorded)
+                with self.cond:
+                    answered, self.answered = self.answered[:len(work)], self.answered[len(work):]
+                self.summary.record_delays.extend(done - t for t in answered)
+            except BaseException as exc:  # noqa: BLE001 - handed to the sender's thread
+                self.error = self.error or exc
+            with self.cond:
+                self.writing = False
+                self.cond.notify_all()
 
 
 def send_request(engine: Engine, now: dt.datetime, window: dt.timedelta = dt.timedelta(minutes=5),
