@@ -40,6 +40,11 @@ class CleanConfig(dg.Config):
                                                       "8601); the schedule gives its tick's time, default now")
 
 
+def _one_line(text: str) -> str:
+    """A refusal as one line (SMTP replies and exception texts can hold line breaks)."""
+    return " ".join(str(text).split())
+
+
 def _settings(app_db: AppDatabase) -> Settings:
     return replace(Settings.from_env(), database_url=app_db.resolved_url())
 
@@ -57,11 +62,11 @@ def build_report_file(context: dg.OpExecutionContext, config: OccurrenceConfig, 
     try:
         file = process_occurrence(app_db.engine(), _settings(app_db), occurrence, owner=context.run.run_id, now=now)
     except ReportPipelinesError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+        raise dg.Failure(description=_one_line(exc), allow_retries=False) from None
     except Exception as exc:  # noqa: BLE001 - a build that failed: the state machine retries it
         context.log.error("".join(traceback.format_exception(exc)))
-        raise dg.Failure(description=f"schedule {config.schedule_id}, occurrence {config.send}: the build failed "
-                                     f"({type(exc).__name__}: {exc}); it is retried after a backoff",
+        raise dg.Failure(description=_one_line(f"schedule {config.schedule_id}, occurrence {config.send}: the build "
+                                               f"failed ({type(exc).__name__}: {exc}); it is retried after a backoff"),
                          allow_retries=False) from None
     if file is None:
         context.log.info("occurrence %s of schedule %s is built or being built elsewhere", config.send,
@@ -80,18 +85,20 @@ def send_report_files(context: dg.OpExecutionContext, app_db: AppDatabase, maile
         summary = send_files(app_db.engine(), _settings(app_db), mailer.mailer(),
                              owner=context.run.run_id, now=now)
     except ReportPipelinesError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+        raise dg.Failure(description=_one_line(exc), allow_retries=False) from None
     context.log.info("sent %s, retrying later %s, failed %s, given back untried %s", len(summary.sent),
                      len(summary.retried), len(summary.failed), len(summary.released))
     for file_id, error in summary.retried:
         context.log.warning("file %s will be retried: %s", file_id, error)
+    delays = sorted(summary.record_delays)
     context.add_output_metadata({"sent": len(summary.sent), "retried": len(summary.retried),
                                  "failed": len(summary.failed), "released": len(summary.released),
-                                 "lease_lost": len(summary.lost)})
+                                 "lease_lost": len(summary.lost),
+                                 "max_record_delay_ms": round(delays[-1] * 1000, 1) if delays else 0.0})
     if summary.failed:
         raise dg.Failure(
-            description=f"{len(summary.failed)} report file(s) could not be sent: "
-                        + "; ".join(f"file {i}: {e}" for i, e in summary.failed[:10]),
+            description=_one_line(f"{len(summary.failed)} report file(s) could not be sent: "
+                                  + "; ".join(f"file {i}: {e}" for i, e in summary.failed[:10])),
             metadata={"failed_file_ids": [i for i, _ in summary.failed]}, allow_retries=False)
 
 
