@@ -50,7 +50,7 @@ def test_the_loser_of_a_claim_does_not_advance_and_a_dead_builder_is_taken_over(
 
     # After the lease, the sensor asks again (a new run key) and that run builds it.
     [again] = due_occurrences(engine, NOW + dt.timedelta(minutes=11))
-    assert (again.attempt, again.run_key) == (1, occurrence.run_key + ":retry-1")
+    assert (again.attempt, again.run_key) == (1, f"report-file:{row.id}:{occurrence.send.isoformat()}:retry-1")
     built = process_occurrence(engine, seeded.settings, again, "run-3", NOW + dt.timedelta(minutes=11))
     assert (built.state, built.build_attempts, built.lease_owner) == ("ready", 2, None)
     assert schedules.get(row.id).next_send_at == occurrence.following
@@ -87,7 +87,7 @@ def test_a_build_that_always_fails_is_tried_up_to_the_cap_then_failed(sqlite_eng
             errors.append(type(err.value).__name__)
         now += dt.timedelta(hours=2)  # past any backoff (at most one hour)
     assert len(calls) == 3 and errors == ["RuntimeError", "RuntimeError", "BuildFailed"]
-    assert [k.rsplit(":", 1)[-1] for k in keys[1:]] == ["retry-1", "retry-2"]
+    assert [k.split(":")[-2] for k in keys[1:]] == ["retry-1", "retry-2"]  # then ":w<window>": 2 hours late
     [file] = ReportFileRepository(sqlite_engine).list(row.id)
     assert (file.state, file.build_attempts, file.path) == ("failed", 3, None)
     assert "report store unreachable" in file.last_error
@@ -180,3 +180,21 @@ def test_a_schedule_in_a_zone_behind_sends_the_clients_last_closed_day(sqlite_en
     [occurrence] = due_occurrences(sqlite_engine, send)
     file = process_occurrence(sqlite_engine, seeded.settings, occurrence, "run", send)
     assert (file.period_start, file.period_end) == (dt.date(2024, 3, 10), dt.date(2024, 3, 10))
+
+
+def test_an_occurrence_no_run_has_claimed_is_asked_for_again_each_window(sqlite_engine: Engine, tmp_path: Path) -> None:
+    """The daemon launches a run key once: a run that died before claiming anything must not leave
+    its occurrence waiting for ever."""
+    seeded = seed(sqlite_engine, tmp_path)
+    row = daily(seeded)
+    plan_schedules(sqlite_engine, NOW - dt.timedelta(days=1))
+    due = ScheduleRepository(sqlite_engine).get(row.id).next_send_at  # 07:00 EDT = 11:00Z on the 12th
+    base = f"report-file:{row.id}:{due.isoformat()}"
+    [on_time] = due_occurrences(sqlite_engine, due + dt.timedelta(minutes=1))
+    assert on_time.run_key == base
+    assert [o.run_key for o in due_occurrences(sqlite_engine, due + dt.timedelta(minutes=9))] == [base]
+    [late, still] = [due_occurrences(sqlite_engine, due + dt.timedelta(minutes=m))[0].run_key for m in (11, 19)]
+    [later] = [o.run_key for o in due_occurrences(sqlite_engine, due + dt.timedelta(minutes=21))]
+    # 11:11 and 11:19 lie in the window 11:10-11:20, 11:21 in the next one
+    assert late == still == f"{base}:w{int((due + dt.timedelta(minutes=11)).timestamp()) // 600}"
+    assert later != late and later.startswith(base + ":w")

@@ -292,7 +292,7 @@ def test_a_failed_build_is_retried_after_a_backoff_under_a_new_run_key(sqlite_en
     assert ScheduleRepository(sqlite_engine).get(row.id).next_send_at == occurrence.due  # not advanced
     assert due_occurrences(sqlite_engine, NOW + dt.timedelta(seconds=20)) == []  # backing off
     [retry] = due_occurrences(sqlite_engine, NOW + dt.timedelta(minutes=2))
-    assert retry.attempt == 1 and retry.run_key == occurrence.run_key + ":retry-1"
+    assert retry.attempt == 1 and retry.run_key == f"report-file:{row.id}:{occurrence.send.isoformat()}:retry-1"
 
     monkeypatch.setattr(scheduled, "build_file", real_build)
     built = process_occurrence(sqlite_engine, seeded.settings, retry, "run-2", NOW + dt.timedelta(minutes=2))

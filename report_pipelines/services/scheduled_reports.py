@@ -238,6 +238,10 @@ class BuildFailed(ReportPipelinesError):
 
 
 # --- 2. process --------------------------------------------------------------------------------------
+#: A due occurrence no run has claimed for this long is asked for again (see ``due_occurrences``).
+RERUN_AFTER = dt.timedelta(minutes=10)
+
+
 @dataclass(frozen=True)
 class DueOccurrence:
     """A due schedule, and what to do about it (decided by the sensor, done by the run)."""
@@ -248,11 +252,13 @@ class DueOccurrence:
     skipped: tuple[dt.datetime, ...]  # older missed occurrences, recorded, never sent
     following: dt.datetime  # where the schedule goes after this
     attempt: int = 0  # build claims of this occurrence so far (a retry is a new run)
+    window: int | None = None  # set when it has waited long for a run: asked again once per window
 
     @property
     def run_key(self) -> str:
         retry = f":retry-{self.attempt}" if self.attempt else ""
-        return f"report-file:{self.schedule_id}:{self.send.isoformat()}{retry}"
+        again = f":w{self.window}" if self.window is not None else ""
+        return f"report-file:{self.schedule_id}:{self.send.isoformat()}{retry}{again}"
 
     @property
     def advance(self) -> Advance:
@@ -265,6 +271,9 @@ def due_occurrences(engine: Engine, now: dt.datetime, limit: int = 10_000) -> li
     An occurrence whose build is held (a live builder's lease, or a failed build's backoff) is left
     alone; once that lease has expired (the builder died, or the backoff is over) it is asked for
     again under a new run key, until the run that finds it at its last attempt records it failed.
+    One that has waited more than ``RERUN_AFTER`` since it fell due (or since its lease expired)
+    is asked for again once per such window: the run asked for before may have died before it
+    could claim anything, and the daemon never launches a run key twice.
     """
     found = []
     rows = ScheduleRepository(engine).due(now, limit)
@@ -279,13 +288,15 @@ def due_occurrences(engine: Engine, now: dt.datetime, limit: int = 10_000) -> li
         missed = plan_missed(rule, row.next_send_at, now)
         if missed.send is None:
             continue
-        attempt = 0
+        attempt, waiting_since = 0, missed.send
         if (row.id, missed.send) in building:
             attempt, lease_end = building[(row.id, missed.send)]
             if lease_end is not None and lease_end >= now:
                 continue  # being built, or waiting before its retry
+            waiting_since = lease_end or missed.send
+        window = int(now.timestamp() // RERUN_AFTER.total_seconds()) if now - waiting_since > RERUN_AFTER else None
         found.append(DueOccurrence(row.id, row.next_send_at, missed.send, tuple(missed.skipped),
-                                   next_send_at(rule, missed.next_after), attempt))
+                                   next_send_at(rule, missed.next_after), attempt, window))
     return found
 
 
