@@ -555,7 +555,10 @@ class _SendBatch:
                 raise PermanentMailError("no recipient left to send to")
             if not file.path or not Path(file.path).is_file():
                 raise PermanentMailError(f"the file is missing on disk: {file.path}")
-            message = build_message(self.settings, row, file, started, to=tuple(r.address for r in recipients))
+            try:
+                message = build_message(self.settings, row, file, started, to=tuple(r.address for r in recipients))
+            except (OSError, ValueError) as exc:
+                raise PermanentMailError(f"the message could not be written: {type(exc).__name__}: {exc}") from exc
             # Bounded by the time a message may take (what the lease was checked against), and the deadline.
             finish_by = time.monotonic() + min(deadline - started, self.message_time).total_seconds()
             delivery = send(message, targets, before_data=self._before_data(file.id), finish_by=finish_by)
@@ -578,7 +581,8 @@ class _SendBatch:
         states.update({address: state for address, (state, _) in replies.items()})
         verdict = file_verdict(states, file.attempts, self.policy.max_attempts)
         open_replies = {a: r for a, (s, r) in replies.items() if s in OPEN_STATES}
-        refused = {a: r for a, (s, r) in replies.items() if s == REFUSED}
+        refused = {r.address: r.last_reply for r in recipients if r.state == REFUSED}  # earlier attempts'
+        refused |= {a: r for a, (s, r) in replies.items() if s == REFUSED}
         next_at = None
         if verdict == "sent":
             note = f"refused by the server for: {refused}" if refused else None

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from report_pipelines.adapters.db.models import (
     Client,
@@ -100,16 +99,15 @@ class FileRow:
     sent_at: dt.datetime | None
 
 
-def _schedule(row) -> ScheduleRow:  # noqa: ANN001
-    s = row.ReportSchedule
+def _schedule(row) -> ScheduleRow:  # noqa: ANN001 - a Core row of ScheduleRepository._select()
+    s = row._mapping
     return ScheduleRow(
-        id=s.id, client_id=s.client_id, client_slug=row.slug, client_name=row.name, client_timezone=row.timezone,
-        report=s.report, period=s.period,
-        period_days=s.period_days, frequency=s.frequency,
-        weekdays=tuple(int(d) for d in s.weekdays.split(",")) if s.weekdays else (),
-        month_day=s.month_day, send_time=s.send_time, timezone=s.timezone,
-        recipients=tuple(r for r in s.recipients.split(",") if r), subject=s.subject, format=s.format,
-        active=s.active, paused_reason=s.paused_reason, next_send_at=s.next_send_at, revision=s.revision,
+        id=s["id"], client_id=s["client_id"], client_slug=s["client_slug"], client_name=s["client_name"],
+        client_timezone=s["client_timezone"], report=s["report"], period=s["period"], period_days=s["period_days"],
+        frequency=s["frequency"], weekdays=tuple(int(d) for d in s["weekdays"].split(",")) if s["weekdays"] else (),
+        month_day=s["month_day"], send_time=s["send_time"], timezone=s["timezone"],
+        recipients=tuple(r for r in s["recipients"].split(",") if r), subject=s["subject"], format=s["format"],
+        active=s["active"], paused_reason=s["paused_reason"], next_send_at=s["next_send_at"], revision=s["revision"],
     )
 
 
@@ -174,8 +172,8 @@ class ScheduleRepository:
         self.engine = engine
 
     def _select(self):  # noqa: ANN202
-        return select(ReportSchedule, Client.slug, Client.name, Client.timezone).join(
-            Client, Client.id == ReportSchedule.client_id)
+        return select(ReportSchedule.__table__, Client.slug.label("client_slug"), Client.name.label("client_name"),
+                      Client.timezone.label("client_timezone")).join(Client, Client.id == ReportSchedule.client_id)
 
     def add(self, values: dict) -> int:
         now = dt.datetime.now(UTC)
@@ -185,7 +183,7 @@ class ScheduleRepository:
             ).returning(ReportSchedule.id)).scalar_one()
 
     def get(self, schedule_id: int) -> ScheduleRow | None:
-        with Session(self.engine) as conn:
+        with self.engine.connect() as conn:
             row = conn.execute(self._select().where(ReportSchedule.id == schedule_id)).first()
         return _schedule(row) if row else None
 
@@ -193,14 +191,14 @@ class ScheduleRepository:
         ids = sorted(set(schedule_ids))
         if not ids:
             return {}
-        with Session(self.engine) as conn:
+        with self.engine.connect() as conn:
             return {r.id: r for r in map(_schedule, conn.execute(self._select().where(ReportSchedule.id.in_(ids))))}
 
     def list(self, client_id: int | None = None) -> list[ScheduleRow]:
         query = self._select().order_by(ReportSchedule.id)
         if client_id is not None:
             query = query.where(ReportSchedule.client_id == client_id)
-        with Session(self.engine) as conn:
+        with self.engine.connect() as conn:
             return [_schedule(r) for r in conn.execute(query)]
 
     def edit(self, schedule_id: int, changes: dict) -> bool:
@@ -232,7 +230,7 @@ class ScheduleRepository:
     # --- planner -------------------------------------------------------------------------------
     def unplanned(self, limit: int = 10_000) -> list[ScheduleRow]:
         query = self._select().where(ReportSchedule.active.is_(True), ReportSchedule.next_send_at.is_(None))
-        with Session(self.engine) as conn:
+        with self.engine.connect() as conn:
             return [_schedule(r) for r in conn.execute(query.order_by(ReportSchedule.id).limit(limit))]
 
     def plan(self, plans: list[tuple[int, int, dt.datetime]]) -> int:
@@ -257,7 +255,7 @@ class ScheduleRepository:
 
     def due(self, now: dt.datetime, limit: int = 10_000) -> list[ScheduleRow]:
         query = self._select().where(ReportSchedule.active.is_(True), ReportSchedule.next_send_at <= now)
-        with Session(self.engine) as conn:
+        with self.engine.connect() as conn:
             return [_schedule(r) for r in conn.execute(query.order_by(ReportSchedule.next_send_at).limit(limit))]
 
     def advance(self, schedule_id: int, due: dt.datetime, following: dt.datetime) -> bool:
