@@ -21,7 +21,7 @@ from report_pipelines.defs.commercial.definitions import defs as commercial
 from report_pipelines.defs.events.definitions import defs as events
 from report_pipelines.defs.reports.definitions import build as reports
 from report_pipelines.defs.reports.jobs import extract_reports_job
-from report_pipelines.defs.resources import AppDatabase, MailerResource, app_resource
+from report_pipelines.defs.resources import app_resource
 from report_pipelines.defs.schedules.definitions import defs as schedules
 from report_pipelines.settings import Settings
 
@@ -37,7 +37,7 @@ def executor_for(settings: Settings) -> dg.ExecutorDefinition:
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     shared = dg.Definitions(
-        resources={"app": app_resource(settings.deployment), "app_db": AppDatabase(), "mailer": MailerResource()},
+        resources={"app": app_resource(settings.deployment)},
         executor=executor_for(settings),
     )
     return dg.Definitions.merge(events, reports(settings), schedules, commercial, shared)

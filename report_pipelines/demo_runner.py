@@ -34,9 +34,9 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _resources() -> dict:
-    from report_pipelines.defs.resources import AppDatabase, AppResource, MailerResource
+    from report_pipelines.defs.resources import AppResource
 
-    return {"app": AppResource(), "app_db": AppDatabase(), "mailer": MailerResource()}
+    return {"app": AppResource()}
 
 
 def tick(instance: dg.DagsterInstance, sensor: dg.SensorDefinition, cursor: str | None = None):

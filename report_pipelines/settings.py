@@ -26,6 +26,9 @@ built from them, through the :class:`~report_pipelines.app.App` it returns.
 | ``REPORT_PIPELINES_MAX_ATTACHMENT_MB`` | ``10`` | larger attachments (after base64) are zipped |
 | ``REPORT_PIPELINES_RETENTION_DAYS`` | ``7`` | sent files are deleted after this many days |
 | ``REPORT_PIPELINES_MAX_ATTEMPTS`` | ``5`` | sending attempts before a file is failed |
+| ``REPORT_PIPELINES_MAX_BUILD_ATTEMPTS`` | ``5`` | build attempts before a scheduled report file is failed |
+| ``REPORT_PIPELINES_SMTP_TIMEOUT_S`` | ``30`` | longest wait for one SMTP operation (connect, a reply) |
+| ``REPORT_PIPELINES_SEND_DEADLINE_S`` | ``300`` | a send run starts no message after this many seconds |
 
 Every value is checked when it is read; a bad one is refused naming the variable
 (``REPORT_PIPELINES_WORKERS: must be a whole number >= 1, not 'two'``).
@@ -166,6 +169,8 @@ class MailSettings:
     outbox_dir: Path | None = None
     max_attachment_bytes: int = 10 * 1024 * 1024
     max_attempts: int = 5
+    smtp_timeout_s: int = 30
+    send_deadline_s: int = 300
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,7 @@ class Settings:
     workers: int = 2
     files_root: Path | None = None
     retention_days: int = 7
+    max_build_attempts: int = 5
     mail: MailSettings = MailSettings()
     lock_timeout_s: float = 3600.0
     executor: str = "in_process"
@@ -217,6 +223,8 @@ class Settings:
             outbox_dir=read.folder("OUTBOX"),
             max_attachment_bytes=read.whole("MAX_ATTACHMENT_MB", 10, 1, 1024) * 1024 * 1024,
             max_attempts=read.whole("MAX_ATTEMPTS", 5, 1, 100),
+            smtp_timeout_s=read.whole("SMTP_TIMEOUT_S", 30, 1, 3600),
+            send_deadline_s=read.whole("SEND_DEADLINE_S", 300, 1, 86400),
         )
         return cls(
             data_dir=data_dir,
@@ -225,6 +233,7 @@ class Settings:
             workers=read.whole("WORKERS", 2, 1, 256),
             files_root=read.folder("FILES"),
             retention_days=read.whole("RETENTION_DAYS", 7, 0, 3650),
+            max_build_attempts=read.whole("MAX_BUILD_ATTEMPTS", 5, 1, 100),
             mail=mail,
             lock_timeout_s=read.seconds("LOCK_TIMEOUT_S", 3600.0, 0.0),
             executor=read.choice("EXECUTOR", "in_process", EXECUTORS),

@@ -1,4 +1,5 @@
-"""A real SMTP server in-process (aiosmtpd) that can be down, slow, or refuse recipients.
+"""A real SMTP server in-process (aiosmtpd) that can be down, slow, refuse recipients (550) or defer
+them (450), or take a message and drop the connection before answering it.
 
 It speaks STARTTLS with a self-signed certificate made by ``openssl`` and requires a login after it,
 so the mailer's TLS and authentication paths are exercised for real.
@@ -43,6 +44,7 @@ class Behaviour:
     refuse: set[str] = field(default_factory=set)  # addresses answered with 550
     busy: set[str] = field(default_factory=set)  # addresses answered with 450
     delay_s: float = 0.0  # before answering DATA
+    drop_after_data: int = 0  # the next N messages are received, then the connection is dropped unanswered
 
 
 class Inbox:
@@ -78,6 +80,10 @@ class _Handler:
         if self.behaviour.delay_s:
             await asyncio.sleep(self.behaviour.delay_s)
         self.inbox.add(list(envelope.rcpt_tos), envelope.content, session)
+        if self.behaviour.drop_after_data > 0:  # taken for delivery, but the reply never leaves
+            self.behaviour.drop_after_data -= 1
+            server.transport.abort()
+            return "421 4.4.2 closing (never seen by the client)"
         return "250 Message accepted"
 
 

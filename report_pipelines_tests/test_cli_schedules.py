@@ -27,13 +27,13 @@ NEXT = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d) (\S+) = (\d{4}-\d\d-\d\d \d\d:\d
 
 @pytest.fixture
 def run(tmp_path: Path):  # noqa: ANN201
-    env = {**os.environ, "REPORT_PIPELINES_DATA_DIR": str(tmp_path / "data"),
-           "REPORT_PIPELINES_OUTBOX": str(tmp_path / "outbox")}
+    base = {**os.environ, "REPORT_PIPELINES_DATA_DIR": str(tmp_path / "data"),
+            "REPORT_PIPELINES_OUTBOX": str(tmp_path / "outbox")}
     for name in ("REPORT_PIPELINES_DATABASE_URL", "REPORT_PIPELINES_SMTP_HOST", "REPORT_PIPELINES_FILES"):
-        env.pop(name, None)
+        base.pop(name, None)
 
-    def _run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=120)
+    def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([CLI, *args], env={**base, **(env or {})}, capture_output=True, text=True, timeout=120)
 
     return _run
 
@@ -136,3 +136,63 @@ def test_schedules_through_the_cli(run, tmp_path: Path) -> None:  # noqa: ANN001
     assert (nothing.returncode, nothing.stderr) == (2, "error: schedule: nothing to change (give at least one option)\n")
     bad = run("schedules", "edit", "2", "--month-day", "0")
     assert bad.returncode == 2 and bad.stderr.startswith("error: month_day: ")
+
+
+def test_refusals_of_empty_and_non_numeric_options_are_one_line(run) -> None:  # noqa: ANN001
+    ok(run("db", "upgrade"))
+    ok(run("demo", "seed", "--clients", "2", "--days", "2", "--largest", "50", "--end", "2024-10-27"))
+    add = ("schedules", "add", "--client", NEW_YORK, "--report", "call_detail", "--to", "ops@example.com")
+    ok(run(*add))
+    refusals = {
+        (*add, "--timezone", ""): "error: --timezone: must not be empty (leave the option out for its default)",
+        (*add, "--subject", ""): "error: --subject: must not be empty (leave the option out for its default)",
+        (*add, "--subject", "   "): "error: subject: a subject cannot be empty",
+        (*add, "--period", "last_n_days", "--days", "seven"): "error: --days: 'seven' is not a whole number\n",
+        (*add, "--frequency", "monthly", "--month-day", "3.5"): "error: --month-day: '3.5' is not a whole number\n",
+        ("schedules", "edit", "1", "--timezone", ""): "error: --timezone: must not be empty (leave the option out for its default)",
+        ("schedules", "edit", "1", "--subject", ""): "error: --subject: must not be empty (leave the option out for its default)",
+        ("schedules", "edit", "1", "--days", "x"): "error: --days: 'x' is not a whole number\n",
+        ("schedules", "show", "one"): "error: schedule_id: 'one' is not a whole number\n",
+        ("schedules", "resend", "1e3"): "error: file_id: '1e3' is not a whole number\n",
+        ("schedules", "attempts", "999"): "error: file: no report file with id 999\n",
+    }
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        results = list(pool.map(lambda args: run(*args), refusals))
+    for (args, expected), result in zip(refusals.items(), results, strict=True):
+        assert (result.returncode, result.stdout) == (2, ""), (args, result.stdout, result.stderr)
+        assert result.stderr.startswith(expected) and result.stderr.count("\n") == 1, (args, result.stderr)
+    shown = ok(run("schedules", "show", "1"))
+    assert "America/New_York" in shown and "subject: (default)" in shown  # the edits above changed nothing
+
+
+def test_a_failed_file_is_shown_per_recipient_and_resent_with_its_history(run, tmp_path: Path) -> None:  # noqa: ANN001
+    from report_pipelines_tests.smtp_support import free_port
+
+    ok(run("db", "upgrade"))
+    ok(run("demo", "seed", "--clients", "2", "--days", "2", "--largest", "50", "--end", "2024-10-27"))
+    ok(run("schedules", "add", "--client", NEW_YORK, "--report", "call_detail", "--to", "ops@example.com,boss@example.com"))
+    nobody_listens = free_port()
+    failed = run("schedules", "send-now", "1", env={"REPORT_PIPELINES_SMTP_HOST": "127.0.0.1",
+                                                    "REPORT_PIPELINES_SMTP_PORT": str(nobody_listens),
+                                                    "REPORT_PIPELINES_SMTP_STARTTLS": "false",
+                                                    "REPORT_PIPELINES_MAX_ATTEMPTS": "1"})
+    assert failed.returncode == 1 and "gave up after 1 attempts" in failed.stderr, failed.stderr
+    file_id = re.match(r"file (\d+): failed", failed.stdout)[1]
+    shown = ok(run("schedules", "show", "1"))
+    assert re.search(rf"^ +{file_id} \S+ \S+Z failed +attempts 1 ", shown, re.M), shown
+    assert "           ops@example.com: failed (attempts 1)" in shown and "boss@example.com: failed" in shown
+
+    resent = ok(run("schedules", "resend", file_id))
+    assert resent.startswith(f"file {file_id}: sent (attempts 1, 0 rows, ")
+    [eml] = (tmp_path / "outbox").glob("*.eml")
+    assert email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)["Message-ID"] == (
+        f"<report-file-{file_id}@report-pipelines>")
+    history = ok(run("schedules", "attempts", file_id)).splitlines()
+    assert history[0].split()[:2] == [file_id, re.search(r"\d{4}-\d\d-\d\d", history[0])[0]]
+    assert [line.split(":")[0].strip() for line in history[1:] if not line.startswith("      ")] == [
+        "build 1", "send 1", "send 0", "send 1"]
+    assert "send 1: failed" in history[2] and "unreachable or failed" in history[2]
+    assert "send 0: resend" in history[5] and "send 1: sent" in history[6]
+    again = run("schedules", "resend", file_id)
+    assert again.returncode == 2 and again.stderr.startswith(f"error: file: file {file_id} cannot be resent: every "
+                                                             "recipient has it")

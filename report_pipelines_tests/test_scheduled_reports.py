@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from report_pipelines.adapters.db.schedules import ReportFileRepository, ScheduleRepository
+from report_pipelines.adapters.db.schedules import ReportFileRepository, ScheduleRepository, SendOutcome
 from report_pipelines.adapters.mailer import OutboxMailer, SmtpMailer
+from report_pipelines.domain.delivery import DEFERRED
 from report_pipelines.domain.errors import InvalidInput, NotFound
 from report_pipelines.domain.schedules import next_send_at
 from report_pipelines.services.scheduled_reports import (
@@ -26,13 +27,9 @@ from report_pipelines.services.scheduled_reports import (
     rule_of,
     send_files,
 )
-from report_pipelines.settings import MailSettings
-from report_pipelines_tests.extract_support import SMALL, UTC, Seeded, seed
-from report_pipelines_tests.smtp_support import PASSWORD, USER, SmtpServer
-
-# SMALL covers local days 2024-03-08..11; "now" is the morning after in New York.
-NOW = dt.datetime(2024, 3, 12, 13, 0, tzinfo=UTC)
-TO = ["ops@example.com", "boss@example.com"]
+from report_pipelines_tests.extract_support import UTC, seed
+from report_pipelines_tests.schedule_support import NOW, TO, build_due, daily, smtp_mailer, with_mail
+from report_pipelines_tests.smtp_support import USER, SmtpServer
 
 
 @pytest.fixture
@@ -40,31 +37,6 @@ def smtp(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     server = SmtpServer(tmp_path_factory.mktemp("smtp")).start()
     yield server
     server.stop()
-
-
-def smtp_mailer(server: SmtpServer, timeout_s: float = 5.0) -> SmtpMailer:
-    return SmtpMailer("127.0.0.1", server.port, username=USER, password=PASSWORD, starttls=True,
-                      timeout_s=timeout_s, cafile=str(server.cert))
-
-
-def with_mail(seeded: Seeded, **mail) -> Seeded:  # noqa: ANN003
-    seeded.settings = replace(seeded.settings, mail=replace(MailSettings(), **mail))
-    return seeded
-
-
-def daily(seeded: Seeded, **options):  # noqa: ANN003, ANN201
-    ny = seeded.clients["America/New_York"]
-    values = dict(report="queue_performance", period="yesterday", frequency="daily", send_time="07:00",
-                  recipients=TO, fmt="csv")
-    values.update(options)
-    return add_schedule(seeded.engine, ny.slug, **values)
-
-
-def build_due(seeded: Seeded, now: dt.datetime = NOW, owner: str = "run-1") -> list:
-    plan_schedules(seeded.engine, now - dt.timedelta(days=1))
-    return [process_occurrence(seeded.engine, seeded.settings, occurrence, owner, now)
-            for occurrence in due_occurrences(seeded.engine, now)]
-
 
 # --- planning ---------------------------------------------------------------------------------------
 def test_planner_plans_new_and_edited_schedules_from_their_rule(sqlite_engine: Engine, tmp_path: Path) -> None:
@@ -178,8 +150,8 @@ def test_a_sender_killed_after_claiming_is_taken_over_after_its_lease(engine: En
     daily(seeded)
     [file] = build_due(seeded)
     files = ReportFileRepository(engine)
-    crashed = files.claim_for_sending(file.id, "crashed-worker", NOW, dt.timedelta(minutes=10))
-    assert crashed is not None and crashed.state == "sending"
+    [crashed] = files.claim_sendable("crashed-worker", NOW, dt.timedelta(minutes=10), limit=10)
+    assert crashed.id == file.id and crashed.state == "sending"
     assert send_files(engine, seeded.settings, smtp_mailer(smtp), "other", now=NOW).sent == []  # lease still held
     later = NOW + dt.timedelta(minutes=11)
     assert send_files(engine, seeded.settings, smtp_mailer(smtp), "other", now=later).sent == [file.id]
@@ -187,8 +159,12 @@ def test_a_sender_killed_after_claiming_is_taken_over_after_its_lease(engine: En
     assert len(smtp.inbox) == 1
     sent = files.get(file.id)
     assert sent.state == "sent" and sent.attempts == 2 and sent.sent_at is not None
-    # The crashed worker cannot mark anything any more.
-    assert not files.mark_sent(file.id, "crashed-worker", later)
+    # The crashed worker cannot record anything any more (its attempt is kept as "lease_lost").
+    late = SendOutcome(file.id, 1, "retry", {a: (DEFERRED, "451 late") for a in TO}, NOW, "late", later)
+    assert files.record_sends("crashed-worker", [late], later) == set()
+    assert files.get(file.id).state == "sent"
+    assert [(a.number, a.owner, a.outcome) for a in files.attempts_of(file.id) if a.kind == "send"] == [
+        (2, "other", "sent"), (1, "crashed-worker", "lease_lost")]
 
 
 # --- a real SMTP server that misbehaves ---------------------------------------------------------------
@@ -316,7 +292,7 @@ def test_a_failed_build_is_retried_after_a_backoff_under_a_new_run_key(sqlite_en
     assert ScheduleRepository(sqlite_engine).get(row.id).next_send_at == occurrence.due  # not advanced
     assert due_occurrences(sqlite_engine, NOW + dt.timedelta(seconds=20)) == []  # backing off
     [retry] = due_occurrences(sqlite_engine, NOW + dt.timedelta(minutes=2))
-    assert retry.attempt == 1 and retry.run_key == occurrence.run_key + ":retry-1"
+    assert retry.attempt == 1 and retry.run_key == f"report-file:{row.id}:{occurrence.send.isoformat()}:retry-1"
 
     monkeypatch.setattr(scheduled, "build_file", real_build)
     built = process_occurrence(sqlite_engine, seeded.settings, retry, "run-2", NOW + dt.timedelta(minutes=2))

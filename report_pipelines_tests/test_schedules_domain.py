@@ -484,3 +484,77 @@ def test_plan_missed_needs_aware_instants() -> None:
     with pytest.raises(InvalidInput) as error:
         plan_missed(rule, utc(2024, 1, 10, 8), dt.datetime(2024, 1, 10, 9))
     assert error.value.field == "now"
+
+
+# --- the schedule's zone says when, the client's zone says which days ------------------------------------
+# Each row: the schedule's zone and local send date/time, the client's zone, the period rule; the
+# occurrence in UTC and the client's local date at that instant worked out by hand from the zones'
+# offsets on that date; the period is then counted back from the client's date, never the schedule's.
+ZONE_PAIRS = [
+    # schedule ahead of the client: Tokyo (+9) 07:00 on 11 June = 10 June 22:00Z = 15:00 PDT on the 10th.
+    # The bug sent Tokyo's "yesterday", the 10th, still going on in Los Angeles.
+    ("Asia/Tokyo", D(2024, 6, 11), "07:00", "America/Los_Angeles", "yesterday", None,
+     utc(2024, 6, 10, 22, 0), (D(2024, 6, 9), D(2024, 6, 9))),
+    ("Asia/Tokyo", D(2024, 6, 11), "07:00", "America/Los_Angeles", "last_week", None,  # LA's Monday 10th
+     utc(2024, 6, 10, 22, 0), (D(2024, 6, 3), D(2024, 6, 9))),
+    ("Asia/Tokyo", D(2024, 7, 1), "07:00", "America/Los_Angeles", "last_month", None,  # LA is still on 30 June
+     utc(2024, 6, 30, 22, 0), (D(2024, 5, 1), D(2024, 5, 31))),
+    ("Asia/Tokyo", D(2024, 7, 1), "07:00", "America/Los_Angeles", "month_to_date", None,
+     utc(2024, 6, 30, 22, 0), (D(2024, 6, 1), D(2024, 6, 29))),
+    # schedule behind the client: Los Angeles (-7) 20:00 on 10 June = 11 June 03:00Z = 12:00 JST on the
+    # 11th. The bug sent LA's yesterday, the 9th, though Tokyo's 10th had closed.
+    ("America/Los_Angeles", D(2024, 6, 10), "20:00", "Asia/Tokyo", "yesterday", None,
+     utc(2024, 6, 11, 3, 0), (D(2024, 6, 10), D(2024, 6, 10))),
+    ("America/Los_Angeles", D(2024, 6, 10), "20:00", "Asia/Tokyo", "last_n_days", 3,
+     utc(2024, 6, 11, 3, 0), (D(2024, 6, 8), D(2024, 6, 10))),
+    # New York (-5) 23:30 on 31 January = 1 February 04:30Z = 04:30 WET in Lisbon: January has closed.
+    ("America/New_York", D(2024, 1, 31), "23:30", "Europe/Lisbon", "last_month", None,
+     utc(2024, 2, 1, 4, 30), (D(2024, 1, 1), D(2024, 1, 31))),
+    ("America/New_York", D(2024, 1, 31), "23:30", "Europe/Lisbon", "yesterday", None,
+     utc(2024, 2, 1, 4, 30), (D(2024, 1, 31), D(2024, 1, 31))),
+    # UTC noon and 14:00 on 15 January for Sydney (AEDT, +11): 23:00 on the 15th, then 01:00 on the 16th.
+    ("UTC", D(2024, 1, 15), "12:00", "Australia/Sydney", "yesterday", None,
+     utc(2024, 1, 15, 12, 0), (D(2024, 1, 14), D(2024, 1, 14))),
+    ("UTC", D(2024, 1, 15), "14:00", "Australia/Sydney", "yesterday", None,
+     utc(2024, 1, 15, 14, 0), (D(2024, 1, 15), D(2024, 1, 15))),
+    # 25 hours apart: Pago Pago (-11) 08:00 on 5 March = 19:00Z = 09:00 on 6 March in Kiritimati (+14),
+    # and the other way round, Kiritimati 08:00 on 6 March = 18:00Z on the 5th = 07:00 on 5 March in Pago Pago.
+    ("Pacific/Pago_Pago", D(2024, 3, 5), "08:00", "Pacific/Kiritimati", "yesterday", None,
+     utc(2024, 3, 5, 19, 0), (D(2024, 3, 5), D(2024, 3, 5))),
+    ("Pacific/Kiritimati", D(2024, 3, 6), "08:00", "Pacific/Pago_Pago", "yesterday", None,
+     utc(2024, 3, 5, 18, 0), (D(2024, 3, 4), D(2024, 3, 4))),
+    # the same zone: nothing changes (Lisbon 07:00 WET on 15 March = 07:00Z)
+    ("Europe/Lisbon", D(2024, 3, 15), "07:00", "Europe/Lisbon", "month_to_date", None,
+     utc(2024, 3, 15, 7, 0), (D(2024, 3, 1), D(2024, 3, 14))),
+]
+
+
+@pytest.mark.parametrize(("schedule_zone", "send_date", "send_time", "client_zone", "rule", "days", "instant",
+                          "expected"), ZONE_PAIRS)
+def test_the_period_is_the_clients_closed_days_at_the_send_instant(
+        schedule_zone: str, send_date: dt.date, send_time: str, client_zone: str, rule: str, days: int | None,
+        instant: dt.datetime, expected: tuple[dt.date, dt.date]) -> None:
+    occurrence = occurrence_on(ScheduleRule.parse("daily", send_time, schedule_zone), send_date)
+    assert occurrence == instant
+    first, last = period_for(PeriodSpec.parse(rule, days), occurrence, client_zone)
+    assert (first, last) == expected
+    # every day of it has closed in the client's zone when the report is sent
+    assert dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), ZoneInfo(client_zone)) <= occurrence
+
+
+def test_where_the_two_zones_change_clocks_on_different_dates_a_day_can_repeat_or_be_skipped() -> None:
+    """The stated consequence (module docstring): a Lisbon schedule at 00:30 for a UTC client.
+    Lisbon is UTC+1 in summer, UTC in winter; 00:30 WEST is still the previous day in UTC."""
+    rule = ScheduleRule.parse("daily", "00:30", "Europe/Lisbon")
+    yesterday = PeriodSpec.parse("yesterday")
+    autumn = [period_for(yesterday, occurrence_on(rule, D(2024, 10, d)), "UTC")[0] for d in (26, 27, 28)]
+    # 26 Oct 00:30 WEST = 25 Oct 23:30Z; 27 Oct 00:30 WEST (before the 02:00 change) = 26 Oct 23:30Z;
+    # 28 Oct 00:30 WET = 28 Oct 00:30Z: the UTC client's 26 October is no "yesterday" at all
+    assert autumn == [D(2024, 10, 24), D(2024, 10, 25), D(2024, 10, 27)]
+    spring = [period_for(yesterday, occurrence_on(rule, D(2024, d // 100, d % 100)), "UTC")[0]
+              for d in (330, 331, 401)]
+    # 30 and 31 March 00:30 WET = 00:30Z (the change is at 01:00); 1 April 00:30 WEST = 31 March 23:30Z
+    assert spring == [D(2024, 3, 29), D(2024, 3, 30), D(2024, 3, 30)]
+    # last_n_days covers the skipped day: on 28 October the last two closed UTC days are the 26th and 27th
+    assert period_for(PeriodSpec.parse("last_n_days", 2), occurrence_on(rule, D(2024, 10, 28)), "UTC") == (
+        D(2024, 10, 26), D(2024, 10, 27))

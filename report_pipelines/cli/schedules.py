@@ -9,6 +9,32 @@ import click
 from report_pipelines.cli.base import _app, _engine, _friendly, main
 
 
+class _OneLineError(click.BadParameter):
+    """A bad option value reported like every other refusal: ``error: --option: ...``, exit 2."""
+
+    def show(self, file=None) -> None:  # noqa: ANN001
+        click.echo(f"error: {self.param_hint}: {self.message}", err=True)
+
+
+class _Whole(click.ParamType):
+    """A whole number (``--days``, ``--month-day``, ids), refused in one line when it is not one."""
+
+    name = "integer"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        text = str(value).strip()
+        if text.lstrip("-").isdigit() and text.isascii():
+            return int(text)
+        hint = (param.opts[0] if param.opts and param.param_type_name == "option" else param.human_readable_name) \
+            if param else "value"
+        raise _OneLineError(f"{str(value)[:40]!r} is not a whole number", ctx=ctx, param=param, param_hint=hint)
+
+
+WHOLE = _Whole()
+
+
 # --- schedules ------------------------------------------------------------------------------------
 @main.group()
 def schedules() -> None:
@@ -27,7 +53,7 @@ def _next_send_text(row) -> str:  # noqa: ANN001
     instant = row.next_send_at
     note = ""
     if instant is None:
-        instant, note = next_send_at(rule_of(row), dt.datetime.now(dt.timezone.utc)), " (not planned yet)"
+        instant, note = next_send_at(rule_of(row), _app().now()), " (not planned yet)"
     local = instant.astimezone(parse_zone(row.timezone))
     return f"{local:%Y-%m-%d %H:%M %Z} = {instant:%Y-%m-%d %H:%M} UTC{note}"
 
@@ -45,12 +71,13 @@ def _describe_rule(row) -> str:  # noqa: ANN001
 @click.option("--report", required=True, help="call_detail, hourly_volume, agent_performance, queue_performance.")
 @click.option("--period", default="yesterday", show_default=True,
               help="yesterday, last_n_days, last_week, last_month or month_to_date.")
-@click.option("--days", "period_days", type=int, default=None, help="N for --period last_n_days.")
+@click.option("--days", "period_days", type=WHOLE, default=None, help="N for --period last_n_days.")
 @click.option("--frequency", default="daily", show_default=True, help="daily, weekly or monthly.")
 @click.option("--at", "send_time", default="07:00", show_default=True, help="Local send time, HH:MM.")
 @click.option("--weekdays", default="", help="For weekly: e.g. mon,wed,fri.")
-@click.option("--month-day", type=int, default=None, help="For monthly: 1-31 (31 = the month's last day).")
-@click.option("--timezone", default=None, help="IANA zone of the send time [default: the client's].")
+@click.option("--month-day", type=WHOLE, default=None, help="For monthly: 1-31 (31 = the month's last day).")
+@click.option("--timezone", default=None,
+              help="IANA zone of the send time [default: the client's]; the period is always the client's days.")
 @click.option("--to", "recipients", required=True, help="Recipients, comma-separated addresses.")
 @click.option("--subject", default=None, help="E-mail subject [default: report, client and period].")
 @click.option("--format", "fmt", default="csv", show_default=True, help="csv, xlsx or parquet.")
@@ -69,14 +96,14 @@ def schedules_add(client: str, report: str, period: str, period_days, frequency:
 
 
 @schedules.command("edit")
-@click.argument("schedule_id", type=int)
+@click.argument("schedule_id", type=WHOLE)
 @click.option("--report", default=None)
 @click.option("--period", default=None)
-@click.option("--days", "period_days", type=int, default=None)
+@click.option("--days", "period_days", type=WHOLE, default=None)
 @click.option("--frequency", default=None)
 @click.option("--at", "send_time", default=None)
 @click.option("--weekdays", default=None)
-@click.option("--month-day", type=int, default=None)
+@click.option("--month-day", type=WHOLE, default=None)
 @click.option("--timezone", default=None)
 @click.option("--to", "recipients", default=None)
 @click.option("--subject", default=None)
@@ -116,10 +143,10 @@ def schedules_list(client) -> None:  # noqa: ANN001
 
 
 @schedules.command("show")
-@click.argument("schedule_id", type=int)
+@click.argument("schedule_id", type=WHOLE)
 @_friendly
 def schedules_show(schedule_id: int) -> None:
-    """A schedule and its recent files (state, attempts, last error)."""
+    """A schedule and its recent files (state, attempts, last error, each recipient's state)."""
     from report_pipelines.adapters.db.schedules import ReportFileRepository
     from report_pipelines.services.scheduled_reports import get_schedule
 
@@ -129,16 +156,48 @@ def schedules_show(schedule_id: int) -> None:
     click.echo(f"  to: {', '.join(row.recipients)}")
     click.echo(f"  subject: {row.subject or '(default)'}")
     click.echo(f"  next: {_next_send_text(row)}")
-    files = ReportFileRepository(engine).list(schedule_id, limit=20)
+    repo = ReportFileRepository(engine)
+    files = repo.list(schedule_id, limit=20)
     click.echo(f"  files ({len(files)} most recent):" if files else "  no files yet")
+    recipients = repo.recipients(f.id for f in files)
     for f in files:
-        error = f"  last error: {f.last_error}" if f.last_error else ""
-        click.echo(f"    {f.id:>6} {f.occurrence:%Y-%m-%d %H:%M}Z {f.state:<8} attempts {f.attempts}"
-                   f" {f.period_start}..{f.period_end}{error}")
+        click.echo(_file_line(f))
+        for r in recipients[f.id]:
+            reply = f"  {r.last_reply}" if r.last_reply else ""
+            click.echo(f"           {r.address}: {r.state} (attempts {r.attempts}){reply}")
+
+
+def _file_line(f) -> str:  # noqa: ANN001
+    error = f"  last error: {f.last_error}" if f.last_error else ""
+    attempts = f"attempts {f.attempts}" if f.path else f"build attempts {f.build_attempts}"
+    return f"    {f.id:>6} {f.occurrence:%Y-%m-%d %H:%M}Z {f.state:<8} {attempts} {f.period_start}..{f.period_end}{error}"
+
+
+@schedules.command("attempts")
+@click.argument("file_id", type=WHOLE)
+@_friendly
+def schedules_attempts(file_id: int) -> None:
+    """One report file's history: every build and send attempt, its outcome, error and replies."""
+    from report_pipelines.services.scheduled_reports import file_detail
+
+    detail = file_detail(_engine(), file_id)
+    click.echo(_file_line(detail.file).strip())
+    seen: dict[str, int] = {"build": 0, "send": 0}
+    for a in detail.attempts:
+        if a.outcome == "resend":
+            seen["send"] = 0
+        for missing in range(seen[a.kind] + 1, a.number):
+            click.echo(f"  {a.kind} {missing}: no record: its process stopped before finishing (its lease expired)")
+        seen[a.kind] = max(seen[a.kind], a.number)
+        took = (a.finished_at - a.started_at).total_seconds()
+        click.echo(f"  {a.kind} {a.number}: {a.outcome} at {a.finished_at:%Y-%m-%d %H:%M:%S}Z ({took:.1f} s, {a.owner})"
+                   + (f": {a.error}" if a.error else ""))
+        for address, reply in a.recipients.items():
+            click.echo(f"      {address}: {reply}")
 
 
 @schedules.command("pause")
-@click.argument("schedule_id", type=int)
+@click.argument("schedule_id", type=WHOLE)
 @click.option("--reason", default="paused by an operator", show_default=True)
 @_friendly
 def schedules_pause(schedule_id: int, reason: str) -> None:
@@ -152,7 +211,7 @@ def schedules_pause(schedule_id: int, reason: str) -> None:
 
 
 @schedules.command("resume")
-@click.argument("schedule_id", type=int)
+@click.argument("schedule_id", type=WHOLE)
 @_friendly
 def schedules_resume(schedule_id: int) -> None:
     """Send again, from the next occurrence after now (missed ones are not sent)."""
@@ -165,7 +224,7 @@ def schedules_resume(schedule_id: int) -> None:
 
 
 @schedules.command("delete")
-@click.argument("schedule_id", type=int)
+@click.argument("schedule_id", type=WHOLE)
 @_friendly
 def schedules_delete(schedule_id: int) -> None:
     """Delete a schedule, its files and their rows."""
@@ -176,7 +235,7 @@ def schedules_delete(schedule_id: int) -> None:
 
 
 @schedules.command("send-now")
-@click.argument("schedule_id", type=int)
+@click.argument("schedule_id", type=WHOLE)
 @_friendly
 def schedules_send_now(schedule_id: int) -> None:
     """Build this schedule's report for now and send it at once (its plan is unchanged)."""
@@ -193,3 +252,24 @@ def schedules_send_now(schedule_id: int) -> None:
         sys.exit(1)
 
 
+
+
+@schedules.command("resend")
+@click.argument("file_id", type=WHOLE)
+@_friendly
+def schedules_resend(file_id: int) -> None:
+    """Send a failed file again (or one that some recipients did not get): every recipient that has
+    not accepted it is tried again, with fresh attempts; a file whose build failed is built first.
+    Its history is kept (schedules attempts FILE_ID)."""
+    import uuid
+
+    from report_pipelines.adapters.mailer import mailer_from_settings
+    from report_pipelines.services.scheduled_reports import resend_file
+
+    settings = _app().settings
+    file = resend_file(_engine(), settings, mailer_from_settings(settings), file_id, owner=f"cli-{uuid.uuid4().hex[:8]}")
+    click.echo(f"file {file.id}: {file.state} (attempts {file.attempts}, {file.rows} rows, "
+               f"{file.period_start}..{file.period_end})")
+    if file.state != "sent":
+        click.echo(f"error: file: not sent: {file.last_error}", err=True)
+        sys.exit(1)

@@ -106,31 +106,3 @@ def app_resource(deployment: str) -> AppResource:
                               if name in {"database_url", "store", "smtp_host", "smtp_port", "smtp_user",
                                           "smtp_password", "mail_from"}})
     return AppResource()
-
-
-# --- transitional views for the scheduled-report jobs (they move to ``app`` with their next change) ---
-class AppDatabase(dg.ConfigurableResource):
-    """The app database of the ``app`` settings (``url`` overrides them)."""
-
-    url: str | None = Field(default=None, description="SQLAlchemy URL; default from REPORT_PIPELINES_DATABASE_URL")
-
-    def resolved_url(self) -> str:
-        return self.url or _settings(()).database_url
-
-    def engine(self):
-        return app_for(_settings(tuple(sorted({PREFIX + "DATABASE_URL": self.resolved_url()}.items())))).engine
-
-
-class MailerResource(dg.ConfigurableResource):
-    """Where e-mail goes (SMTP, or the local outbox), from the ``REPORT_PIPELINES_*`` settings."""
-
-    smtp_host: str | None = Field(default=None, description="SMTP host; default REPORT_PIPELINES_SMTP_HOST")
-    smtp_port: int | None = Field(default=None, description="default REPORT_PIPELINES_SMTP_PORT or 587")
-    smtp_starttls: bool | None = Field(default=None, description="default REPORT_PIPELINES_SMTP_STARTTLS or true")
-    outbox_dir: str | None = Field(default=None, description="default REPORT_PIPELINES_OUTBOX or <data>/outbox")
-
-    def mailer(self):
-        overrides = {"SMTP_HOST": self.smtp_host, "SMTP_PORT": self.smtp_port, "OUTBOX": self.outbox_dir,
-                     "SMTP_STARTTLS": None if self.smtp_starttls is None else str(self.smtp_starttls).lower()}
-        values = tuple(sorted((PREFIX + k, str(v)) for k, v in overrides.items() if v is not None))
-        return app_for(_settings(values)).mailer

@@ -39,3 +39,48 @@ def base64_size(raw_bytes: int) -> int:
 
 def fits(raw_bytes: int, limit: int = DEFAULT_MAX_ATTACHMENT_BYTES) -> bool:
     return base64_size(raw_bytes) <= limit
+
+
+# --- attempts and recipients ----------------------------------------------------------------------
+#: Build attempts before a file whose build keeps failing (or whose builder keeps dying) is failed.
+DEFAULT_MAX_BUILD_ATTEMPTS = 5
+#: A send batch stops starting messages at this deadline and gives the rest back, unclaimed.
+DEFAULT_SEND_DEADLINE = dt.timedelta(minutes=5)
+#: A lease is only trusted while at least this much more than the message's own time is left of
+#: it: the room left for clocks of different machines to disagree.
+LEASE_MARGIN = dt.timedelta(seconds=2)
+#: A build's heartbeat stops renewing its lease after this long: a hung build is then reclaimed.
+MAX_BUILD_TIME = dt.timedelta(hours=1)
+
+PENDING, DEFERRED, ACCEPTED, REFUSED, FAILED = "pending", "deferred", "accepted", "refused", "failed"
+#: Recipients still to be sent to.
+OPEN_STATES = frozenset({PENDING, DEFERRED})
+
+
+def reply_state(reply: str) -> str:
+    """A recipient's state from the server's reply: 2xx accepted, 4xx deferred, anything else refused."""
+    code = int(reply[:3]) if reply[:3].isdigit() else 0
+    if 200 <= code < 300:
+        return ACCEPTED
+    if 400 <= code < 500:
+        return DEFERRED
+    return REFUSED
+
+
+def file_verdict(states: dict[str, str], attempts: int, max_attempts: int) -> str:
+    """What a file becomes after a send attempt, from its recipients' states.
+
+    ``sent`` once every recipient has accepted or permanently refused and at least one accepted;
+    ``failed`` when every one refused, or when recipients are still open after the last attempt
+    (they become ``failed`` too); ``retry`` otherwise (the open ones are tried again).
+    """
+    if not states:
+        return FAILED
+    if not any(state in OPEN_STATES for state in states.values()):
+        return "sent" if ACCEPTED in states.values() else FAILED
+    return FAILED if attempts >= max_attempts else "retry"
+
+
+def lease_holds(lease_end: dt.datetime, now: dt.datetime, needed: dt.timedelta) -> bool:
+    """Whether a lease ending at ``lease_end`` still covers ``needed`` more time from ``now``, margin included."""
+    return lease_end - now >= needed + LEASE_MARGIN

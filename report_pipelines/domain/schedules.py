@@ -26,8 +26,17 @@ most one occurrence, found like this:
 An occurrence therefore always lies on the local date it belongs to, and occurrences are strictly
 increasing in time. Every instant returned is an aware ``datetime`` in UTC.
 
-**Periods** (:class:`PeriodSpec`) cover closed local days only, never the occurrence's own day:
-``month_to_date`` is the 1st .. yesterday, and on the 1st the whole month just ended.
+**Periods** (:class:`PeriodSpec`) are made of the *client's* local days, the days its data are cut
+in, that have closed at the send instant; the schedule's zone only decides when it is sent. So
+:func:`period_for` reads the occurrence in the client's zone: a Tokyo schedule at 07:00 JST for a
+Los Angeles client (14:00 PST the day before) sends LA's last closed day, never LA's unfinished
+one; a schedule in a zone behind its client's sends the client's last closed day, never one before
+it. Closed days only, never the client's current day: ``month_to_date`` is the 1st .. yesterday,
+and on the 1st the whole month just ended. One consequence is stated plainly: where the offset
+between the two zones changes (their DST dates differ) and the send time lies within that change
+of the client's midnight, two successive daily sends can fall on the same client day (the same
+period is sent twice) or skip one (``yesterday`` then misses a day that ``last_n_days`` would
+cover).
 **Missed occurrences** (:func:`plan_missed`): after an outage only the most recent due occurrence is
 sent, once; the older ones are reported as skipped, never sent (no flood of stale reports).
 """
@@ -286,7 +295,8 @@ def occurrences(rule: ScheduleRule, after: dt.datetime, until: dt.datetime) -> I
 # --- periods -----------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class PeriodSpec:
-    """Which closed local days a scheduled report covers, relative to its occurrence's local date D.
+    """Which closed local days a scheduled report covers, relative to the client's local date D at
+    the occurrence (the client's day still going on when it is sent).
 
     * ``yesterday``: D-1 .. D-1.
     * ``last_n_days``: the ``days`` (1..366) full days before D: D-n .. D-1.
@@ -331,7 +341,11 @@ class PeriodSpec:
 
 
 def period_for(spec: PeriodSpec, occurrence_utc: dt.datetime, timezone: str) -> tuple[dt.date, dt.date]:
-    """The local dates (first, last; inclusive) an occurrence covers; see :class:`PeriodSpec`."""
+    """The local dates (first, last; inclusive) an occurrence covers; see :class:`PeriodSpec`.
+
+    ``timezone`` is the *client's* zone (the days of its data), not the schedule's: D is the
+    client's local date at the send instant, still going on, and every day returned has closed.
+    """
     zone = parse_zone(timezone, field="timezone")
     today = ensure_utc(occurrence_utc, field="occurrence").astimezone(zone).date()
     yesterday = today - ONE_DAY

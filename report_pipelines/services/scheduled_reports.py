@@ -2,13 +2,16 @@
 
 1. **plan**: an active schedule without ``next_send_at`` (new, edited, resumed) gets its next send
    instant from its rule (:func:`plan_schedules`);
-2. **process**: a due occurrence is claimed (unique per schedule and instant), its period is read
-   from the report cache (closed days missing from it are computed and cached on the way, the
-   current local day live), the file is written atomically and recorded ``ready``, and the schedule
-   is advanced to its following occurrence (:func:`process_occurrence`);
-3. **send**: every file not sent yet is claimed under a lease, e-mailed with a stable Message-ID,
-   retried with exponential backoff and jitter on temporary failures, failed after the last attempt
-   (:func:`send_files`);
+2. **process**: a due occurrence is claimed (unique per schedule and instant) under a lease that
+   a heartbeat renews, its period (the client's closed local days) is read from the report cache
+   (missing days are computed and cached on the way), the file is written atomically, and it is
+   recorded ``ready`` *together with* the schedule's advance to its following occurrence; a build
+   that fails is retried after a backoff, a builder that dies is taken over after its lease, and the
+   last attempt records the file ``failed`` (and advances the schedule) (:func:`process_occurrence`);
+3. **send**: files not sent yet are claimed in batches, each under its own lease, e-mailed with a
+   stable Message-ID to the recipients who have not accepted or refused it yet, retried with
+   exponential backoff and jitter while some are deferred (4xx), failed after the last attempt
+   (:func:`send_files`); an operator can resend a failed file (:func:`resend_file`);
 4. **clean**: sent files older than the retention are deleted, file first, then row; never an
    unsent one, never a path outside the files folder (:func:`clean_files`).
 
@@ -18,26 +21,64 @@ are recorded as ``skipped`` (:func:`due_occurrences` decides, the processing run
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import io
 import random
+import threading
+import time
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.utils import format_datetime
 from pathlib import Path
 
 import pyarrow as pa
 from sqlalchemy import Engine
 
 from report_pipelines.adapters.db.repositories import ClientRepository
-from report_pipelines.adapters.db.schedules import FileRow, ReportFileRepository, ScheduleRepository, ScheduleRow
+from report_pipelines.adapters.db.schedules import (
+    Advance,
+    AttemptRow,
+    FileRow,
+    RecipientRow,
+    ReportFileRepository,
+    ScheduleRepository,
+    ScheduleRow,
+    SendOutcome,
+)
 from report_pipelines.adapters.exports import FORMATS, write_table
-from report_pipelines.adapters.mailer import Mailer, PermanentMailError, TemporaryMailError
-from report_pipelines.domain.delivery import DEFAULT_LEASE, backoff_delay, base64_size, fits
+from report_pipelines.adapters.mail_format import Attachment, compose
+from report_pipelines.adapters.mailer import (
+    Cancelled,
+    Mailer,
+    OutgoingMessage,
+    PermanentMailError,
+    Send,
+    TemporaryMailError,
+)
+from report_pipelines.domain.delivery import (
+    ACCEPTED,
+    BACKOFF_BASE,
+    BACKOFF_CAP,
+    DEFAULT_LEASE,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_BUILD_ATTEMPTS,
+    DEFAULT_SEND_DEADLINE,
+    DEFERRED,
+    FAILED,
+    MAX_BUILD_TIME,
+    OPEN_STATES,
+    REFUSED,
+    backoff_delay,
+    base64_size,
+    file_verdict,
+    fits,
+    lease_holds,
+    reply_state,
+)
 from report_pipelines.domain.email_rules import parse_recipients, safe_attachment_name, validate_subject
-from report_pipelines.domain.errors import InvalidInput, NotFound
+from report_pipelines.domain.errors import InvalidInput, NotFound, ReportPipelinesError
 from report_pipelines.domain.reports import get_report
 from report_pipelines.domain.schedules import PeriodSpec, ScheduleRule, next_send_at, period_for, plan_missed
 from report_pipelines.domain.timezones import UTC, parse_zone
@@ -62,7 +103,8 @@ def _validated(client_zone: str, *, report: str, period: str, period_days: int |
     """Every field checked, each refusal naming its field; returns the column values to store."""
     get_report(report)
     spec = PeriodSpec.parse(period, period_days)
-    zone = parse_zone(timezone, "timezone").key if timezone else client_zone
+    # None: not given (the default applies); anything else, an empty string too, must be valid.
+    zone = parse_zone(timezone, "timezone").key if timezone is not None else client_zone
     rule = ScheduleRule.parse(frequency, send_time, zone, weekdays, month_day)
     if fmt not in FORMATS:
         raise InvalidInput("format", f"{fmt!r} is not one of {', '.join(FORMATS)}")
@@ -71,7 +113,7 @@ def _validated(client_zone: str, *, report: str, period: str, period_days: int |
         "weekdays": ",".join(str(d) for d in sorted(rule.weekdays)) or None, "month_day": rule.month_day,
         "send_time": rule.send_time.strftime("%H:%M"), "timezone": rule.timezone,
         "recipients": ",".join(parse_recipients(recipients)),
-        "subject": validate_subject(subject) if subject else None, "format": fmt,
+        "subject": validate_subject(subject) if subject is not None else None, "format": fmt,
     }
 
 
@@ -133,7 +175,74 @@ def plan_schedules(engine: Engine, now: dt.datetime, limit: int = 5000) -> int:
     return repo.plan(plans)
 
 
+# --- clocks and policies -------------------------------------------------------------------------------
+Clock = Callable[[], dt.datetime]
+
+
+def clock_from(now: dt.datetime | None) -> Clock:
+    """A clock that reads ``now`` at first (the wall clock when ``None``) and then moves on with the
+    time that really passes: leases and deadlines of a long step need a clock that moves, and a
+    test that gives ``now`` keeps its own timeline."""
+    start = now or dt.datetime.now(UTC)
+    origin = time.monotonic()
+    return lambda: start + dt.timedelta(seconds=time.monotonic() - origin)
+
+
+@dataclass(frozen=True)
+class BuildPolicy:
+    lease: dt.timedelta = DEFAULT_LEASE
+    max_attempts: int = DEFAULT_MAX_BUILD_ATTEMPTS
+    backoff_base: dt.timedelta = BACKOFF_BASE
+    backoff_cap: dt.timedelta = BACKOFF_CAP
+    max_build_time: dt.timedelta = MAX_BUILD_TIME
+
+    @classmethod
+    def from_settings(cls, settings: Settings, lease: dt.timedelta = DEFAULT_LEASE) -> BuildPolicy:
+        return cls(lease=lease, max_attempts=settings.max_build_attempts)
+
+
+@dataclass(frozen=True)
+class SendPolicy:
+    """How a send batch runs: leases, attempts and backoff, its deadline, and how often it records.
+
+    Outcomes are written in batches (one transaction for up to ``mark_batch`` messages), but never
+    later than ``mark_interval`` after the relay accepted a message, and at once when the relay is
+    slow: that delay is the window in which a process that dies has sent a message it did not
+    record, the one way a recipient gets a message twice (with the same Message-ID).
+    """
+
+    lease: dt.timedelta = DEFAULT_LEASE
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    deadline: dt.timedelta = DEFAULT_SEND_DEADLINE
+    backoff_base: dt.timedelta = BACKOFF_BASE
+    backoff_cap: dt.timedelta = BACKOFF_CAP
+    claim_batch: int = 50
+    mark_batch: int = 50
+    mark_interval: dt.timedelta = dt.timedelta(milliseconds=100)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, lease: dt.timedelta = DEFAULT_LEASE) -> SendPolicy:
+        return cls(lease=lease, max_attempts=settings.mail.max_attempts,
+                   deadline=dt.timedelta(seconds=settings.mail.send_deadline_s))
+
+
+class BuildFailed(ReportPipelinesError):
+    """A report file's build failed for the last time: the file is recorded failed."""
+
+    def __init__(self, file_id: int, attempts: int, error: str) -> None:
+        self.file_id, self.attempts, self.error = file_id, attempts, error
+        super().__init__(f"file {file_id}: the build failed {attempts} time(s) and was given up: {error} "
+                         f"(after fixing the cause: report-pipelines schedules resend {file_id})")
+
+    def __reduce__(self):  # noqa: ANN204
+        return (type(self), (self.file_id, self.attempts, self.error))
+
+
 # --- 2. process --------------------------------------------------------------------------------------
+#: A due occurrence no run has claimed for this long is asked for again (see ``due_occurrences``).
+RERUN_AFTER = dt.timedelta(minutes=10)
+
+
 @dataclass(frozen=True)
 class DueOccurrence:
     """A due schedule, and what to do about it (decided by the sensor, done by the run)."""
@@ -143,19 +252,29 @@ class DueOccurrence:
     send: dt.datetime  # the occurrence to build and send (the most recent one due)
     skipped: tuple[dt.datetime, ...]  # older missed occurrences, recorded, never sent
     following: dt.datetime  # where the schedule goes after this
-    attempt: int = 0  # failed builds of this occurrence so far (a retry is a new run)
+    attempt: int = 0  # build claims of this occurrence so far (a retry is a new run)
+    window: int | None = None  # set when it has waited long for a run: asked again once per window
 
     @property
     def run_key(self) -> str:
         retry = f":retry-{self.attempt}" if self.attempt else ""
-        return f"report-file:{self.schedule_id}:{self.send.isoformat()}{retry}"
+        again = f":w{self.window}" if self.window is not None else ""
+        return f"report-file:{self.schedule_id}:{self.send.isoformat()}{retry}{again}"
+
+    @property
+    def advance(self) -> Advance:
+        return (self.schedule_id, self.due, self.following)
 
 
 def due_occurrences(engine: Engine, now: dt.datetime, limit: int = 10_000) -> list[DueOccurrence]:
     """Due occurrences, as the processor sensor turns them into runs.
 
-    A build that failed is retried after a backoff (its lease end) under a new run key; one that is
-    being built (lease still held) is left alone.
+    An occurrence whose build is held (a live builder's lease, or a failed build's backoff) is left
+    alone; once that lease has expired (the builder died, or the backoff is over) it is asked for
+    again under a new run key, until the run that finds it at its last attempt records it failed.
+    One that has waited more than ``RERUN_AFTER`` since it fell due (or since its lease expired)
+    is asked for again once per such window: the run asked for before may have died before it
+    could claim anything, and the daemon never launches a run key twice.
     """
     found = []
     rows = ScheduleRepository(engine).due(now, limit)
@@ -170,14 +289,15 @@ def due_occurrences(engine: Engine, now: dt.datetime, limit: int = 10_000) -> li
         missed = plan_missed(rule, row.next_send_at, now)
         if missed.send is None:
             continue
-        attempt = 0
+        attempt, waiting_since = 0, missed.send
         if (row.id, missed.send) in building:
             attempt, lease_end = building[(row.id, missed.send)]
-            if lease_end is not None and lease_end > now:
+            if lease_end is not None and lease_end >= now:
                 continue  # being built, or waiting before its retry
-            attempt += 1
+            waiting_since = lease_end or missed.send
+        window = int(now.timestamp() // RERUN_AFTER.total_seconds()) if now - waiting_since > RERUN_AFTER else None
         found.append(DueOccurrence(row.id, row.next_send_at, missed.send, tuple(missed.skipped),
-                                   next_send_at(rule, missed.next_after), attempt))
+                                   next_send_at(rule, missed.next_after), attempt, window))
     return found
 
 
@@ -187,31 +307,86 @@ def message_id_for(file_id: int) -> str:
 
 
 def process_occurrence(engine: Engine, settings: Settings, occurrence: DueOccurrence, owner: str,
-                       now: dt.datetime | None = None, lease: dt.timedelta = DEFAULT_LEASE) -> FileRow | None:
-    """Claim, build and record one occurrence, then advance its schedule. ``None``: already done."""
-    now = now or dt.datetime.now(UTC)
-    schedules, files = ScheduleRepository(engine), ReportFileRepository(engine)
+                       now: dt.datetime | None = None, lease: dt.timedelta = DEFAULT_LEASE, *,
+                       policy: BuildPolicy | None = None, clock: Clock | None = None) -> FileRow | None:
+    """Claim, build and record one occurrence; recording it ready (or, at the last attempt, failed)
+    advances its schedule in the same transaction. ``None``: another builder holds it, or it is
+    already recorded. A build that fails raises (it is retried after a backoff by a new run);
+    the last one raises :class:`BuildFailed`."""
+    clock = clock or clock_from(now)
+    now = clock()
+    policy = policy or BuildPolicy.from_settings(settings, lease)
+    files = ReportFileRepository(engine)
     row = get_schedule(engine, occurrence.schedule_id)
     if occurrence.skipped:
         files.record_skipped(row.id, list(occurrence.skipped), row.format, now,
                              reason=f"missed while the scheduler was down; only {occurrence.send.isoformat()} was sent")
-    claimed = files.claim_occurrence(row.id, occurrence.send, row.format, owner, now, lease)
-    if claimed is not None:
+    claim = files.claim_build(row.id, occurrence.send, row.format, owner, now, policy.lease, policy.max_attempts,
+                              advance=occurrence.advance)
+    if claim.status == "gave_up":
+        raise BuildFailed(claim.file.id, claim.file.build_attempts, claim.file.last_error or "")
+    if claim.status == "done":
+        ScheduleRepository(engine).advance(*occurrence.advance)  # recorded already: the schedule may move on
+        return None
+    if claim.status == "held":
+        return None
+    return _build_and_record(engine, settings, row, claim.file, owner, policy, clock, occurrence.advance)
+
+
+def _build_and_record(engine: Engine, settings: Settings, row: ScheduleRow, file: FileRow, owner: str,
+                      policy: BuildPolicy, clock: Clock, advance: Advance | None,
+                      give_up: bool = False) -> FileRow | None:
+    files = ReportFileRepository(engine)
+    started = clock()
+    with _heartbeat(files, file.id, owner, policy, clock):
         try:
-            built = build_file(engine, settings, row, claimed, now)
+            built = build_file(engine, settings, row, file, started)
         except Exception as exc:
-            files.release_build(claimed.id, owner, f"{type(exc).__name__}: {exc}",
-                                retry_at=now + backoff_delay(claimed.attempts + 1))
+            error = f"{type(exc).__name__}: {exc}"
+            last = give_up or file.build_attempts >= policy.max_attempts
+            end = clock()
+            retry_at = end + backoff_delay(file.build_attempts, base=policy.backoff_base, cap=policy.backoff_cap)
+            if files.fail_build(file.id, owner, error, now=end, started_at=started, retry_at=retry_at, give_up=last,
+                                advance=advance) == "failed":
+                raise BuildFailed(file.id, file.build_attempts, error) from exc
             raise
-        files.mark_ready(claimed.id, owner, **built)
-    schedules.advance(row.id, occurrence.due, occurrence.following)
-    return files.get(claimed.id) if claimed else None
+    if not files.finish_build(file.id, owner, **built, now=clock(), started_at=started, advance=advance):
+        return None  # the lease was lost (a build longer than its heartbeat): the new holder records it
+    return files.get(file.id)
+
+
+@contextlib.contextmanager
+def _heartbeat(files: ReportFileRepository, file_id: int, owner: str, policy: BuildPolicy,
+               clock: Clock) -> Iterator[None]:
+    """Renew a build's lease every third of it while the build runs (up to ``max_build_time``), so
+    a live builder keeps its claim however long the build takes and a dead one loses it after one
+    lease."""
+    stop = threading.Event()
+    until = clock() + policy.max_build_time
+
+    def beat() -> None:
+        while not stop.wait(policy.lease.total_seconds() / 3):
+            now = clock()
+            if now >= until or not files.renew_build(file_id, owner, now + policy.lease):
+                return
+
+    thread = threading.Thread(target=beat, name=f"lease-{file_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def build_file(engine: Engine, settings: Settings, row: ScheduleRow, file: FileRow, now: dt.datetime) -> dict:
-    """The period's report as a file under ``settings.files_dir``; returns what ``mark_ready`` records."""
+    """The period's report as a file under ``settings.files_dir``; returns what ``finish_build`` records.
+
+    The period is made of the *client's* local days (the days its data are cut in) that have closed
+    at the occurrence; the schedule's own zone only decides when it is sent.
+    """
     report = get_report(row.report)
-    start, end = period_for(period_of(row), file.occurrence, row.timezone)
+    start, end = period_for(period_of(row), file.occurrence, row.client_timezone)
     client = ClientRepository(engine).get(row.client_id)
     first = max(start, client.active_from)  # a new client's first "last month" starts when it does
     if first <= end:
@@ -225,7 +400,7 @@ def build_file(engine: Engine, settings: Settings, row: ScheduleRow, file: FileR
     path = settings.files_dir / f"client={row.client_id}" / f"schedule={row.id}" / f"{file.id}-{name}"
     written = write_table(table, path, row.format)
     return {"path": str(written.path), "size": written.bytes, "checksum": written.sha256, "rows": table.num_rows,
-            "period": (start, end), "message_id": message_id_for(file.id)}
+            "period": (start, end), "message_id": message_id_for(file.id), "recipients": row.recipients}
 
 
 # --- 3. send -----------------------------------------------------------------------------------------
@@ -234,93 +409,297 @@ class SendSummary:
     sent: list[int] = field(default_factory=list)
     retried: list[tuple[int, str]] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)  # claimed, not tried (deadline, relay down): no attempt counted
+    lost: list[int] = field(default_factory=list)  # their lease was taken over: not sent, or sent and not recorded
+    #: seconds from the relay's answer to the commit of its record, per message: the duplicate window
+    record_delays: list[float] = field(default_factory=list)
 
 
-def build_message(settings: Settings, row: ScheduleRow, file: FileRow, now: dt.datetime) -> EmailMessage:
-    """The e-mail for one file: the file attached, zipped if too large, or a clear note if still too large."""
+def build_message(settings: Settings, row: ScheduleRow, file: FileRow, now: dt.datetime,
+                  to: tuple[str, ...] | None = None) -> OutgoingMessage:
+    """The e-mail for one file: the file attached, zipped if too large, or a clear note if still too large.
+
+    ``to`` is the file's recipients (frozen when it was built); the schedule's by default.
+    """
     report = get_report(row.report)
     period = f"{file.period_start} to {file.period_end}" if file.period_start != file.period_end else str(file.period_start)
-    message = EmailMessage()
-    message["From"] = settings.mail.mail_from
-    message["To"] = ", ".join(row.recipients)
-    message["Subject"] = row.subject or f"{report.title} for {row.client_name}: {period}"
-    message["Message-ID"] = file.message_id or message_id_for(file.id)
-    message["Date"] = format_datetime(now)
     path = Path(file.path or "")
     data = path.read_bytes()
     name = path.name.split("-", 1)[1] if "-" in path.name else path.name
     limit = settings.mail.max_attachment_bytes
-    lines = [f"{report.title} for {row.client_name}, local days {period} ({row.timezone}).",
+    lines = [f"{report.title} for {row.client_name}, local days {period} ({row.client_timezone}).",
              f"{file.rows} rows, {row.format.upper()}."]
-    attachment: tuple[bytes, str, str] | None = None
+    attachment: Attachment | None = None
     if fits(len(data), limit):
-        attachment = (data, name, row.format)
+        attachment = Attachment(data, name, row.format)
     else:
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(name, data)
         zipped = buffer.getvalue()
         if fits(len(zipped), limit):
-            attachment = (zipped, f"{name}.zip", "zip")
+            attachment = Attachment(zipped, f"{name}.zip", "zip")
             lines.append(f"The file is zipped: {len(data) / 1e6:.1f} MB would exceed the {limit / 1e6:.0f} MB limit.")
         else:
             lines.append(
                 f"The file is too large to attach: {base64_size(len(zipped)) / 1e6:.1f} MB even zipped, over the "
                 f"{limit / 1e6:.0f} MB limit. Choose a shorter period or the parquet format, or ask us for the file "
                 f"(reference: report file {file.id}).")
-    message.set_content("\n".join(lines) + "\n")
-    if attachment:
-        content, filename, kind = attachment
-        subtype = {"csv": ("text", "csv"), "xlsx": ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
-                   "parquet": ("application", "vnd.apache.parquet"), "zip": ("application", "zip")}[kind]
-        params = {"charset": "utf-8"} if kind == "csv" else {}
-        message.add_attachment(content, maintype=subtype[0], subtype=subtype[1], filename=filename, params=params)
-    return message
+    return compose(sender=settings.mail.mail_from, to=to or row.recipients,
+                   subject=row.subject or f"{report.title} for {row.client_name}: {period}",
+                   message_id=file.message_id or message_id_for(file.id), date=now, text="\n".join(lines) + "\n",
+                   attachment=attachment)
 
 
 def send_files(engine: Engine, settings: Settings, mailer: Mailer, owner: str, *, now: dt.datetime | None = None,
                limit: int = 1000, lease: dt.timedelta = DEFAULT_LEASE, rng: random.Random | None = None,
-               file_ids: Iterable[int] | None = None) -> SendSummary:
-    """Claim and send every file that may be sent now (or just ``file_ids``); one file's failure
-    never stops the others."""
-    now = now or dt.datetime.now(UTC)
-    files, schedules = ReportFileRepository(engine), ScheduleRepository(engine)
-    summary = SendSummary()
-    with mailer.session() as send:  # one SMTP connection for the whole batch
-        _send_each(files, schedules, settings, send, owner, now, lease, rng, summary,
-                   files.sendable_ids(now, limit) if file_ids is None else list(file_ids))
-    return summary
+               file_ids: Iterable[int] | None = None, policy: SendPolicy | None = None,
+               clock: Clock | None = None) -> SendSummary:
+    """Claim and send every file that may be sent now (or just ``file_ids``), in batches, over one
+    connection; one file's failure never stops the others, a relay that cannot be reached stops
+    the batch (the files not tried are given back, uncounted), and so does the batch's deadline.
+
+    Each recipient gets its own outcome: accepted, deferred (4xx: retried with the file's backoff,
+    alone), refused (5xx: recorded, never retried). A file is ``sent`` when every recipient has
+    accepted or refused it. A message is only started while its file's lease covers it (renewed
+    when it would not), and checked once more right before ``DATA``: a sender never sends a file
+    whose lease it no longer holds.
+    """
+    batch = _SendBatch(ReportFileRepository(engine), ScheduleRepository(engine), settings, mailer, owner,
+                       policy or SendPolicy.from_settings(settings, lease), clock or clock_from(now), rng)
+    return batch.run(limit, None if file_ids is None else list(file_ids))
 
 
-def _send_each(files: ReportFileRepository, schedules: ScheduleRepository, settings: Settings, send, owner: str,  # noqa: ANN001
-               now: dt.datetime, lease: dt.timedelta, rng: random.Random | None, summary: SendSummary,
-               file_ids: list[int]) -> None:
-    for file_id in file_ids:
-        file = files.claim_for_sending(file_id, owner, now, lease)
-        if file is None:
-            continue  # another sender has it
-        row = schedules.get(file.schedule_id)
+class _SendBatch:
+    def __init__(self, files: ReportFileRepository, schedules: ScheduleRepository, settings: Settings, mailer: Mailer,
+                 owner: str, policy: SendPolicy, clock: Clock, rng: random.Random | None) -> None:
+        self.files, self.schedules, self.settings, self.mailer = files, schedules, settings, mailer
+        self.owner, self.policy, self.clock, self.rng = owner, policy, clock, rng
+        self.summary = SendSummary()
+        #: the most one message can take: the body's send and the reply, each bounded by the timeout
+        self.message_time = dt.timedelta(seconds=2 * mailer.timeout_s)
+        self.lease_end: dict[int, dt.datetime] = {}
+        self.rows: dict[int, ScheduleRow | None] = {}
+        self.recorder = _Recorder(files, owner, clock, policy, self.summary)
+
+    def run(self, limit: int, file_ids: list[int] | None) -> SendSummary:
+        deadline = self.clock() + self.policy.deadline
+        with self.mailer.session() as send, self.recorder:
+            while limit > 0:
+                now = self.clock()
+                if now + self.message_time > deadline:
+                    break
+                batch = self.files.claim_sendable(self.owner, now, self.policy.lease,
+                                                  min(self.policy.claim_batch, limit), file_ids)
+                if not batch:
+                    break
+                limit -= len(batch)
+                if self._send_batch(send, batch, deadline):
+                    break
+        return self.summary
+
+    def _send_batch(self, send: Send, batch: list[FileRow], deadline: dt.datetime) -> bool:
+        """Send a claimed batch; ``True`` when the run must stop (deadline, relay down)."""
+        self.lease_end.update({f.id: f.lease_expires_at for f in batch})
+        recipients = self.files.recipients(f.id for f in batch)
+        missing = {f.schedule_id for f in batch} - set(self.rows)
+        if missing:
+            found = self.schedules.get_many(missing)
+            self.rows.update({i: found.get(i) for i in missing})
+        for position, file in enumerate(batch):
+            rest = [f.id for f in batch[position:]]
+            now = self.clock()
+            if now + self.message_time > deadline:
+                self._release(rest, None)
+                return True
+            if not lease_holds(self.lease_end[file.id], now, 2 * self.message_time):
+                held = self.files.renew_sending(rest, self.owner, now + self.policy.lease)
+                for file_id in rest:
+                    self.lease_end[file_id] = now + self.policy.lease if file_id in held else now
+                if file.id not in held:
+                    self.summary.lost.append(file.id)
+                    continue
+            retry_at = self._send_one(send, file, recipients[file.id], deadline)
+            if retry_at is not None:  # the relay is down: give the rest back for when this one is retried
+                self._release(rest[1:], retry_at)
+                return True
+        return False
+
+    def _release(self, file_ids: list[int], retry_at: dt.datetime | None) -> None:
+        if file_ids:
+            self.files.release(self.owner, file_ids, retry_at)
+            self.summary.released.extend(file_ids)
+
+    def _before_data(self, file_id: int) -> Callable[[], None]:
+        def check() -> None:
+            now = self.clock()
+            if lease_holds(self.lease_end[file_id], now, self.message_time):
+                return
+            if file_id not in self.files.renew_sending([file_id], self.owner, now + self.policy.lease):
+                raise Cancelled(f"file {file_id}: its lease was taken over")
+            self.lease_end[file_id] = now + self.policy.lease
+        return check
+
+    def _send_one(self, send: Send, file: FileRow, recipients: list[RecipientRow],
+                  deadline: dt.datetime) -> dt.datetime | None:
+        """Send one file to its open recipients and queue its outcome; returns the retry instant when
+        the relay could not be reached (the batch stops)."""
+        started = self.clock()
+        states = {r.address: r.state for r in recipients}
+        targets = [r.address for r in recipients if r.state in OPEN_STATES]
+        row = self.rows.get(file.schedule_id)
+        relay_down = False
         try:
             if row is None:
                 raise PermanentMailError("the schedule was deleted")
+            if not targets:
+                raise PermanentMailError("no recipient left to send to")
             if not file.path or not Path(file.path).is_file():
                 raise PermanentMailError(f"the file is missing on disk: {file.path}")
-            delivery = send(build_message(settings, row, file, now))
-        except TemporaryMailError as exc:
-            if file.attempts >= settings.mail.max_attempts:
-                files.mark_failed(file.id, owner, f"gave up after {file.attempts} attempts: {exc}")
-                summary.failed.append((file.id, str(exc)))
-            else:
-                files.mark_retry(file.id, owner, str(exc), now + backoff_delay(file.attempts, rng))
-                summary.retried.append((file.id, str(exc)))
-            continue
+            try:
+                message = build_message(self.settings, row, file, started, to=tuple(r.address for r in recipients))
+            except (OSError, ValueError) as exc:
+                raise PermanentMailError(f"the message could not be written: {type(exc).__name__}: {exc}") from exc
+            # Bounded by the time a message may take (what the lease was checked against), and the deadline.
+            finish_by = time.monotonic() + min(deadline - started, self.message_time).total_seconds()
+            delivery = send(message, targets, before_data=self._before_data(file.id), finish_by=finish_by)
+            answered = time.monotonic()
+        except Cancelled:
+            self.summary.lost.append(file.id)
+            return None
+        except TemporaryMailError as exc:  # what the server answered before the failure still counts
+            answered = time.monotonic()
+            replies = {a: (DEFERRED, f"no answer: {exc}") for a in targets}
+            replies |= {a: (reply_state(r), r) for a, r in {**exc.deferred, **exc.refused}.items()}
+            error, relay_down = str(exc), exc.relay_down
         except PermanentMailError as exc:
-            files.mark_failed(file.id, owner, str(exc))
-            summary.failed.append((file.id, str(exc)))
-            continue
-        note = f"refused by the server for: {delivery.refused}" if delivery.refused else None
-        files.mark_sent(file.id, owner, now, note)
-        summary.sent.append(file.id)
+            answered = time.monotonic()
+            replies, error, relay_down = {a: (FAILED, str(exc)) for a in targets}, str(exc), exc.relay_down
+        else:
+            replies = {a: (ACCEPTED, delivery.reply) for a in delivery.accepted}
+            replies |= {a: (reply_state(r), r) for a, r in {**delivery.deferred, **delivery.refused}.items()}
+            error = None
+        states.update({address: state for address, (state, _) in replies.items()})
+        verdict = file_verdict(states, file.attempts, self.policy.max_attempts)
+        open_replies = {a: r for a, (s, r) in replies.items() if s in OPEN_STATES}
+        refused = {r.address: r.last_reply for r in recipients if r.state == REFUSED}  # earlier attempts'
+        refused |= {a: r for a, (s, r) in replies.items() if s == REFUSED}
+        next_at = None
+        if verdict == "sent":
+            note = f"refused by the server for: {refused}" if refused else None
+            self.summary.sent.append(file.id)
+        elif verdict == "retry":
+            note = error or f"deferred by the server for: {open_replies}"
+            next_at = self.clock() + backoff_delay(file.attempts, self.rng, self.policy.backoff_base,
+                                                   self.policy.backoff_cap)
+            self.summary.retried.append((file.id, note))
+        else:
+            if any(s in OPEN_STATES for s in states.values()):
+                note = f"gave up after {file.attempts} attempts: {error or open_replies}"
+            else:
+                note = error or f"every recipient refused: {refused}"
+            self.summary.failed.append((file.id, note))
+        self.recorder.add(SendOutcome(file.id, file.attempts, verdict, replies, started, note, next_at), answered)
+        if not relay_down:
+            return None
+        return next_at or self.clock() + backoff_delay(1, self.rng, self.policy.backoff_base, self.policy.backoff_cap)
+
+
+class _Recorder:
+    """Writes a batch's outcomes on a thread of its own: in batches of ``mark_batch``, and never later
+    than ``mark_interval`` after an outcome was queued, however long the relay then takes over the
+    next message. That delay is the window in which a sender that dies has sent what it has not
+    recorded. A failure to write is raised in the sender's thread when the batch ends."""
+
+    def __init__(self, files: ReportFileRepository, owner: str, clock: Clock, policy: SendPolicy,
+                 summary: SendSummary) -> None:
+        self.files, self.owner, self.clock, self.summary = files, owner, clock, summary
+        self.batch, self.interval = policy.mark_batch, policy.mark_interval
+        self.queue: list[SendOutcome] = []
+        self.answered: list[float] = []
+        self.since: dt.datetime | None = None
+        self.full: list[list[SendOutcome]] = []
+        self.writing = self.closed = False
+        self.error: BaseException | None = None
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._loop, name=f"record-{owner}", daemon=True)
+
+    def __enter__(self) -> _Recorder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+        self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
+
+    def add(self, outcome: SendOutcome, answered: float) -> None:
+        """Queue an outcome; ``answered`` is the ``time.monotonic()`` of the relay's answer."""
+        with self.cond:
+            self.answered.append(answered)
+            self.queue.append(outcome)
+            self.since = self.since or self.clock()
+            if len(self.queue) >= self.batch:
+                self.full.append(self.queue)
+                self.queue, self.since = [], None
+            self.cond.notify_all()
+
+    def _next(self) -> list[SendOutcome] | None:
+        with self.cond:
+            while True:
+                if self.full:
+                    work = self.full.pop(0)
+                elif self.queue and (self.closed or self.clock() - self.since >= self.interval):
+                    work, self.queue, self.since = self.queue, [], None
+                elif self.closed:
+                    return None
+                else:
+                    self.cond.wait(timeout=max(self.interval.total_seconds() / 4, 0.005))
+                    continue
+                self.writing = True
+                return work
+
+    def _loop(self) -> None:
+        while (work := self._next()) is not None:
+            try:
+                recorded = self.files.record_sends(self.owner, work, self.clock())
+                done = time.monotonic()
+                self.summary.lost.extend(o.file_id for o in work if o.file_id not in recorded)
+                with self.cond:
+                    answered, self.answered = self.answered[:len(work)], self.answered[len(work):]
+                self.summary.record_delays.extend(done - t for t in answered)
+            except BaseException as exc:  # noqa: BLE001 - handed to the sender's thread
+                self.error = self.error or exc
+            with self.cond:
+                self.writing = False
+                self.cond.notify_all()
+
+
+def send_request(engine: Engine, now: dt.datetime, window: dt.timedelta = dt.timedelta(minutes=5),
+                 limit: int = 1000) -> SendRequest:
+    """What the sender sensor asks for: a run key when files wait to be sent, else when the next
+    retry is due.
+
+    The key is the waiting set (ids and attempts) and the current ``window``: a new file is sent at
+    once, the same set is asked for at most once per window (a send run claims every file anyway),
+    and a set that a crashed run left behind is asked for again in the next window rather than never.
+    """
+    files = ReportFileRepository(engine)
+    waiting = files.sendable(now, limit)
+    if not waiting:
+        return SendRequest(None, 0, files.next_retry_at())
+    digest = hashlib.sha256(repr(waiting).encode()).hexdigest()[:16]
+    return SendRequest(f"send:{digest}:{int(now.timestamp()) // int(window.total_seconds())}", len(waiting), None)
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    run_key: str | None
+    waiting: int
+    next_retry_at: dt.datetime | None
 
 
 # --- 4. clean ----------------------------------------------------------------------------------------
@@ -371,20 +750,66 @@ def delete_schedule(engine: Engine, settings: Settings, schedule_id: int) -> int
     return removed
 
 
+
+
+# --- operators: send now, resend, history -------------------------------------------------------------
 def send_now(engine: Engine, settings: Settings, mailer: Mailer, schedule_id: int, owner: str,
              now: dt.datetime | None = None) -> FileRow:
     """Build and send an extra occurrence at ``now`` (the schedule's own plan is unchanged)."""
-    now = (now or dt.datetime.now(UTC)).replace(microsecond=0)
+    clock = clock_from((now or dt.datetime.now(UTC)).replace(microsecond=0))
+    now = clock()
     row = get_schedule(engine, schedule_id)
     files = ReportFileRepository(engine)
-    claimed = files.claim_occurrence(row.id, now, row.format, owner, now, DEFAULT_LEASE)
-    if claimed is None:
+    policy = BuildPolicy.from_settings(settings)
+    claim = files.claim_build(row.id, now, row.format, owner, now, policy.lease, policy.max_attempts)
+    if claim.status != "claimed":
         raise InvalidInput("schedule", "a send for this instant is already in progress; try again in a second")
-    try:
-        built = build_file(engine, settings, row, claimed, now)
-    except Exception as exc:
-        files.release_build(claimed.id, owner, f"{type(exc).__name__}: {exc}", retry_at=now)
-        raise
-    files.mark_ready(claimed.id, owner, **built)
-    send_files(engine, settings, mailer, owner, now=now, file_ids=[claimed.id])
-    return files.get(claimed.id)
+    _build_and_record(engine, settings, row, claim.file, owner, policy, clock, advance=None, give_up=True)
+    send_files(engine, settings, mailer, owner, clock=clock, file_ids=[claim.file.id])
+    return files.get(claim.file.id)
+
+
+def resend_file(engine: Engine, settings: Settings, mailer: Mailer, file_id: int, owner: str,
+                now: dt.datetime | None = None) -> FileRow:
+    """An operator's resend of a file that ran out of attempts (or that some recipients never got):
+    its attempts count afresh, every recipient that has not accepted it is tried again (those who
+    did are not sent it twice), a file whose build had failed is built again first, and its
+    history is kept. Then it is sent at once (a temporary failure leaves it to the sender's retries)."""
+    clock = clock_from(now)
+    files = ReportFileRepository(engine)
+    file = files.get(file_id)
+    if file is None:
+        raise NotFound("file", f"no report file with id {file_id}")
+    recipients = files.recipients([file_id])[file_id]
+    open_or_lost = [r for r in recipients if r.state != ACCEPTED]
+    if not (file.state == FAILED or (file.state == "sent" and open_or_lost)):
+        what = "every recipient has it" if file.state == "sent" else f"it is {file.state}"
+        raise InvalidInput("file", f"file {file_id} cannot be resent: {what} (only a failed file, or a sent one "
+                                   "that some recipients did not get, can be)")
+    if not files.reopen(file_id, owner, clock(), expected_state=file.state):
+        raise InvalidInput("file", f"file {file_id} changed meanwhile; look at it again (schedules show)")
+    if file.path is None:  # it was never built: build it now
+        row = get_schedule(engine, file.schedule_id)
+        policy = BuildPolicy.from_settings(settings)
+        claim = files.claim_build(row.id, file.occurrence, row.format, owner, clock(), policy.lease, policy.max_attempts)
+        if claim.status != "claimed":
+            raise InvalidInput("file", f"file {file_id} is being built by another process; look at it again later")
+        _build_and_record(engine, settings, row, claim.file, owner, policy, clock, advance=None, give_up=True)
+    send_files(engine, settings, mailer, owner, clock=clock, file_ids=[file_id])
+    return files.get(file_id)
+
+
+@dataclass(frozen=True)
+class FileDetail:
+    file: FileRow
+    recipients: list[RecipientRow]
+    attempts: list[AttemptRow]
+
+
+def file_detail(engine: Engine, file_id: int) -> FileDetail:
+    """A file, its recipients' states and its attempt history (oldest first)."""
+    files = ReportFileRepository(engine)
+    file = files.get(file_id)
+    if file is None:
+        raise NotFound("file", f"no report file with id {file_id}")
+    return FileDetail(file, files.recipients([file_id])[file_id], files.attempts_of(file_id))

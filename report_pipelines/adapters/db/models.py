@@ -166,9 +166,12 @@ class ReportFile(Base):
     """One occurrence of a schedule: the file built for it and its delivery.
 
     ``(schedule_id, occurrence)`` is unique, so an occurrence can never produce two files. States:
-    ``building`` (claimed by a processor, under lease) -> ``ready`` -> ``sending`` (claimed by a
-    sender, under lease) -> ``sent``; ``retry`` waits for ``next_attempt_at``; ``failed`` after the
-    last attempt; ``skipped`` records a missed occurrence that was not sent (the daemon was down).
+    ``building`` (claimed by a processor, under lease; ``build_attempts`` counts the claims) ->
+    ``ready`` -> ``sending`` (claimed by a sender, under lease; ``attempts`` counts the claims) ->
+    ``sent``; ``retry`` waits for ``next_attempt_at``; ``failed`` after the last build or send
+    attempt (a failed build has no ``path``); ``skipped`` records a missed occurrence that was not
+    sent (the daemon was down). Each recipient's outcome is a :class:`ReportFileRecipient` row, each
+    attempt a :class:`ReportFileAttempt` row.
     """
 
     __tablename__ = "report_files"
@@ -193,6 +196,7 @@ class ReportFile(Base):
     rows: Mapped[int | None] = mapped_column(BigInteger)
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    build_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     lease_owner: Mapped[str | None] = mapped_column(String(64))
@@ -200,6 +204,51 @@ class ReportFile(Base):
     message_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class ReportFileRecipient(Base):
+    """One recipient of one report file, frozen when the file is built: ``pending`` (not tried yet),
+    ``deferred`` (a 4xx: tried again with the file's backoff), ``accepted`` (the relay took it),
+    ``refused`` (a 5xx: never retried), ``failed`` (given up after the last attempt, or the file
+    could not be sent at all)."""
+
+    __tablename__ = "report_file_recipients"
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'deferred', 'accepted', 'refused', 'failed')", name="state"),
+    )
+
+    file_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("report_files.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)  # order in the To: header
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_reply: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ReportFileAttempt(Base):
+    """The history of a report file: every build and send attempt that finished, with its outcome,
+    its error and (sends) each recipient's reply. An attempt whose process died leaves no row: its
+    number is missing from the sequence (``attempts`` / ``build_attempts`` count the claims)."""
+
+    __tablename__ = "report_file_attempts"
+    __table_args__ = (
+        CheckConstraint("kind IN ('build', 'send')", name="kind"),
+        Index("ix_report_file_attempts_file", "file_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    file_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("report_files.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))
+    number: Mapped[int] = mapped_column(Integer)  # the claim this attempt was (1 = the first)
+    owner: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    recipients: Mapped[str | None] = mapped_column(Text)  # JSON {address: reply} of a send attempt
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 class ProductRow(Base):

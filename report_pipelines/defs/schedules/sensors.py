@@ -1,28 +1,28 @@
 """Sensors and schedules of the scheduled reports: they decide, runs act (stable run keys)."""
 
 import datetime as dt
-import hashlib
 
 import dagster as dg
 
-from report_pipelines.adapters.db.schedules import ReportFileRepository
-from report_pipelines.defs.resources import AppDatabase
+from report_pipelines.defs.resources import AppResource
 from report_pipelines.defs.schedules.jobs import clean_report_files_job, process_report_file_job, send_report_files_job
 from report_pipelines.domain.timezones import UTC
-from report_pipelines.services.scheduled_reports import due_occurrences, plan_schedules
+from report_pipelines.services.scheduled_reports import due_occurrences, plan_schedules, send_request
 
 
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def schedule_planner_sensor(context: dg.SensorEvaluationContext, app_db: AppDatabase) -> dg.SkipReason:
+def schedule_planner_sensor(context: dg.SensorEvaluationContext, app: AppResource) -> dg.SkipReason:
     """Give new, edited and resumed schedules their next send instant (in UTC, from their local rule)."""
-    planned = plan_schedules(app_db.engine(), dt.datetime.now(UTC))
+    planned = plan_schedules(app.app().engine, app.app().now())
     return dg.SkipReason(f"planned {planned} schedule(s)" if planned else "every active schedule is planned")
 
 
 @dg.sensor(job=process_report_file_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def report_file_processor_sensor(context: dg.SensorEvaluationContext, app_db: AppDatabase):  # noqa: ANN201
-    """One run per due occurrence, keyed by schedule and instant, so a tick seen twice asks once."""
-    due = due_occurrences(app_db.engine(), dt.datetime.now(UTC))
+def report_file_processor_sensor(context: dg.SensorEvaluationContext, app: AppResource):  # noqa: ANN201
+    """One run per due occurrence, keyed by schedule and instant, so a tick seen twice asks once;
+    a build whose lease expired (failed and backed off, or its builder died) is asked for again
+    under a new key (``...:retry-N``)."""
+    due = due_occurrences(app.app().engine, app.app().now())
     if not due:
         return dg.SkipReason("no schedule is due")
     return [
@@ -31,7 +31,7 @@ def report_file_processor_sensor(context: dg.SensorEvaluationContext, app_db: Ap
             run_config={"ops": {"build_report_file": {"config": {
                 "schedule_id": occurrence.schedule_id, "due": occurrence.due.isoformat(),
                 "send": occurrence.send.isoformat(), "skipped": [s.isoformat() for s in occurrence.skipped],
-                "following": occurrence.following.isoformat(),
+                "following": occurrence.following.isoformat(), "attempt": occurrence.attempt,
             }}}},
             tags={"report_pipelines/schedule_id": str(occurrence.schedule_id)},
         )
@@ -40,25 +40,20 @@ def report_file_processor_sensor(context: dg.SensorEvaluationContext, app_db: Ap
 
 
 @dg.sensor(job=send_report_files_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def report_file_sender_sensor(context: dg.SensorEvaluationContext, app_db: AppDatabase):  # noqa: ANN201
-    """A send run when files are waiting.
-
-    The run key is the waiting set and a 5-minute window: a new file is sent at once, the same set
-    is asked for at most once per window (a send run claims every file anyway), and a set that a
-    crashed run left behind is asked for again in the next window rather than never.
-    """
-    now = dt.datetime.now(UTC)
-    files = ReportFileRepository(app_db.engine())
-    waiting = files.sendable_ids(now, limit=1000)
-    if not waiting:
-        return dg.SkipReason("no report file waits to be sent")
-    attempts = ",".join(f"{f.id}:{f.attempts}" for f in (files.get(i) for i in waiting[:50]) if f)
-    window = int(now.timestamp()) // 300
-    key = hashlib.sha256(f"{waiting}|{attempts}".encode()).hexdigest()[:16]
-    return dg.RunRequest(run_key=f"send:{key}:{window}")
+def report_file_sender_sensor(context: dg.SensorEvaluationContext, app: AppResource):  # noqa: ANN201
+    """A send run when files are waiting (the run key: the waiting set and a 5-minute window, see
+    ``send_request``); otherwise it says when the next retry is due."""
+    request = send_request(app.app().engine, app.app().now())
+    if request.run_key is None:
+        later = f"; the next retry is due at {request.next_retry_at:%Y-%m-%d %H:%M:%S} UTC" if request.next_retry_at else ""
+        return dg.SkipReason(f"no report file waits to be sent{later}")
+    return dg.RunRequest(run_key=request.run_key, tags={"report_pipelines/waiting_files": str(request.waiting)})
 
 
-clean_report_files_schedule = dg.ScheduleDefinition(
-    name="clean_report_files_schedule", job=clean_report_files_job, cron_schedule="30 3 * * *",
-    execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every night: delete sent report files older than REPORT_PIPELINES_RETENTION_DAYS.")
+@dg.schedule(job=clean_report_files_job, cron_schedule="30 3 * * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.RUNNING)
+def clean_report_files_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Every night: delete sent report files older than REPORT_PIPELINES_RETENTION_DAYS (counted
+    from the tick's scheduled time, which the run is given)."""
+    when = context.scheduled_execution_time or dt.datetime.now(UTC)
+    return dg.RunRequest(run_config={"ops": {"clean_report_files": {"config": {"now": when.astimezone(UTC).isoformat()}}}})
