@@ -54,7 +54,8 @@ class AgentPerformanceReport(ReportDefinition):
 
     def compute_day(self, calls: pa.Table, ctx: DayContext) -> pa.Table:
         c = prepare(calls, ctx)
-        rows = np.flatnonzero(~c.table.column("agent").is_null().to_numpy())
+        # Calls of unknown direction are neither taken nor placed by the agent: not counted here.
+        rows = np.flatnonzero(~c.table.column("agent").is_null().to_numpy() & ~c.unknown)
         group, agents = group_codes(c.table.column("agent").take(pa.array(rows)))
         k = len(agents)
         inbound, outbound, internal = c.inbound[rows], c.outbound[rows], c.internal[rows]

@@ -32,7 +32,7 @@ class QueuePerformanceReport(ReportDefinition):
     Counts and sums are the inbound definitions of ``hourly_volume``: ``offered`` = inbound calls,
     ``answered``/``abandoned`` = ANSWERED/ABANDONED, ``missed`` = NO ANSWER/BUSY/FAILED,
     ``answered_within_sl`` = answered with wait <= threshold, ``abandoned_within_sl`` (short
-    abandons) = abandoned with (ended_at - started_at) <= threshold, ``wait_seconds_sum``/``_max``
+    abandons) = abandoned with (ended_at - wait start) <= threshold, ``wait_seconds_sum``/``_max``
     over the answered (max null when none), ``abandoned_wait_seconds_sum`` over the abandoned,
     ``talk_seconds_sum`` over the answered. ``service_level_seconds`` is the threshold used.
 
@@ -52,10 +52,9 @@ class QueuePerformanceReport(ReportDefinition):
         inbound = np.flatnonzero(c.inbound)
         group, queues = group_codes(c.table.column("queue").take(pa.array(inbound)))
         k = len(queues)
-        start, end = c.start_us[inbound], c.end_us[inbound]
         wait, talk = c.wait_us[inbound], c.talk_us[inbound]
         answered, abandoned = c.answered[inbound], c.abandoned[inbound]
-        duration = end - start
+        duration = c.held_us[inbound]  # end - wait start (the queue entry when known)
         threshold_us = ctx.service_level_seconds * 1_000_000
         every = np.ones(len(inbound), dtype=bool)
         columns = {
