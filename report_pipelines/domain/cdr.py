@@ -355,6 +355,18 @@ class ClockCheck:
         self.counts[(deviation, round(used / 900))] += 1
         self.samples += 1
 
+    def observe_many(self, local_us, started_us, epochs) -> None:  # noqa: ANN001 - NumPy int64 arrays
+        """:meth:`observe` for arrays: local wall times and starts in epoch microseconds, epochs in seconds."""
+        import numpy as np
+
+        started = started_us / 1e6
+        used = local_us / 1e6 - started
+        deviation = np.clip(np.round((started - epochs) / 60), -1440, 1440).astype(np.int64)
+        keys, counts = np.unique(np.stack([deviation, np.round(used / 900).astype(np.int64)]).T, axis=0, return_counts=True)
+        for (dev, steps), count in zip(keys.tolist(), counts.tolist()):
+            self.counts[(dev, steps)] += count
+        self.samples += int(counts.sum())
+
     def _sum_by(self, index: int) -> Counter[int]:
         result: Counter[int] = Counter()
         for key, count in self.counts.items():

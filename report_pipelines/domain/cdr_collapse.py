@@ -19,7 +19,8 @@ Per call, with its legs ordered by (start, line):
   was bridged to someone). An ANSWERED leg *without* a ``dstchannel`` was answered by an application
   (IVR, announcement, the Queue's music on hold): for an outbound or internal call that is the
   answer of a service (voicemail, a conference), except in ``Queue``; for an inbound or unknown
-  call it is not an answer: the caller was still waiting. ``answered_at`` = the earliest counted
+  call it is not an answer: the caller was still waiting. A row that states its direction (a
+  call-centre export's own record) counts when it says ANSWERED. ``answered_at`` = the earliest counted
   answer, so the wait before it (IVR, queue) is waiting. Unanswered legs with ``billsec > 0``
   (queue members' phones ringing while the caller was held) are part of the call, not a problem;
 - **agent** = the first counted answer's stated agent, else the extension of its ``dstchannel``
@@ -314,7 +315,8 @@ def collapse_legs(legs: pa.Table, client_id: int, config: PbxConfig | None = Non
     placed = (direction == _DIR["outbound"]) | (direction == _DIR["internal"])
 
     # Answers: bridged answers always; an application's answer only for calls placed by a phone.
-    counts = answered_leg & (bridged | (placed[group] & ~in_queue))
+    # A row that states its direction is an export's own record of the call: its ANSWERED is an answer.
+    counts = answered_leg & (bridged | (stated < len(DIRECTIONS)) | (placed[group] & ~in_queue))
     answer_order = np.lexsort((line, np.where(counts, answer, np.iinfo(np.int64).max), group))
     aseg = _Segments(group[answer_order])  # same calls, same sizes: same segment boundaries
     first_answer = aseg.first_where(counts[answer_order])

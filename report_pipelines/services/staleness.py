@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from report_pipelines.adapters.db.cdr_imports import CallEventChanges
 from report_pipelines.adapters.db.repositories import CacheManifestRepository, CallEventRepository, ClientRepository
 from report_pipelines.domain.timezones import local_date_of, local_day_window, parse_zone
 
@@ -25,7 +26,8 @@ def find_stale_client_days(engine: Engine, since: dt.datetime, now: dt.datetime)
     A client-day is stale when its manifest says it was built from older data than what arrived
     (watermark) or from a different number of calls (an import that stamped several commits with one
     instant). Days not cached yet are not stale (nothing to correct), and the current local day is
-    never cached.
+    never cached. Days an ``import-cdr --replace`` touched after ``since`` are looked at too
+    (``call_event_changes``): a day whose calls were all deleted has no new ingest to be found by.
     """
     events = CallEventRepository(engine)
     manifest = CacheManifestRepository(engine)
@@ -40,6 +42,10 @@ def find_stale_client_days(engine: Engine, since: dt.datetime, now: dt.datetime)
         day = local_date_of(bucket, parse_zone(client.timezone))
         key = (client_id, day)
         newest[key] = max(newest.get(key, ingested), ingested)
+    for client_id, day, changed in CallEventChanges(engine).since(since):
+        seen = changed if seen is None else max(seen, changed)
+        if client_id in clients:
+            newest[(client_id, day)] = max(newest.get((client_id, day), changed), changed)
     stale = []
     for (client_id, day), ingested in sorted(newest.items()):
         client = clients[client_id]
