@@ -256,13 +256,16 @@ class CollapsedCalls:
 
 
 def collapse_legs(legs: pa.Table, client_id: int, config: PbxConfig | None = None) -> CollapsedCalls:
-    """The calls of these legs (every leg of each call must be there); see the module docstring."""
+    """The calls of these legs (every leg of each call must be there); see the module docstring.
+    Legs are grouped by ``call_id``, or by a ``group`` column when the table has one."""
     config = config or PbxConfig()
+    # ``group`` (optional) splits legs that share an id into several calls (an id the file repeats).
+    key = legs.column("group") if "group" in legs.column_names else legs.column("call_id")
     legs = legs.select(LEG_SCHEMA.names).cast(LEG_SCHEMA)
     n = legs.num_rows
     if n == 0:
         return CollapsedCalls(CALLS_SCHEMA.empty_table(), client_id)
-    encoded = pc.dictionary_encode(legs.column("call_id").combine_chunks())
+    encoded = pc.dictionary_encode(key.combine_chunks())
     group = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     start, _ = _us(legs.column("started_at"))
     end, _ = _us(legs.column("ended_at"))
@@ -357,7 +360,7 @@ def collapse_legs(legs: pa.Table, client_id: int, config: PbxConfig | None = Non
     empty_to_null = lambda a: pc.if_else(pc.equal(a, ""), pa.scalar(None, pa.string()), a)  # noqa: E731
     instants = lambda us, mask=None: pa.array(us, type=pa.int64(), mask=mask).cast(INSTANT)  # noqa: E731
     table = pa.Table.from_pydict({
-        "pbx_call_id": encoded.dictionary,
+        "pbx_call_id": call_ids.take(pa.array(order[seg.first])),
         "direction": pa.array(np.array(DIRECTIONS, dtype=object)[direction], type=pa.string()),
         "queue": queue,
         "agent": agent,
