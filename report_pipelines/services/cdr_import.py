@@ -521,6 +521,7 @@ def import_cdr(
                     session.extend_active_from(local_date_of(merged.earliest, client_zone), now)
                 if queue_log is not None:
                     session.store_queue_log(queue_log.attempts, queue_log.sessions, queue_log.pauses, replace=replace)
+                state["client_has_inbound"] = session.has_inbound()
     finally:
         stream.close()
         rejects.file.close()
@@ -529,7 +530,8 @@ def import_cdr(
     if save_pbx and pbx is not None:
         PbxConfigRepository(engine).save(client.id, config, now)
 
-    warnings = _warnings(clock, times, counts["direction"], not_inbound_origins, unknown_origins, config, join)
+    warnings = _warnings(clock, times, counts["direction"], not_inbound_origins, unknown_origins, config, join,
+                         client_has_inbound=state.get("client_has_inbound", True))
     queue_summary = None
     if queue_log is not None and queue_file is not None:
         queue_summary = QueueLogSummary(
@@ -584,7 +586,7 @@ def _repeated_refusal(fmt: str, merged: MergeResult, share: float) -> InvalidInp
 
 
 def _warnings(clock: ClockCheck, times: LocalTimes, directions: Counter[str], not_inbound: Counter[str],
-              unknown: Counter[str], config: PbxConfig, join: JoinStats) -> list[str]:
+              unknown: Counter[str], config: PbxConfig, join: JoinStats, *, client_has_inbound: bool) -> list[str]:
     warnings: list[str] = []
     clock_warning = clock.warning()
     if clock_warning:
@@ -600,9 +602,9 @@ def _warnings(clock: ClockCheck, times: LocalTimes, directions: Counter[str], no
                         "'<pattern>', or give the phones' range with --extensions (and --did), then re-import with "
                         "--replace")
     total = sum(directions.values())
-    if total and not directions.get("inbound"):
+    if total and not client_has_inbound:
         pieces = ", ".join(f"{v} {k}" for k, v in sorted(directions.items()))
-        warnings.append(f"no inbound call among the {total} imported ({pieces}): the likely cause is trunks named like "
+        warnings.append(f"the client has no inbound call after importing {total} ({pieces}): the likely cause is trunks named like "
                         f"extensions; the calls came from {top(not_inbound)} (PBX configuration: {config.describe()}): "
                         "pass --trunk with the trunks' channel names, then re-import with --replace")
     if join.clamped:

@@ -163,6 +163,13 @@ class CallImport:
             {"client_id": self.client_id, "local_date": day, "changed_at": now} for day in days])
         return int(deleted.rowcount)
 
+    def has_inbound(self) -> bool:
+        """Whether the client has any inbound call stored (this import's included)."""
+        from report_pipelines.adapters.db.models import CallEvent
+
+        return self.conn.execute(select(CallEvent.id).where(
+            CallEvent.client_id == self.client_id, CallEvent.direction == "inbound").limit(1)).first() is not None
+
     def extend_active_from(self, day: dt.date, now: dt.datetime) -> None:
         self.conn.execute(update(Client).where(Client.id == self.client_id, Client.active_from > day)
                           .values(active_from=day, updated_at=now))

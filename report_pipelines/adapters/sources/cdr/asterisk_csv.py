@@ -147,7 +147,8 @@ def layout_for(count: int, rows: list[list[str]]) -> Layout:
         return Layout((*BASE, first, *NEW_COLUMNS), f"20 columns (+ {first}, peeraccount, linkedid, sequence)")
     if _looks_like_id(column(16)) and _looks_like_id(column(19)) and _digits(column(20)):
         extra = count - MAX_COLUMNS
-        how = f"{count} columns (the 21 of newcdrcolumns" + (f" + {extra} site-specific, ignored)" if extra else ")")
+        how = (f"{count} columns (the 21 standard + {extra} site-specific, ignored)" if extra else
+               "21 columns (+ uniqueid, userfield, peeraccount, linkedid, sequence)")
         return Layout((*COLUMNS, *("-",) * extra), how)
     raise InvalidInput("FILE", f"rows have {count} columns and the 21 standard ones are not at the start "
                                f"(column 17 should be uniqueid, 20 linkedid, 21 sequence): {hint}")
@@ -246,10 +247,16 @@ class CarefulReader:
         if fields is None:
             return RejectedRow(number, "malformed CSV: the quoting cannot be repaired (more than one broken field)",
                                text, self._id_from_tail(tail))
+        layout = self.layout
         if len(fields) != expected:
-            return RejectedRow(number, f"wrong column count: {len(fields)} columns (the file's rows have {expected}: "
-                                       f"{self.layout.how})", text, self._id_from_tail(split_lenient(text, expected)[1]))
-        row = {name: value for name, value in zip(self.layout.names, fields) if name != "-"}
+            # A row of another standard layout (cdr.conf changed while the file grew) is read as such.
+            if MIN_COLUMNS <= len(fields) <= MAX_COLUMNS and self.layout.how.endswith(")") and "--columns" not in layout.how:
+                layout = layout_for(len(fields), [fields])
+            else:
+                return RejectedRow(number, f"wrong column count: {len(fields)} columns (Master.csv rows have "
+                                           f"{MIN_COLUMNS} to {MAX_COLUMNS}; this file's: {self.layout.how})", text,
+                                   self._id_from_tail(split_lenient(text, expected)[1]))
+        row = {name: value for name, value in zip(layout.names, fields) if name != "-"}
         for name in BASE:
             row.setdefault(name, "")
         return self._row(number, text, row)
@@ -264,7 +271,7 @@ class CarefulReader:
     def _row(self, number: int, text: str, row: dict[str, str]) -> Row:
         problems: list[str] = []
         uniqueid: str | None = None
-        if self.layout.has_id:
+        if "uniqueid" in row or "linkedid" in row:
             uniqueid = row.get("uniqueid", "").strip() or None
             linkedid = row.get("linkedid", "").strip()
             call_id = linkedid or uniqueid or ""

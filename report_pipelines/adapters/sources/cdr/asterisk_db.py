@@ -85,11 +85,11 @@ def read_asterisk_db(stream: BinaryIO, times: LocalTimes, *, decoder: Decoder | 
             headerless = len([n for n in names if n]) >= 10 and not any(n.isalpha() and n in REQUIRED for n in names)
             raise InvalidInput(
                 "FILE",
-                f"the first line has {len(names)} columns and lacks the header column(s) {', '.join(missing)}"
-                + ("; an export without a header line: name its columns in order with --columns "
+                f"the first line has {len(names)} columns and lacks the column(s) {', '.join(missing)}"
+                + " of an asterisk-db export (is it Master.csv? use --format asterisk-csv)"
+                + ("; an export without a header line? name its columns in order with --columns "
                    "(e.g. --columns calldate,clid,src,dst,dcontext,channel,dstchannel,lastapp,lastdata,duration,"
-                   "billsec,disposition,amaflags,accountcode,uniqueid,userfield)" if headerless else
-                   " of an asterisk-db export (is it Master.csv? use --format asterisk-csv)"),
+                   "billsec,disposition,amaflags,accountcode,uniqueid,userfield)" if headerless else ""),
             )
     index = {name: names.index(name) for name in (*REQUIRED, "linkedid") if name in names}
     for item in lines:
