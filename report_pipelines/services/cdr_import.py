@@ -235,13 +235,16 @@ class _Grouper:
         return legs.filter(over)
 
     def _split_repeated(self, legs: pa.Table) -> pa.Table:
-        """Legs of one id that the stream had left behind by ``horizon`` before the next one came are
-        two calls with the same id (the file repeats it): each later run of legs gets its own group.
+        """Legs of one id that the stream had left behind by ``horizon`` before the next one came (or
+        that start more than ``horizon`` after the earlier ones ended) are two calls with the same id
+        (the file repeats it): each later run of legs gets its own group.
         Only ids whose legs came more than the horizon after one of their earlier legs ended are looked
         at leg by leg (in Python; they are rare)."""
         by_line = legs.take(pc.sort_indices(legs.column("line")))
         ends = by_line.column("ended_at").cast(pa.int64()).to_numpy()
-        high_before = np.r_[np.iinfo(np.int64).min, np.maximum.accumulate(ends)[:-1]]
+        starts = by_line.column("started_at").cast(pa.int64()).to_numpy()
+        # How far the stream had got when this leg came: the latest end before it, or its own start.
+        high_before = np.maximum(np.r_[np.iinfo(np.int64).min, np.maximum.accumulate(ends)[:-1]], starts)
         spans = pa.table({"call_id": by_line.column("call_id"), "high": high_before, "end": ends}).group_by(
             "call_id", use_threads=False).aggregate([("high", "max"), ("end", "min")])
         width = pc.subtract(spans.column("high_max"), spans.column("end_min"))

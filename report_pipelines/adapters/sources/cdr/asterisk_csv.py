@@ -80,6 +80,8 @@ MIN_COLUMNS, MAX_COLUMNS = 16, len(COLUMNS)
 #: What ``--columns`` must name (the others may be left out or written ``-``).
 REQUIRED = ("channel", "start", "end", "duration", "billsec", "disposition")
 SAMPLE_ROWS = 200
+#: A line strict CSV reads as it is: fields either quoted (inner quotes doubled) or free of quotes and commas.
+WELL_FORMED = r'^(?:"(?:[^"]|"")*"|[^",]*)(?:,(?:"(?:[^"]|"")*"|[^",]*))*$'
 BLOCK_BYTES = 1 << 22
 _ID = re.compile(r"(?:[\w.-]+-)?\d{9,10}\.\d+")
 
@@ -341,10 +343,13 @@ def sample_lines(stream: BinaryIO, decoder: Decoder, rows: int = SAMPLE_ROWS) ->
 
 
 def check_sample(sample: list[tuple[int, str]], reader: CarefulReader) -> None:
-    """One error when most sampled rows fail the same way (a wrong layout or date format guess)."""
+    """One error when most sampled rows cannot even be parsed with the layout (a time, a number or a
+    disposition where the layout puts it does not read): a wrong layout or date format guess."""
     if len(sample) < 5:
         return
-    rejected = [row for row in (reader.read(n, t) for n, t in sample) if isinstance(row, RejectedRow)]
+    symptoms = ("is not a date-time", "is not a whole number", "unknown disposition", "wrong column count")
+    rejected = [row for row in (reader.read(n, t) for n, t in sample)
+                if isinstance(row, RejectedRow) and any(s in row.reason for s in symptoms)]
     if len(rejected) * 2 <= len(sample):
         return
     causes: dict[str, int] = {}
@@ -418,7 +423,9 @@ class FastBlocks:
         n = t.num_rows
         col = lambda name: t.column(name).combine_chunks() if name in t.column_names else pa.array([""] * n)  # noqa: E731
         trim = lambda name: pc.utf8_trim_whitespace(col(name))  # noqa: E731
-        ok = np.ones(n, dtype=bool)
+        raw = _line_texts(block, starts, ends)
+        # Only lines that strict CSV reads as they are (Arrow would read broken quoting its own way).
+        ok = pc.match_substring_regex(raw, WELL_FORMED).to_numpy(zero_copy_only=False).copy()
 
         def np_(array: pa.Array) -> np.ndarray:
             return pc.fill_null(array, False).to_numpy(zero_copy_only=False)
@@ -503,7 +510,7 @@ class FastBlocks:
             "direction": pa.nulls(n, pa.string()),
             "queued_at": pa.nulls(n, INSTANT),
         }, schema=LEG_SCHEMA).take(keep)
-        legs = legs.append_column("raw", _line_texts(block, starts[good], ends[good]))
+        legs = legs.append_column("raw", raw.take(keep))
         self.fast_rows += len(good)
         self.decoder.counts["utf-8"] += len(good)
         if self.clock is not None and len(good):

@@ -148,8 +148,8 @@ class _RowReader:
             return self.instant(dt.datetime.combine(value, when), f"{column} + {time_column}", problems,
                                 required=required, not_before=not_before)
         date_text, clock_text = _cell_text(value).strip(), _cell_text(clock).strip()
-        if not date_text and not clock_text:
-            return self.instant("", column, problems, required=required)
+        if not clock_text:  # no time: no instant (the date column is shared by every time key)
+            return self.instant("", time_column, problems, required=required)
         if isinstance(value, dt.date):
             date_text = value.strftime(self.m.date_format.split(" ")[0]) if "%" in self.m.date_format else value.isoformat()
         if isinstance(clock, dt.time):
@@ -260,8 +260,8 @@ class _RowReader:
             elif wait is not None or talk is not None:
                 if (m.wait_seconds is None or wait is not None) and (m.talk_seconds is None or talk is not None):
                     end = start + dt.timedelta(seconds=(wait or 0) + (talk or 0))
-            if m.answer and (_cell_text(row[m.answer]).strip() or m.answer in m.time_columns and
-                             _cell_text(row[m.time_columns["answer"]]).strip()):
+            answer_cell = row[m.time_columns["answer"]] if "answer" in m.time_columns else row[m.answer] if m.answer else None
+            if m.answer and _cell_text(answer_cell).strip():
                 answer = self.time_of(row, "answer", problems, required=False, not_before=start)
             elif disposition is Disposition.ANSWERED:
                 if m.wait_seconds and wait is not None:
