@@ -8,13 +8,15 @@ target's own folder (created if missing), flushed to disk, hashed, then renamed 
 ``os.replace``. On any error the temporary file is removed and ``path`` is untouched: a new file
 never appears half-written, an existing one is never replaced by a broken one.
 
-**Formula injection (CSV and XLSX).** A spreadsheet treats a cell that starts with ``=``, ``+``,
-``-``, ``@``, TAB or CR as a formula (``=cmd|' /C calc'!A0``, ``=HYPERLINK(...)``). Following
-the OWASP "CSV Injection" guidance, every *string* cell, column names included, that starts with one
-of those characters gets a leading single quote (:func:`neutralise_cell`); the quote tells the
-spreadsheet "text". Numbers are never touched: ``-5`` stays the number ``-5``. In XLSX every string is
-also written as a string cell (never parsed as a formula, number or URL), so the quote there is
-defence in depth: the same value reads the same in both formats.
+**Formula injection (CSV and XLSX).** A spreadsheet opening a CSV treats a cell that starts with
+``=``, ``+``, ``-``, ``@``, TAB or CR as a formula (``=cmd|' /C calc'!A0``, ``=HYPERLINK(...)``).
+Following the OWASP "CSV Injection" guidance, every CSV *string* cell, column names included, that
+could run as one gets a leading single quote (:func:`neutralise_cell`); the quote tells the
+spreadsheet "text". A plain number or phone number (``+4930123456``, ``+49 30 1234567``, ``-5``:
+a sign, then only digits, spaces and one decimal separator) cannot run anything and is left as it
+is, so caller ids are not mangled. Numbers are never touched. In XLSX every string is written as a
+typed string cell, which Excel never evaluates (not a formula, number or URL): no prefix is needed
+there, and none is added, so a caller id reads as the PBX logged it.
 
 **CSV:** UTF-8 *with* a byte-order mark (``utf-8-sig``), because Excel on Windows reads a BOM-less
 CSV in the local ANSI code page and garbles names such as "João"; Python (``encoding="utf-8-sig"``),
@@ -53,6 +55,7 @@ import decimal
 import hashlib
 import math
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -91,9 +94,18 @@ class WrittenFile:
     sha256: str
 
 
+#: What follows a leading ``+``/``-`` in a value that cannot run as a formula: a plain (phone) number.
+_PLAIN_NUMBER = re.compile(r"[+-]\d[\d ]*(?:[.,]\d+)?")
+
+
+def could_run_as_formula(value: str) -> bool:
+    """Starts with ``= + - @``, TAB or CR, and is not a plain number such as ``+4930123456`` or ``-5``."""
+    return value.startswith(FORMULA_TRIGGERS) and _PLAIN_NUMBER.fullmatch(value) is None
+
+
 def neutralise_cell(value: str) -> str:
-    """``value`` with a leading ``'`` if it starts with ``= + - @``, TAB or CR; otherwise unchanged."""
-    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+    """``value`` with a leading ``'`` if it could run as a formula in a CSV; otherwise unchanged."""
+    return "'" + value if could_run_as_formula(value) else value
 
 
 def write_table(table: pa.Table, path: Path, fmt: str, *, sheet_name: str = "report") -> WrittenFile:
@@ -259,13 +271,13 @@ def _write_xlsx(table: pa.Table, kinds: list[str], temporary: Path, sheet_name: 
             sheet.set_column(column, column, max(width, min(len(name) + 2, 40)))
         sheet.freeze_panes(1, 0)
         for column, name in enumerate(names):
-            _xlsx_string(sheet, 0, column, neutralise_cell(name), name, bold)
+            _xlsx_string(sheet, 0, column, name, name, bold)  # a typed string cell: never evaluated
         for row_number, row in enumerate(_rows(table), start=1):
             for column, (value, kind) in enumerate(zip(row, kinds)):
                 if value is None:
                     continue
                 if kind == "string":
-                    _xlsx_string(sheet, row_number, column, neutralise_cell(value), names[column])
+                    _xlsx_string(sheet, row_number, column, value, names[column])
                 elif kind == "bool":
                     sheet.write_boolean(row_number, column, value)
                 elif kind == "int":
@@ -311,4 +323,4 @@ def _discard(workbook) -> None:  # noqa: ANN001
     workbook.fileclosed = True  # nothing to write: keep XlsxWriter's destructor from warning
 
 
-__all__ = ["FORMATS", "FORMULA_TRIGGERS", "WrittenFile", "neutralise_cell", "write_table"]
+__all__ = ["FORMATS", "FORMULA_TRIGGERS", "WrittenFile", "could_run_as_formula", "neutralise_cell", "write_table"]
