@@ -362,9 +362,11 @@ class ClockCheck:
         started = started_us / 1e6
         used = local_us / 1e6 - started
         deviation = np.clip(np.round((started - epochs) / 60), -1440, 1440).astype(np.int64)
-        keys, counts = np.unique(np.stack([deviation, np.round(used / 900).astype(np.int64)]).T, axis=0, return_counts=True)
-        for (dev, steps), count in zip(keys.tolist(), counts.tolist()):
-            self.counts[(dev, steps)] += count
+        steps = np.round(used / 900).astype(np.int64)
+        keys, counts = np.unique((deviation + 1440) * 1_000_000 + (steps + 500_000), return_counts=True)
+        for key, count in zip(keys.tolist(), counts.tolist()):
+            dev, step = divmod(key, 1_000_000)
+            self.counts[(dev - 1440, step - 500_000)] += count
         self.samples += int(counts.sum())
 
     def _sum_by(self, index: int) -> Counter[int]:

@@ -180,6 +180,7 @@ class _Segments:
         n = len(group_sorted)
         self.n = n
         self.first = np.flatnonzero(np.r_[True, group_sorted[1:] != group_sorted[:-1]]) if n else np.empty(0, np.int64)
+        self.positions = np.arange(n)
 
     def min(self, values: np.ndarray) -> np.ndarray:
         return np.minimum.reduceat(values, self.first)
@@ -192,7 +193,7 @@ class _Segments:
 
     def first_where(self, mask: np.ndarray) -> np.ndarray:
         """Each call's first sorted position where ``mask`` holds, or -1."""
-        positions = np.where(mask, np.arange(self.n), self.n)
+        positions = np.where(mask, self.positions, self.n)
         found = np.minimum.reduceat(positions, self.first)
         return np.where(found == self.n, -1, found)
 
@@ -308,11 +309,22 @@ def collapse_legs(legs: pa.Table, client_id: int, config: PbxConfig | None = Non
     call_stated = np.where(stated[origin] < len(DIRECTIONS), stated[origin],
                            np.where(first_stated >= 0, stated[order[np.maximum(first_stated, 0)]], len(DIRECTIONS)))
     dials_trunk = seg.any(pos(dst_kind == int(Kind.TRUNK)))
-    facts = np.stack([call_stated, chan_kind[origin], chan_evidence[origin], context[origin], is_did[origin],
-                      external[origin], dials_trunk]).T.astype(np.int64)
-    distinct, inverse = np.unique(facts, axis=0, return_inverse=True)
+    # The facts of each call packed in one small integer: the rule runs once per distinct combination.
+    facts = (((((call_stated * 4 + chan_kind[origin]) * 4 + chan_evidence[origin]) * 3 + context[origin]) * 2
+              + is_did[origin]) * 2 + external[origin]) * 2 + dials_trunk
+    distinct, inverse = np.unique(facts, return_inverse=True)
+
+    def unpack(key: int) -> tuple[int, ...]:
+        key, t = divmod(key, 2)
+        key, x = divmod(key, 2)
+        key, d = divmod(key, 2)
+        key, c = divmod(key, 3)
+        key, e = divmod(key, 4)
+        s, k = divmod(key, 4)
+        return s, k, e, c, d, x, t
+
     decided = [decide_direction(Direction(DIRECTIONS[s]) if s < len(DIRECTIONS) else None, (Kind(k), Evidence(e)),
-                                Context(c), bool(d), bool(x), bool(t)) for s, k, e, c, d, x, t in distinct.tolist()]
+                                Context(c), bool(d), bool(x), bool(t)) for s, k, e, c, d, x, t in map(unpack, distinct.tolist())]
     direction = np.array([_DIR[d.value] for d, _ in decided], dtype=np.int64)[inverse.reshape(-1)]
     basis = np.array([_BASES.index(b) for _, b in decided], dtype=np.int64)[inverse.reshape(-1)]
     placed = (direction == _DIR["outbound"]) | (direction == _DIR["internal"])

@@ -240,7 +240,8 @@ class _Grouper:
         (the file repeats it): each later run of legs gets its own group.
         Only ids whose legs came more than the horizon after one of their earlier legs ended are looked
         at leg by leg (in Python; they are rare)."""
-        by_line = legs.take(pc.sort_indices(legs.column("line")))
+        line = legs.column("line").to_numpy()
+        by_line = legs if bool(np.all(line[1:] >= line[:-1])) else legs.take(pc.sort_indices(legs.column("line")))
         ends = by_line.column("ended_at").cast(pa.int64()).to_numpy()
         starts = by_line.column("started_at").cast(pa.int64()).to_numpy()
         # How far the stream had got when this leg came: the latest end before it, or its own start.

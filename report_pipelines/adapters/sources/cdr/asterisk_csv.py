@@ -81,7 +81,7 @@ MIN_COLUMNS, MAX_COLUMNS = 16, len(COLUMNS)
 REQUIRED = ("channel", "start", "end", "duration", "billsec", "disposition")
 SAMPLE_ROWS = 200
 #: A line strict CSV reads as it is: fields either quoted (inner quotes doubled) or free of quotes and commas.
-WELL_FORMED = r'^(?:"(?:[^"]|"")*"|[^",]*)(?:,(?:"(?:[^"]|"")*"|[^",]*))*$'
+WELL_FORMED = r'^(?:"(?:[^"\r\n]|"")*"|[^",\r\n]*)(?:,(?:"(?:[^"\r\n]|"")*"|[^",\r\n]*))*[\r\n]*$'
 BLOCK_BYTES = 1 << 22
 _ID = re.compile(r"(?:[\w.-]+-)?\d{9,10}\.\d+")
 
@@ -443,15 +443,25 @@ class FastBlocks:
         answer_l, answer_empty = local("answer")
         ok &= np_(pc.is_valid(start_l)) & np_(pc.is_valid(end_l)) & (np_(pc.is_valid(answer_l)) | answer_empty)
 
+        wall_start = pc.fill_null(start_l.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+        known = wall_start[wall_start > 0]
+        edges = _offset_changes(self.times.zone, int(known.min()) - 7 * 86400, int(known.max()) + 7 * 86400) \
+            if len(known) else []
+
         def to_utc(naive: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-            if self.zone == "UTC":
-                us = pc.fill_null(naive.cast(pa.timestamp("us")).cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
-                return us, np.ones(n, dtype=bool)
+            """Epoch microseconds, and False where the wall time lies near a change of the zone's
+            offset (a DST gap or overlap: the careful reader decides those)."""
+            wall = pc.fill_null(naive.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+            if not edges:  # one offset for the whole block: plain arithmetic
+                offset = self.times.zone.utcoffset(dt.datetime.fromtimestamp(int(known.min()) if len(known) else 0, UTC)
+                                                  .replace(tzinfo=None)) if self.zone != "UTC" else dt.timedelta(0)
+                return (wall - int(offset.total_seconds())) * 1_000_000, np.ones(n, dtype=bool)
             early = pc.assume_timezone(naive, timezone=self.zone, ambiguous="earliest", nonexistent="earliest")
-            late = pc.assume_timezone(naive, timezone=self.zone, ambiguous="latest", nonexistent="latest")
-            e = pc.fill_null(early.cast(pa.int64()), 0).to_numpy(zero_copy_only=False) * 1_000_000
-            l_ = pc.fill_null(late.cast(pa.int64()), 0).to_numpy(zero_copy_only=False) * 1_000_000
-            return e, e == l_  # a wall time in a DST change: the careful reader decides
+            utc = pc.fill_null(early.cast(pa.int64()), 0).to_numpy(zero_copy_only=False) * 1_000_000
+            plain = np.ones(n, dtype=bool)
+            for edge in edges:  # wall times within 3 hours of a change
+                plain &= np.abs(wall - edge) > 3 * 3600
+            return utc, plain
 
         start, s_plain = to_utc(start_l)
         end, e_plain = to_utc(end_l)
@@ -532,16 +542,30 @@ class FastBlocks:
         return LegBatch(legs, rejects, n, position)
 
 
+def _offset_changes(zone: dt.tzinfo, low: int, high: int) -> list[int]:
+    """Wall-clock epoch seconds (naive, as the file writes them) at which ``zone``'s UTC offset
+    changes between ``low`` and ``high`` (checked hour by hour: offsets change on whole quarter
+    hours, a gap or overlap lasts at least 30 minutes)."""
+    if getattr(zone, "key", None) == "UTC" or zone is UTC:
+        return []
+    found: list[int] = []
+    previous = None
+    for hour in range(low - low % 3600, high + 3600, 3600):
+        offset = dt.datetime.fromtimestamp(hour, UTC).astimezone(zone).utcoffset()
+        if previous is not None and offset != previous:
+            found.append(hour + int(offset.total_seconds()))
+        previous = offset
+    return found
+
+
 def _line_texts(block: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
-    """The lines ``block[starts[i]:ends[i]]`` as one Arrow string array (one copy, no Python loop)."""
+    """Each line as an Arrow string over the block itself (no copy): value i runs from ``starts[i]``
+    to the next line's start, so it carries its line end (and any blank lines after it); the
+    rejects file strips them."""
     if not len(starts):
         return pa.array([], type=pa.string())
-    data = np.frombuffer(block, dtype=np.uint8)
-    lengths = (ends - starts).astype(np.int64)
-    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int32)
-    # Gather the line bytes: index of every byte to keep.
-    index = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
-    return pa.StringArray.from_buffers(len(starts), pa.py_buffer(offsets), pa.py_buffer(data[index].tobytes()))
+    offsets = np.r_[starts, len(block)].astype(np.int32)
+    return pa.StringArray.from_buffers(len(starts), pa.py_buffer(offsets), pa.py_buffer(block))
 
 
 def read_asterisk_csv(stream: BinaryIO, times: LocalTimes, *, decoder: Decoder | None = None,
