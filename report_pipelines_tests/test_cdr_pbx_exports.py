@@ -572,3 +572,19 @@ def test_a_deeply_nested_mapping_is_one_line(sqlite_engine: Engine, tmp_path: Pa
         assert result.stderr == f"error: --mapping: {name} is nested more than 8 levels deep (a mapping is keys, " \
                                 "values and one level of tables)\n"
     assert json.loads("[]") == []
+
+
+# --- the demo's step -----------------------------------------------------------------------------------
+def test_the_demo_imports_the_sample_pair_and_shows_the_queue_report(sqlite_engine: Engine, tmp_path: Path) -> None:
+    from report_pipelines.services.demo_import import import_demo_pbx
+
+    printed = import_demo_pbx(sqlite_engine, tmp_path, echo=lambda line: None)
+    assert printed[1] == "   imported 7 calls (0 already imported, 0 repeated in the file, 0 rejected rows) from 14 rows"
+    assert "   by direction: inbound 7" in printed
+    assert any(line.startswith("   queue_log: 24 rows, 7 queue calls, 6 joined to CDR calls") for line in printed)
+    # By hand (the fixture's queue test): support 6 offered, 3 answered (waits 27 + 8 + 5 s), 1 abandoned,
+    # 2 missed; service level 2 / 6; average speed of answer 40 / 3 s.
+    [support] = [line.split() for line in printed if line.split()[:1] == ["support"]]
+    assert support == ["support", "6", "3", "1", "2", "0.333", "13.333"]
+    # Run again (make demo on a kept database): nothing new.
+    assert import_demo_pbx(sqlite_engine, tmp_path, echo=lambda line: None)[1].startswith("   imported 0 calls (7 already")

@@ -90,6 +90,9 @@ def run_demo(echo: Callable[[str], None] = print, days: int = 7, last_day: dt.da
     with dg.DagsterInstance.get() as instance:
         _commercial(echo, instance, engine, defs)
         outbox = _scheduled_report(echo, instance, engine, defs, biggest.slug, settings)
+    from report_pipelines.services.demo_import import import_demo_pbx  # 7. a PBX's own export (issue 10)
+
+    import_demo_pbx(engine, settings.data_dir, echo)
     echo("results:")
     echo(f"  app database      {settings.database_url}")
     echo(f"  outbox            {outbox}")
