@@ -3,11 +3,12 @@
 A PBX logs one row per *leg*: a call that rang a queue's three members and was answered by the
 third is four or five rows (the caller's leg towards each member, the members' own legs...). Asterisk
 ties them together with ``linkedid`` (the ``uniqueid`` of the channel that started it all). This
-module holds the leg record (:class:`Leg`), the rules that read its fields (dispositions, channels,
-queues, direction), the rule that turns a PBX's naive local times into UTC instants across DST
-(:class:`LocalTimes`), the cross-check of those times against the epoch in ``uniqueid``
-(:class:`ClockCheck`), and :func:`collapse`, which turns the legs of one call into one
-:class:`~report_pipelines.domain.calls.Call`.
+module holds the leg record (:class:`Leg`), the rules that read its fields (dispositions, queues,
+applications, direction: :func:`decide_direction`, with channels read by
+:mod:`~report_pipelines.domain.pbx`), the rule that turns a PBX's naive local times into UTC
+instants across DST (:class:`LocalTimes`), the cross-check of those times against the epoch in
+``uniqueid`` (:class:`ClockCheck`), and :func:`collapse`, which turns the legs of one call into one
+:class:`~report_pipelines.domain.calls.Call` (by :mod:`~report_pipelines.domain.cdr_collapse`).
 
 Nothing here reads files or speaks SQL: readers (``adapters.sources.cdr``) build the legs, the
 service (``services.cdr_import``) groups them and stores the calls.
@@ -44,9 +45,10 @@ CDR_FORMATS: tuple[str, ...] = ("asterisk-csv", "asterisk-db", "mapped-csv")
 #: | CANCEL       | NO ANSWER | the caller hung up while it rang (ABANDONED if queued, see below)   |
 #: | UNKNOWN      | FAILED    | Asterisk could not tell: not a call anyone could have answered      |
 #:
-#: At the call level (:func:`collapse`) an *inbound* call that was in a ``Queue`` and that nobody
-#: answered is ABANDONED, whatever its legs said (NO ANSWER, CANCEL, or the ANSWERED that the Queue
-#: application itself logs when it picks up the caller to play music on hold).
+#: At the call level (:mod:`~report_pipelines.domain.cdr_collapse`) an *inbound* call no agent took
+#: is NO ANSWER when it went to voicemail, ABANDONED when the PBX held it (in a ``Queue``, or answered
+#: by an IVR or announcement: the ANSWERED those applications log is not an agent's answer) and the
+#: caller hung up, whatever its legs said; a queue_log then has the last word on queue calls.
 PBX_DISPOSITIONS: dict[str, Disposition] = {
     "ANSWERED": Disposition.ANSWERED,
     "NO ANSWER": Disposition.NO_ANSWER,
