@@ -284,14 +284,18 @@ def day_file(path: Path, calls: list[tuple[str, str]]) -> Path:
     return path
 
 
+def extractor_for(engine: Engine, tmp_path: Path) -> Extractor:
+    settings = ExtractSettings(database_url=engine.url.render_as_string(hide_password=False),
+                               store_root=str(tmp_path / "store"), lock_dir=str(tmp_path / "locks"))
+    return Extractor(settings, engine)
+
+
 def test_replace_makes_the_cached_days_it_touched_stale(engine: Engine, tmp_path: Path) -> None:
     client = add_client(engine, "fix", "Fix", "UTC")
     first = day_file(tmp_path / "first.csv", [("1714978800.1", "2024-05-06 07:00:00"), ("1714982400.2", "2024-05-06 08:00:00"),
                                               ("1715065200.3", "2024-05-07 07:00:00")])
     import_cdr(engine, "fix", "asterisk-csv", first, data_dir=tmp_path)
-    settings = ExtractSettings(database_url=engine.url.render_as_string(hide_password=False),
-                               store_root=str(tmp_path / "store"), lock_dir=str(tmp_path / "locks"))
-    extractor = Extractor(settings, engine)
+    extractor = extractor_for(engine, tmp_path)
     after_import = dt.datetime.now(UTC)
     for day in (dt.date(2024, 5, 6), dt.date(2024, 5, 7)):
         extractor.compute(ClientDay(client.id, "UTC", day), ["call_detail"], now=after_import)
@@ -319,9 +323,7 @@ def test_a_day_emptied_by_replace_is_still_found_stale(sqlite_engine: Engine, tm
     original = day_file(tmp_path / "a.csv", [("1714978800.1", "2024-05-06 07:00:00"), ("1715065200.3", "2024-05-07 07:00:00"),
                                              ("1715151600.4", "2024-05-08 07:00:00")])
     import_cdr(sqlite_engine, "empty", "asterisk-csv", original, data_dir=tmp_path)
-    settings = ExtractSettings(database_url=sqlite_engine.url.render_as_string(hide_password=False),
-                               store_root=str(tmp_path / "store"), lock_dir=str(tmp_path / "locks"))
-    Extractor(settings, sqlite_engine).compute(ClientDay(client.id, "UTC", dt.date(2024, 5, 7)), ["call_detail"],
+    extractor_for(sqlite_engine, tmp_path).compute(ClientDay(client.id, "UTC", dt.date(2024, 5, 7)), ["call_detail"],
                                                now=dt.datetime.now(UTC))
     # The corrected export spans 6..8 May with no call on the 7th: the 7th's only call is deleted.
     corrected = day_file(tmp_path / "b.csv", [("1714978800.1", "2024-05-06 07:00:00"), ("1715151600.4", "2024-05-08 07:00:00")])

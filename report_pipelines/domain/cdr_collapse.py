@@ -43,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from report_pipelines.domain.calls import DIRECTIONS, DISPOSITIONS, INSTANT, MAX_TEXT, Call, Direction, Disposition
+from report_pipelines.domain.calls import CALL_SCHEMA, DIRECTIONS, DISPOSITIONS, INSTANT, MAX_TEXT, Call, Direction, Disposition
 from report_pipelines.domain.cdr import BASES, EXTERNAL_NUMBER, Leg, app_class, decide_direction, queue_from_lastdata
 from report_pipelines.domain.pbx import Context, Evidence, Kind, PbxConfig, context_class
 
@@ -70,17 +70,7 @@ LEG_SCHEMA = pa.schema([
 
 #: The collapsed calls: the call columns, then what the import summary and rejects need.
 CALLS_SCHEMA = pa.schema([
-    ("pbx_call_id", pa.string()),
-    ("direction", pa.string()),
-    ("queue", pa.string()),
-    ("agent", pa.string()),
-    ("caller", pa.string()),
-    ("callee", pa.string()),
-    ("started_at", INSTANT),
-    ("answered_at", INSTANT),
-    ("ended_at", INSTANT),
-    ("disposition", pa.string()),
-    ("queued_at", INSTANT),
+    *CALL_SCHEMA,
     ("first_line", pa.int64()),
     ("legs", pa.int64()),
     ("basis", pa.string()),

@@ -408,7 +408,18 @@ class QueueCallRow(Base):
     caller: Mapped[str | None] = mapped_column(String(MAX_TEXT))
 
 
-class QueueAgentSessionRow(Base):
+class _AgentIntervalColumns:
+    """What a member's session and a member's pause both hold."""
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"))
+    queue: Mapped[str] = mapped_column(String(MAX_TEXT))
+    agent: Mapped[str] = mapped_column(String(MAX_TEXT))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class QueueAgentSessionRow(_AgentIntervalColumns, Base):
     """A queue member's time in a queue (ADDMEMBER to REMOVEMEMBER; open while ``ended_at`` is null)."""
 
     __tablename__ = "queue_agent_sessions"
@@ -417,15 +428,8 @@ class QueueAgentSessionRow(Base):
         {"sqlite_autoincrement": True},
     )
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"))
-    queue: Mapped[str] = mapped_column(String(MAX_TEXT))
-    agent: Mapped[str] = mapped_column(String(MAX_TEXT))
-    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
-
-class QueueAgentPauseRow(Base):
+class QueueAgentPauseRow(_AgentIntervalColumns, Base):
     """A queue member's pause (PAUSE to UNPAUSE); ``queue`` is ``NONE`` for every queue (PAUSEALL)."""
 
     __tablename__ = "queue_agent_pauses"
@@ -434,12 +438,6 @@ class QueueAgentPauseRow(Base):
         {"sqlite_autoincrement": True},
     )
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"))
-    queue: Mapped[str] = mapped_column(String(MAX_TEXT))
-    agent: Mapped[str] = mapped_column(String(MAX_TEXT))
-    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     reason: Mapped[str | None] = mapped_column(String(MAX_TEXT))
 
 

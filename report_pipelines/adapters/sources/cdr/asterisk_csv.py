@@ -57,7 +57,7 @@ from report_pipelines.adapters.sources.cdr.rows import (
     asterisk_leg,
     asterisk_time,
     batched,
-    legs_with_raw,
+    linked_call_id,
     numbered_lines,
     order_problems,
     text_field,
@@ -274,14 +274,7 @@ class CarefulReader:
         problems: list[str] = []
         uniqueid: str | None = None
         if "uniqueid" in row or "linkedid" in row:
-            uniqueid = row.get("uniqueid", "").strip() or None
-            linkedid = row.get("linkedid", "").strip()
-            call_id = linkedid or uniqueid or ""
-            if not call_id:
-                problems.append("uniqueid: empty (the call id is linkedid, else uniqueid)")
-            elif len(call_id) > MAX_TEXT:
-                problems.append(f"{'linkedid' if linkedid else 'uniqueid'}: longer than {MAX_TEXT} characters")
-                call_id = ""
+            call_id, uniqueid = linked_call_id(row, problems)
         else:
             channel = row["channel"].strip()
             call_id = f"{channel}@{row['start'].strip()}" if channel else ""

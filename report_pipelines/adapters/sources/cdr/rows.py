@@ -289,7 +289,7 @@ def order_problems(start: dt.datetime, answer: dt.datetime | None, end: dt.datet
 
 def linked_call_id(row: dict[str, str], problems: list[str]) -> tuple[str, str | None]:
     """An Asterisk leg's call id (``linkedid``, else ``uniqueid``) and its ``uniqueid``."""
-    uniqueid = row["uniqueid"].strip() or None
+    uniqueid = row.get("uniqueid", "").strip() or None
     linkedid = row.get("linkedid", "").strip()
     call_id = linkedid or uniqueid or ""
     if not call_id:
