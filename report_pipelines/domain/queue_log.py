@@ -55,6 +55,8 @@ OUTCOME_DISPOSITIONS = {"abandoned": Disposition.ABANDONED, "timeout": Dispositi
 _EXITS = {"ABANDON": "abandoned", "EXITWITHTIMEOUT": "timeout", "EXITEMPTY": "empty", "EXITWITHKEY": "key"}
 _ENDS = frozenset({"COMPLETEAGENT", "COMPLETECALLER", "TRANSFER", "BLINDTRANSFER", "ATTENDEDTRANSFER"})
 _EPOCH = re.compile(r"\d{9,10}(?:\.\d{1,6})?")
+_EVENT = re.compile(r"[A-Z_]+")
+_EPOCH0 = dt.datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_MIN, _EPOCH_MAX = 946_684_800, 4_102_444_800
 CLAMP_TOLERANCE = dt.timedelta(seconds=5)
 
@@ -76,14 +78,15 @@ def parse_event(line: int, text: str) -> QueueEvent:
     if len(parts) < 5:
         raise InvalidInput("queue_log", f"{len(parts)} fields (a queue_log line has epoch|callid|queue|agent|EVENT|data...)")
     epoch, callid, queue, agent, event = (p.strip() for p in parts[:5])
-    if not _EPOCH.fullmatch(epoch) or not _EPOCH_MIN <= float(epoch) < _EPOCH_MAX:
+    seconds = int(epoch) if epoch.isdigit() else float(epoch) if _EPOCH.fullmatch(epoch) else -1
+    if not _EPOCH_MIN <= seconds < _EPOCH_MAX:
         raise InvalidInput("epoch", f"{epoch!r} is not epoch seconds (like 1709993702)")
-    if not re.fullmatch(r"[A-Z_]+", event):
+    if not _EVENT.fullmatch(event):
         raise InvalidInput("event", f"{event!r} is not a queue_log event name")
-    for name, value in (("callid", callid), ("queue", queue), ("agent", agent)):
-        if len(value) > MAX_TEXT:
-            raise InvalidInput(name, f"longer than {MAX_TEXT} characters")
-    at = dt.datetime.fromtimestamp(float(epoch), UTC)
+    if len(callid) > MAX_TEXT or len(queue) > MAX_TEXT or len(agent) > MAX_TEXT:
+        name = next(n for n, v in (("callid", callid), ("queue", queue), ("agent", agent)) if len(v) > MAX_TEXT)
+        raise InvalidInput(name, f"longer than {MAX_TEXT} characters")
+    at = _EPOCH0 + dt.timedelta(seconds=seconds)
     return QueueEvent(line, at, callid, queue, agent, event, tuple(p.strip() for p in parts[5:]))
 
 
@@ -108,7 +111,7 @@ def _seconds(data: tuple[str, ...], index: int) -> float | None:
     return value if value >= 0 else None
 
 
-@dataclass
+@dataclass(slots=True)
 class QueueAttempt:
     """One caller's stay in one queue."""
 
@@ -125,7 +128,7 @@ class QueueAttempt:
     pbx_call_id: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class AgentInterval:
     """A member's session in a queue (ADDMEMBER..REMOVEMEMBER) or a pause (PAUSE..UNPAUSE)."""
 
@@ -283,12 +286,23 @@ def join_calls(calls: pa.Table, attempts_of: dict[str, list[QueueAttempt]], stat
     return calls
 
 
-def attempts_by_call(legs_call_ids: pa.Array, legs_uniqueids: pa.Array, by_callid: dict[str, list[QueueAttempt]]
+class AttemptIndex:
+    """The queue_log's attempts by ``callid``, with the ids as one Arrow array (built once)."""
+
+    def __init__(self, log: QueueLog) -> None:
+        self.by_callid = log.by_callid()
+        self.keys = pa.array(list(self.by_callid), type=pa.string())
+
+    def __bool__(self) -> bool:
+        return bool(self.by_callid)
+
+
+def attempts_by_call(legs_call_ids: pa.Array, legs_uniqueids: pa.Array, index: AttemptIndex
                      ) -> dict[str, list[QueueAttempt]]:
     """Call id -> the attempts whose queue_log ``callid`` is the call's id or one of its legs' uniqueids."""
-    if not by_callid:
+    if not index:
         return {}
-    keys = pa.array(list(by_callid), type=pa.string())
+    by_callid, keys = index.by_callid, index.keys
     found: dict[str, list[QueueAttempt]] = {}
     seen: dict[str, set[str]] = {}
     for column in (legs_call_ids, legs_uniqueids):

@@ -74,7 +74,7 @@ from report_pipelines.domain.cdr import BASES, CDR_FORMATS, ClockCheck, LocalTim
 from report_pipelines.domain.cdr_collapse import CollapsedCalls, collapse_legs, endpoint_keys
 from report_pipelines.domain.errors import InvalidInput, NotFound
 from report_pipelines.domain.pbx import PbxConfig
-from report_pipelines.domain.queue_log import JoinStats, QueueLog, attempts_by_call, join_calls
+from report_pipelines.domain.queue_log import AttemptIndex, JoinStats, QueueLog, attempts_by_call, join_calls
 from report_pipelines.domain.timezones import parse_zone
 
 UTC = dt.timezone.utc
@@ -410,7 +410,7 @@ def import_cdr(
             for row in queue_file.rejects:
                 queue_rejects.write(row.line, row.reason, row.raw)
             queue_rejects.close()
-    by_callid = queue_log.by_callid() if queue_log is not None else {}
+    by_callid = AttemptIndex(queue_log) if queue_log is not None else None
     join = JoinStats()
 
     grouper = _Grouper(horizon)

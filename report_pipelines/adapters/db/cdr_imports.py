@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Engine, delete, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from report_pipelines.adapters.db.models import (
     CALL_EVENT_COLUMNS,
@@ -138,9 +136,10 @@ class CallImport:
             result.replaced = self._replace(result.earliest, result.latest, zone, now, result)
         columns = ", ".join(CALL_EVENT_COLUMNS)
         if self.postgresql:
+            source = ("(SELECT DISTINCT ON (pbx_call_id) * FROM _import_calls ORDER BY pbx_call_id, first_line) AS firsts"
+                      if result.repeated_in_file else "_import_calls")  # the first copy of a repeated id wins
             moved = conn.exec_driver_sql(
-                f"INSERT INTO call_events ({columns}) SELECT {columns} FROM (SELECT DISTINCT ON (pbx_call_id) * "
-                "FROM _import_calls ORDER BY pbx_call_id, first_line) AS firsts "
+                f"INSERT INTO call_events ({columns}) SELECT {columns} FROM {source} "
                 "ON CONFLICT (client_id, pbx_call_id) DO NOTHING")
         else:
             moved = conn.exec_driver_sql(
@@ -185,26 +184,46 @@ class CallImport:
             for model in (QueueCallRow, QueueAgentSessionRow, QueueAgentPauseRow):
                 start = model.entered_at if model is QueueCallRow else model.started_at
                 self.conn.execute(delete(model).where(model.client_id == self.client_id, start >= low, start <= high))
-        stored = self._insert_ignore(QueueCallRow, ["client_id", "callid", "queue", "entered_at"], [
-            {"client_id": self.client_id, "callid": a.callid, "pbx_call_id": a.pbx_call_id, "queue": a.queue,
-             "entered_at": a.entered_at, "connected_at": a.connected_at, "ended_at": a.ended_at, "agent": a.agent,
-             "outcome": a.outcome, "ring_attempts": a.ring_attempts, "caller": a.caller} for a in attempts])
-        self._insert_ignore(QueueAgentSessionRow, ["client_id", "queue", "agent", "started_at"], [
-            {"client_id": self.client_id, "queue": i.queue, "agent": i.agent, "started_at": i.started_at,
-             "ended_at": i.ended_at} for i in sessions])
-        self._insert_ignore(QueueAgentPauseRow, ["client_id", "queue", "agent", "started_at"], [
-            {"client_id": self.client_id, "queue": i.queue, "agent": i.agent, "started_at": i.started_at,
-             "ended_at": i.ended_at, "reason": i.reason} for i in pauses])
+        instant = pa.timestamp("us", tz="UTC")
+        text = pa.string()
+        attempt_columns = {"callid": text, "pbx_call_id": text, "queue": text, "entered_at": instant,
+                           "connected_at": instant, "ended_at": instant, "agent": text, "outcome": text,
+                           "ring_attempts": pa.int64(), "caller": text}
+        stored = self._copy_ignore("queue_calls", attempt_columns, attempts, ("client_id", "callid", "queue", "entered_at"))
+        interval = {"queue": text, "agent": text, "started_at": instant, "ended_at": instant}
+        keys = ("client_id", "queue", "agent", "started_at")
+        self._copy_ignore("queue_agent_sessions", interval, sessions, keys)
+        self._copy_ignore("queue_agent_pauses", {**interval, "reason": text}, pauses, keys)
         return stored
 
-    def _insert_ignore(self, model, keys: list[str], rows: list[dict]) -> int:  # noqa: ANN001
-        if not rows:
+    def _copy_ignore(self, table: str, columns: dict[str, pa.DataType], items: list, keys: tuple[str, ...]) -> int:
+        """Insert the items' ``columns`` (and this client) into ``table``, skipping rows whose ``keys``
+        are stored already: PostgreSQL through COPY into a temporary table, SQLite one executemany."""
+        if not items:
             return 0
-        statement = (pg_insert if self.postgresql else sqlite_insert)(model).on_conflict_do_nothing(index_elements=keys)
-        total = 0
-        for begin in range(0, len(rows), 5000):
-            total += int(self.conn.execute(statement, rows[begin:begin + 5000]).rowcount)
-        return total
+        data = pa.table({"client_id": pa.array([self.client_id] * len(items), type=pa.int64()),
+                         **{name: pa.array([getattr(i, name) for i in items], type=kind) for name, kind in columns.items()}})
+        names = ", ".join(data.column_names)
+        for name, kind in columns.items():
+            if pa.types.is_timestamp(kind):  # naive UTC wall clock, read back as UTC
+                data = data.set_column(data.schema.get_field_index(name), name, data.column(name).cast(pa.timestamp("us")))
+        cursor = self.conn.connection.dbapi_connection.cursor()
+        if self.postgresql:
+            self.conn.exec_driver_sql(f"CREATE TEMP TABLE _import_{table} ON COMMIT DROP AS "
+                                      f"SELECT {names} FROM {table} WITH NO DATA")
+            buffer = io.BytesIO()
+            pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False))
+            buffer.seek(0)
+            cursor.copy_expert(f"COPY _import_{table} ({names}) FROM STDIN WITH (FORMAT csv)", buffer)
+            moved = self.conn.exec_driver_sql(f"INSERT INTO {table} ({names}) SELECT {names} FROM _import_{table} "
+                                              f"ON CONFLICT ({', '.join(keys)}) DO NOTHING")
+            return int(moved.rowcount)
+        values = [data.column(n).cast(pa.string()).to_pylist() if pa.types.is_timestamp(data.schema.field(n).type)
+                  else data.column(n).to_pylist() for n in data.column_names]
+        before = self.conn.connection.dbapi_connection.total_changes
+        cursor.executemany(f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({', '.join('?' * len(values))})",
+                           zip(*values))
+        return self.conn.connection.dbapi_connection.total_changes - before
 
 
 class PbxConfigRepository:
