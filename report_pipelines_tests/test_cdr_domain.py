@@ -456,3 +456,29 @@ def test_queue_log_lines() -> None:
     assert (attempt.entered_at, attempt.connected_at, attempt.ended_at, attempt.outcome) == (
         dt.datetime(2024, 3, 9, 10, 0, 15, tzinfo=UTC), dt.datetime(2024, 3, 9, 10, 0, 42, tzinfo=UTC),
         dt.datetime(2024, 3, 9, 10, 5, tzinfo=UTC), "answered")
+
+
+def test_unknown_direction_passes_screening_and_counts_in_no_direction() -> None:
+    from report_pipelines.domain.reports import DayContext, get_report
+    from report_pipelines.domain.reports.screening import screen_calls
+    from report_pipelines_tests.reports_support import call as row, table
+
+    calls = table([
+        row("a", "inbound", "ANSWERED", "2024-06-12 09:00:00", "2024-06-12 09:05:00", answered="2024-06-12 09:00:10",
+            queue="support", agent="201"),
+        row("b", "unknown", "ANSWERED", "2024-06-12 09:10:00", "2024-06-12 09:15:00", answered="2024-06-12 09:10:04",
+            queue="support", agent="202"),
+        row("c", "sideways", "ANSWERED", "2024-06-12 09:20:00", "2024-06-12 09:21:00", answered="2024-06-12 09:20:04"),
+    ])
+    ctx = DayContext(7, "UTC", dt.date(2024, 6, 12))
+    screened = screen_calls(calls, ctx)
+    # "unknown" is ours (what an import could not tell); "sideways" is not a direction at all.
+    assert (screened.clean.column("pbx_call_id").to_pylist(), screened.rejected) == (["a", "b"], {"unknown_direction": 1})
+    [support] = get_report("queue_performance").compute_day(screened.clean, ctx).to_pylist()
+    assert (support["offered"], support["answered"], support["wait_seconds_sum"]) == (1, 1, 10.0)  # only a
+    hours = get_report("hourly_volume").compute_day(screened.clean, ctx).to_pylist()
+    assert sum(h["offered"] + h["outbound"] + h["internal"] for h in hours) == 1
+    agents = get_report("agent_performance").compute_day(screened.clean, ctx).column("agent").to_pylist()
+    assert agents == ["201"]  # 202 only took a call of unknown direction: neither taken nor placed
+    details = get_report("call_detail").compute_day(screened.clean, ctx)
+    assert details.column("direction").to_pylist() == ["inbound", "unknown"]  # listed as it is

@@ -55,7 +55,6 @@ from report_pipelines.adapters.sources.cdr import (
     DateFormat,
     Decoder,
     LegBatch,
-    RejectedRow,
     RejectsFile,
     batched,
     detect_code_page,
