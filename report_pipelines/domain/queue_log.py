@@ -77,7 +77,7 @@ def parse_event(line: int, text: str) -> QueueEvent:
     parts = text.split("|")
     if len(parts) < 5:
         raise InvalidInput("queue_log", f"{len(parts)} fields (a queue_log line has epoch|callid|queue|agent|EVENT|data...)")
-    epoch, callid, queue, agent, event = (p.strip() for p in parts[:5])
+    epoch, callid, queue, agent, event = parts[0].strip(), parts[1], parts[2], parts[3], parts[4].strip()
     seconds = int(epoch) if epoch.isdigit() else float(epoch) if _EPOCH.fullmatch(epoch) else -1
     if not _EPOCH_MIN <= seconds < _EPOCH_MAX:
         raise InvalidInput("epoch", f"{epoch!r} is not epoch seconds (like 1709993702)")
@@ -87,7 +87,7 @@ def parse_event(line: int, text: str) -> QueueEvent:
         name = next(n for n, v in (("callid", callid), ("queue", queue), ("agent", agent)) if len(v) > MAX_TEXT)
         raise InvalidInput(name, f"longer than {MAX_TEXT} characters")
     at = _EPOCH0 + dt.timedelta(seconds=seconds)
-    return QueueEvent(line, at, callid, queue, agent, event, tuple(p.strip() for p in parts[5:]))
+    return QueueEvent(line, at, callid.strip(), queue.strip(), agent.strip(), event, tuple(parts[5:]))
 
 
 def member_agent(agent: str) -> str | None:
