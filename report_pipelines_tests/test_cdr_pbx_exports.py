@@ -590,3 +590,16 @@ def test_the_demo_imports_the_sample_pair_and_shows_the_queue_report(sqlite_engi
     assert support == ["support", "6", "3", "1", "2", "0.333", "13.333"]
     # Run again (make demo on a kept database): nothing new.
     assert import_demo_pbx(sqlite_engine, tmp_path, echo=lambda line: None)[1].startswith("   imported 0 calls (7 already")
+
+
+@pytest.mark.parametrize("name", ["queue_Master.csv", "Master.csv"])
+def test_the_fast_path_and_the_careful_reader_agree(sqlite_engine: Engine, tmp_path: Path, name: str) -> None:
+    """The same file through Arrow blocks and through the line reader: same calls, same rejects."""
+    results = []
+    for fast in (True, False):
+        client = add_client(sqlite_engine, f"c{int(fast)}", "C", "America/New_York")
+        summary = import_cdr(sqlite_engine, client.slug, "asterisk-csv", FIXTURES / name, data_dir=tmp_path / str(fast),
+                             fast=fast)
+        results.append((stored(sqlite_engine, client.id), rejects_of(summary.rejects_path) if summary.rejects_path else {},
+                        summary.by_basis, summary.warnings))
+    assert results[0] == results[1]

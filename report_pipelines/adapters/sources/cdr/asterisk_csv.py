@@ -520,8 +520,9 @@ class FastBlocks:
             epochs = pc.extract_regex(uniqueid.take(keep), r"(?:^|-)(?P<e>\d{9,10})\.\d+$")
             epoch = pc.struct_field(epochs, [0])
             valid = pc.is_valid(epoch).to_numpy(zero_copy_only=False)
+            e = pc.fill_null(epoch.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+            valid &= (e >= 946_684_800) & (e < 4_102_444_800)  # what epoch_of_uniqueid accepts
             if valid.any():
-                e = pc.fill_null(epoch.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
                 local_us = pc.fill_null(start_l.take(keep).cast(pa.int64()), 0).to_numpy(zero_copy_only=False) * 1_000_000
                 self.clock.observe_many(local_us[valid], start[good][valid], e[valid])
         rejects: list[RejectedRow] = []
