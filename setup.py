@@ -16,7 +16,7 @@ setup(
     description="Per-client, per-local-day call reports for a multi-tenant cloud PBX, on Dagster.",
     packages=find_packages(exclude=["report_pipelines_tests", "report_pipelines_tests.*", "benchmarks"]),
     package_data={"report_pipelines": ["adapters/db/migrations/*.ini", "adapters/db/migrations/*.mako",
-                                       "adapters/db/migrations/versions/*.py"]},
+                                       "adapters/db/migrations/versions/*.py", "demo_data/*"]},
     include_package_data=True,
     python_requires=">=3.11,<3.14",
     install_requires=[
@@ -37,6 +37,8 @@ setup(
         "email-validator>=2.1,<3",
         "matplotlib>=3.8,<4",  # report e-mail charts (Agg backend, no display)
         "fpdf2>=2.7,<3",  # PDF attachments (pure Python, no browser)
+        "charset-normalizer>=3.3,<4",
+        "python-calamine>=0.2,<1",
     ],
     extras_require={
         "test": [

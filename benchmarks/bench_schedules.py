@@ -49,33 +49,33 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import dagster as dg  # noqa: E402
-from _common import Timer, scratch_postgres  # noqa: E402
-from aiosmtpd.controller import Controller  # noqa: E402
-from sqlalchemy import Engine, bindparam, delete, func, insert, select, text, update  # noqa: E402
+import dagster as dg
+from _common import Timer, scratch_postgres
+from aiosmtpd.controller import Controller
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, text, update
 
-from report_pipelines.adapters.db.engine import engine_for  # noqa: E402
-from report_pipelines.adapters.db.migrate import upgrade  # noqa: E402
-from report_pipelines.adapters.db.models import (  # noqa: E402
+from report_pipelines.adapters.db.engine import engine_for
+from report_pipelines.adapters.db.migrate import upgrade
+from report_pipelines.adapters.db.models import (
     Client,
     ReportFile,
     ReportFileAttempt,
     ReportFileRecipient,
     ReportSchedule,
 )
-from report_pipelines.adapters.db.schedules import ReportFileRepository, ScheduleRepository, SendOutcome  # noqa: E402
-from report_pipelines.adapters.mailer import OutboxMailer, SmtpMailer  # noqa: E402
-from report_pipelines.defs.resources import AppDatabase  # noqa: E402
-from report_pipelines.defs.schedules.sensors import (  # noqa: E402
+from report_pipelines.adapters.db.schedules import ReportFileRepository, ScheduleRepository, SendOutcome
+from report_pipelines.adapters.mailer import OutboxMailer, SmtpMailer
+from report_pipelines.defs.resources import AppResource
+from report_pipelines.defs.schedules.sensors import (
     report_file_processor_sensor,
     report_file_sender_sensor,
     schedule_planner_sensor,
 )
-from report_pipelines.domain.schedules import next_send_at  # noqa: E402
-from report_pipelines.domain.timezones import UTC  # noqa: E402
-from report_pipelines.services.commercial import grant, served_client_ids  # noqa: E402
-from report_pipelines.services.demo import demo_licence, ensure_reports_product  # noqa: E402
-from report_pipelines.services.scheduled_reports import (  # noqa: E402
+from report_pipelines.domain.schedules import next_send_at
+from report_pipelines.domain.timezones import UTC
+from report_pipelines.services.commercial import grant
+from report_pipelines.services.demo import demo_licence, ensure_reports_product
+from report_pipelines.services.scheduled_reports import (
     SendPolicy,
     build_message,
     due_occurrences,
@@ -84,7 +84,8 @@ from report_pipelines.services.scheduled_reports import (  # noqa: E402
     rule_of,
     send_files,
 )
-from report_pipelines.settings import MailSettings, Settings  # noqa: E402
+from report_pipelines.services.serving import served_today
+from report_pipelines.settings import MailSettings, Settings
 
 DAGSTER_SENSOR_TIMEOUT_S = 60.0  # DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS' default
 PLANNER_LIMIT = 5000  # plan_schedules' default batch
@@ -107,9 +108,10 @@ def insert_clients(engine: Engine, n: int, rng: random.Random) -> list[tuple[int
 def insert_reports_licences(engine: Engine, client_ids: list[int]) -> str:
     """An active, open-ended licence of the reports product for every client: only served clients'
     schedules are processed (``due_occurrences`` skips the others). Done the way the demo does it."""
-    product = ensure_reports_product(engine)
+    now = dt.datetime.now(UTC)
+    product = ensure_reports_product(engine, now)
     for client_id in client_ids:
-        grant(engine, client_id, [demo_licence(product, dt.date(2024, 1, 1))], note="benchmark")
+        grant(engine, client_id, [demo_licence(product, dt.date(2024, 1, 1))], note="benchmark", now=now)
     return f"an active {product.code} licence for each of {len(client_ids)} clients"
 
 
@@ -178,7 +180,7 @@ def tick(sensor: dg.SensorDefinition, url: str) -> dg.SensorExecutionData:
     """
     if not _INSTANCE:
         _INSTANCE.append(dg.DagsterInstance.ephemeral())
-    context = dg.build_sensor_context(instance=_INSTANCE[0], resources={"app_db": AppDatabase(url=url)},
+    context = dg.build_sensor_context(instance=_INSTANCE[0], resources={"app": AppResource(database_url=url)},
                                       sensor_name=sensor.name)
     return sensor.evaluate_tick(context)
 
@@ -202,7 +204,7 @@ class CountingHandler:
         self.count = 0
         self.lock = threading.Lock()
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
+    async def handle_DATA(self, server, session, envelope):
         with self.lock:
             self.count += 1
         return "250 Message accepted"
@@ -227,7 +229,7 @@ def bench_planner(engine: Engine, url: str, n: int, repeat: int) -> dict[str, fl
     assert planned == n, (planned, n)
     total = sum(ticks)
     tick_ms = statistics.median(ticks)
-    nothing = lambda r: r == 0 or sys.exit("not empty")  # noqa: E731
+    nothing = lambda r: r == 0 or sys.exit("not empty")
     # Right after a mass planning the statistics still say "every next_send_at is NULL" until
     # autovacuum analyses the table; measure that, then the steady state (VACUUM ANALYZE).
     stale_s = median_of(lambda: plan_schedules(engine, now), repeat, nothing)
@@ -267,8 +269,8 @@ def bench_planner(engine: Engine, url: str, n: int, repeat: int) -> dict[str, fl
     for _ in range(repeat):
         unplan(engine, PLANNER_LIMIT)
         read_s, rows = timed(lambda: repo.unplanned(PLANNER_LIMIT))
-        rules_s, plans = timed(lambda: [(r.id, r.revision, next_send_at(rule_of(r), now)) for r in rows])
-        write_s, done = timed(lambda: repo.plan(plans))
+        rules_s, plans = timed(lambda rows=rows: [(r.id, r.revision, next_send_at(rule_of(r), now)) for r in rows])
+        write_s, done = timed(lambda plans=plans: repo.plan(plans))
         assert done == PLANNER_LIMIT
         unplan(engine, PLANNER_LIMIT)
         params = [{"b_id": i, "b_revision": rev, "b_at": at} for i, rev, at in plans]
@@ -328,14 +330,14 @@ def bench_processor(engine: Engine, url: str, n_due: int, repeat: int) -> dict[s
     full_sensor = median_of(lambda: tick(report_file_processor_sensor, url), repeat, sensor_expect(n_due))
     repo = ScheduleRepository(engine)
     read_s = median_of(lambda: repo.due(dt.datetime.now(UTC)), repeat, expect(n_due))
-    served_s = median_of(lambda: served_client_ids(engine, dt.datetime.now(UTC)), repeat)
+    served_s = median_of(lambda: served_today(engine, dt.datetime.now(UTC)), repeat)
 
     print(f"due_occurrences with {n_due:,} of {total:,} due, median of {repeat}:")
     print(f"  tick                          {ms(full_fn)}  = {of_timeout(full_fn)}")
     print(f"  tick with 0 due               {ms(empty_fn)}  -> {n_due:,} due / 0 due = {full_fn / empty_fn:,.0f}x")
     rest = full_fn - read_s - served_s
     print(f"  of which: the read (ScheduleRepository.due) {read_s * 1000:.0f} ms ({read_s / full_fn:.0%}), "
-          f"the licence check (served_client_ids) {served_s * 1000:.0f} ms ({served_s / full_fn:.0%}), "
+          f"the licence check (served_today) {served_s * 1000:.0f} ms ({served_s / full_fn:.0%}), "
           f"rules + plan_missed + next_send_at {rest * 1000:.0f} ms ({rest / full_fn:.0%})")
     print(f"report_file_processor_sensor (Dagster evaluate_tick, {n_due:,} RunRequests), median of {repeat}:")
     print(f"  tick                          {ms(full_sensor)}  = {of_timeout(full_sensor)}")
@@ -553,7 +555,7 @@ def main() -> None:
     rng = random.Random(args.seed)
 
     with scratch_postgres("rp_bench_sched") as url, tempfile.TemporaryDirectory(prefix="rp_bench_sched_") as tmp:
-        engine = engine_for(url)  # the very engine AppDatabase(url=url).engine() gives the sensors
+        engine = AppResource(database_url=url).app().engine  # the very engine the sensors get
         try:
             upgrade(engine)
             with Timer() as setup_t:

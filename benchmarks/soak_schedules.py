@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from _common import scratch_postgres  # noqa: E402
+from _common import scratch_postgres
 
-from report_pipelines.adapters.db.engine import make_engine  # noqa: E402
-from report_pipelines.adapters.db.migrate import upgrade  # noqa: E402
-from report_pipelines_tests.chaos_support import ChaosConfig, run  # noqa: E402
+from report_pipelines.adapters.db.engine import make_engine
+from report_pipelines.adapters.db.migrate import upgrade
+from report_pipelines_tests.chaos_support import ChaosConfig, run
 
 
 def main() -> None:

@@ -16,7 +16,9 @@ in the UI afterwards. The steps:
 6. a scheduled report: ``schedule_planner_sensor`` plans it, its send time is made to come now, then
    ``report_file_processor_sensor`` / ``process_report_file_job`` build the file and
    ``report_file_sender_sensor`` / ``send_report_files_job`` e-mail it (to the local outbox);
-7. the report e-mail with its KPIs and chart, written next to the outbox with its Chromium screenshot.
+7. the report e-mail with its KPIs and chart, written next to the outbox with its Chromium screenshot;
+8. a real PBX's own export (a cdr_csv ``Master.csv`` and its ``queue_log``) imported, with its summary
+   and the queue report computed from it.
 """
 
 from __future__ import annotations
@@ -116,6 +118,9 @@ def run_demo(app: App, echo: Callable[[str], None] = print, days: int = 7, last_
         _commercial(echo, instance, app, defs)
         outbox = _scheduled_report(echo, instance, app, defs, biggest.slug)
     _report_email(echo, app, biggest.slug, first, last)
+    from report_pipelines.services.demo_import import import_demo_pbx
+
+    import_demo_pbx(engine, settings.data_dir, echo, step="8")
     echo("results:")
     echo(f"  app database      {settings.database_url}")
     echo(f"  outbox            {outbox}")

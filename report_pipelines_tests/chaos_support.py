@@ -38,7 +38,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, func, select, update
 
 ROOT = Path(__file__).resolve().parent.parent
-UTC = dt.timezone.utc
+UTC = dt.UTC
 REFUSED = "nobody@example.com"  # the relay always answers 550 for this one
 _MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>\r\n]+>)", re.M | re.I)
 
@@ -88,7 +88,7 @@ class ChaosRelay:
         self.counts: Counter[str] = Counter()
         self.lock = threading.Lock()
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001, ANN201, N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address == REFUSED:
             self.counts["refused 550"] += 1
             return "550 5.1.1 no such mailbox"
@@ -98,7 +98,7 @@ class ChaosRelay:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
+    async def handle_DATA(self, server, session, envelope):
         if self.rng.random() < self.config.slow_p:
             self.counts["slow"] += 1
             await asyncio.sleep(self.rng.uniform(*self.config.slow_s))
@@ -122,7 +122,7 @@ class ChaosRelay:
 
 
 @contextlib.contextmanager
-def relay(config: ChaosConfig):  # noqa: ANN201
+def relay(config: ChaosConfig):
     sink = ChaosRelay(config)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -147,7 +147,7 @@ def prepare(engine: Engine, config: ChaosConfig, now: dt.datetime) -> list[int]:
     today = now.date()
     seed_demo(engine, GeneratorConfig(start=today - dt.timedelta(days=3), days=3, clients=3, largest_daily_calls=150,
                                       smallest_daily_calls=20, seed=config.seed,
-                                      zones=("America/New_York", "Europe/Lisbon", "Asia/Tokyo")))
+                                      zones=("America/New_York", "Europe/Lisbon", "Asia/Tokyo")), now=now)
     clients = list_clients(engine)
     rng = random.Random(config.seed)
     ids = []
@@ -187,7 +187,7 @@ def _worker(kind: str, config: ChaosConfig) -> None:
     if kind == "builder":
         real_build = scheduled.build_file
 
-        def sometimes_failing(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def sometimes_failing(*args, **kwargs):
             if rng.random() < config.build_fail_p:
                 raise OSError("report store unreachable (chaos)")
             return real_build(*args, **kwargs)
@@ -224,7 +224,7 @@ class Storm:
     drained_s: float | None = None
 
 
-def run_storm(engine: Engine, config: ChaosConfig, log=print) -> Storm:  # noqa: ANN001
+def run_storm(engine: Engine, config: ChaosConfig, log=print) -> Storm:
     """Start the workers, kill and restart them for ``storm_s``, then let the survivors drain."""
     from report_pipelines.adapters.db.models import ReportFile
 
@@ -396,7 +396,7 @@ def verdict(engine: Engine, schedule_ids: list[int], sink: ChaosRelay, storm: St
     return v
 
 
-def run(config: ChaosConfig, engine: Engine, log=print) -> tuple[Verdict, Storm]:  # noqa: ANN001
+def run(config: ChaosConfig, engine: Engine, log=print) -> tuple[Verdict, Storm]:
     """The whole exercise on a migrated, empty database at ``config.url``."""
     with relay(config) as sink:
         ids = prepare(engine, config, dt.datetime.now(UTC))

@@ -26,12 +26,12 @@ def smtp_mailer(server: SmtpServer, timeout_s: float = 5.0) -> SmtpMailer:
                       timeout_s=timeout_s, cafile=str(server.cert))
 
 
-def with_mail(seeded: Seeded, **mail) -> Seeded:  # noqa: ANN003
+def with_mail(seeded: Seeded, **mail) -> Seeded:
     seeded.settings = replace(seeded.settings, mail=replace(MailSettings(), **mail))
     return seeded
 
 
-def daily(seeded: Seeded, **options):  # noqa: ANN003, ANN201
+def daily(seeded: Seeded, **options):
     ny = seeded.clients["America/New_York"]
     values = dict(report="queue_performance", period="yesterday", frequency="daily", send_time="07:00",
                   recipients=TO, fmt="csv")

@@ -68,7 +68,7 @@ class _Handler:
     def __init__(self, inbox: Inbox, behaviour: Behaviour) -> None:
         self.inbox, self.behaviour = inbox, behaviour
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001, ANN201, N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.behaviour.refuse:
             return "550 5.1.1 mailbox unavailable"
         if address in self.behaviour.busy:
@@ -76,7 +76,7 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
+    async def handle_DATA(self, server, session, envelope):
         if self.behaviour.delay_s:
             await asyncio.sleep(self.behaviour.delay_s)
         self.inbox.add(list(envelope.rcpt_tos), envelope.content, session)
@@ -87,7 +87,7 @@ class _Handler:
         return "250 Message accepted"
 
 
-def _authenticate(server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN202
+def _authenticate(server, session, envelope, mechanism, auth_data):
     ok = isinstance(auth_data, LoginPassword) and auth_data.login == USER.encode() and auth_data.password == PASSWORD.encode()
     return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535 itself
 
@@ -102,7 +102,7 @@ class SmtpServer:
         self.port = free_port()
         self.controller: Controller | None = None
 
-    def start(self) -> "SmtpServer":
+    def start(self) -> SmtpServer:
         self.controller = Controller(
             _Handler(self.inbox, self.behaviour), hostname="127.0.0.1", port=self.port, tls_context=self.tls,
             require_starttls=True, authenticator=_authenticate, auth_require_tls=True, ready_timeout=10)

@@ -24,7 +24,7 @@ from report_pipelines.domain.cdr import (
 )
 from report_pipelines.domain.errors import InvalidInput
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NY = ZoneInfo("America/New_York")
 LISBON = ZoneInfo("Europe/Lisbon")
 T0 = dt.datetime(2024, 3, 9, 14, 15, 2, tzinfo=UTC)
@@ -36,7 +36,7 @@ def at(seconds: float) -> dt.datetime:
 
 def leg(line: int, *, call_id: str = "1709993702.100", uniqueid: str | None = "1709993702.100", start: float = 0,
         answer: float | None = None, end: float = 60, disposition: Disposition = Disposition.NO_ANSWER,
-        **fields) -> Leg:  # noqa: ANN003
+        **fields) -> Leg:
     return Leg(line=line, call_id=call_id, uniqueid=uniqueid, started_at=at(start), ended_at=at(end),
                answered_at=None if answer is None else at(answer), disposition=disposition, **fields)
 
@@ -318,3 +318,168 @@ def test_a_few_odd_rows_do_not_trigger_the_warning() -> None:
 def test_format_offset() -> None:
     assert [format_offset(dt.timedelta(minutes=m)) for m in (-180, 0, 330, -30)] == [
         "UTC-03:00", "UTC+00:00", "UTC+05:30", "UTC-00:30"]
+
+
+# --- issue 10: graded evidence, agent answers, the columnar collapse --------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from report_pipelines.domain.cdr import decide_direction  # noqa: E402
+from report_pipelines.domain.pbx import Context, Evidence, Kind, PbxConfig, context_class, pbx_config  # noqa: E402
+from report_pipelines.domain.queue_log import QueueLog, member_agent, parse_event  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("channel", "config", "expected"),
+    [("SIP/4055501-0000001", PbxConfig(), (Kind.UNKNOWN, Evidence.NONE)),  # a number proves nothing
+     ("SIP/405550-0000001", PbxConfig(), (Kind.UNKNOWN, Evidence.NONE)),
+     ("SIP/4055-0000001", PbxConfig(), (Kind.PHONE, Evidence.SHAPE)),
+     ("SIP/voipms-0000001", PbxConfig(), (Kind.TRUNK, Evidence.SHAPE)),
+     ("DAHDI/i1/5551234-1", PbxConfig(), (Kind.TRUNK, Evidence.TECHNOLOGY)),
+     ("Local/201@from-queue-1;2", PbxConfig(), (Kind.LOCAL, Evidence.NONE)),
+     ("SIP/4055501-0000001", pbx_config(trunks=["SIP/4055501"]), (Kind.TRUNK, Evidence.CONFIGURED)),
+     ("SIP/4055-0000001", pbx_config(extensions=["100-399"]), (Kind.TRUNK, Evidence.CONFIGURED)),
+     ("PJSIP/250-0000001", pbx_config(extensions=["100-399"]), (Kind.PHONE, Evidence.CONFIGURED)),
+     ("PJSIP/trunk-a-0000001", pbx_config(trunks=["trunk-*"], extensions=["100-399"]), (Kind.TRUNK, Evidence.CONFIGURED))],
+)
+def test_channel_evidence(channel: str, config: PbxConfig, expected: tuple) -> None:
+    assert config.classify(channel) == expected
+
+
+@pytest.mark.parametrize(("context", "kind"), [("from-pstn", Context.INBOUND), ("from-trunk-voipms", Context.INBOUND),
+                                               ("acme-pstn", Context.INBOUND), ("from-internal-xfer", Context.INTERNAL),
+                                               ("ext-queues", Context.NEUTRAL), ("ivr-3", Context.NEUTRAL)])
+def test_context_classes(context: str, kind: Context) -> None:
+    assert context_class(context) is kind
+
+
+def test_the_strongest_evidence_decides_and_nothing_is_guessed() -> None:
+    phone, trunk = (Kind.PHONE, Evidence.SHAPE), (Kind.TRUNK, Evidence.SHAPE)
+    unknown = (Kind.UNKNOWN, Evidence.NONE)
+    # Configuration beats the context: a configured trunk in from-internal is still inbound.
+    assert decide_direction(None, (Kind.TRUNK, Evidence.CONFIGURED), Context.INTERNAL, False, False, False) == (
+        Direction.INBOUND, "configured-trunk")
+    # The context beats the shape: a 4-digit trunk in from-pstn is inbound.
+    assert decide_direction(None, phone, Context.INBOUND, False, False, False) == (Direction.INBOUND, "inbound-context")
+    assert decide_direction(None, trunk, Context.INTERNAL, False, True, False) == (Direction.OUTBOUND, "internal-context")
+    assert decide_direction(None, unknown, Context.NEUTRAL, True, False, False) == (Direction.INBOUND, "did")
+    assert decide_direction(None, unknown, Context.NEUTRAL, False, True, True) == (Direction.UNKNOWN, "no-evidence")
+    assert decide_direction(Direction.OUTBOUND, trunk, Context.INBOUND, False, False, False) == (Direction.OUTBOUND, "stated")
+
+
+def test_an_ivr_answer_is_not_an_agent_answer() -> None:
+    ivr = dict(channel="SIP/provider-00000001", dcontext="ivr-main", src="+4930111", dst="s", lastapp="BackGround")
+    legs = [leg(1, answer=1, end=15, disposition=Disposition.ANSWERED, **ivr),
+            leg(2, start=15, answer=42, end=300, disposition=Disposition.ANSWERED, **{**ivr, "lastapp": "Dial",
+                                                                                     "dstchannel": "SIP/203-0002"})]
+    call = collapse(1, legs)
+    assert (call.direction, call.answered_at, call.agent, call.disposition) == (Direction.INBOUND, at(42), "203",
+                                                                                Disposition.ANSWERED)
+    # The caller hung up in the IVR: abandoned, never answered.
+    alone = collapse(1, legs[:1])
+    assert (alone.answered_at, alone.agent, alone.disposition) == (None, None, Disposition.ABANDONED)
+    # Sent to voicemail: missed.
+    vm = collapse(1, [legs[0], leg(2, start=15, answer=15, end=40, disposition=Disposition.ANSWERED,
+                                   **{**ivr, "lastapp": "VoiceMail"})])
+    assert vm.disposition is Disposition.NO_ANSWER
+    # An internal call answered by a service (a conference) is answered.
+    conf = collapse(1, [leg(1, answer=2, end=60, disposition=Disposition.ANSWERED, channel="SIP/201-1", dst="800",
+                            dcontext="from-internal", lastapp="ConfBridge")])
+    assert (conf.direction, conf.disposition, conf.answered_at) == (Direction.INTERNAL, Disposition.ANSWERED, at(2))
+
+
+def test_ring_attempts_with_billsec_are_part_of_the_call() -> None:
+    trunk = dict(channel="SIP/provider-1", dcontext="ext-queues", src="+4930111", dst="5000", lastapp="Queue",
+                 lastdata="support,t")
+    call = collapse(1, [leg(1, end=15, dstchannel="SIP/201-2", **trunk),  # rang out (its billsec ignored)
+                        leg(2, start=15, answer=27, end=200, disposition=Disposition.ANSWERED, dstchannel="SIP/202-3",
+                            **trunk)])
+    assert (call.queue, call.agent, call.answered_at, call.ended_at) == ("support", "202", at(27), at(200))
+
+
+LEG_FIELDS = st.fixed_dictionaries({
+    "channel": st.sampled_from(["SIP/provider-1", "SIP/201-2", "Local/202@from-queue-3;2", "SIP/4055501-4", ""]),
+    "dstchannel": st.sampled_from(["", "SIP/202-5", "Local/203@from-queue-6;1", "SIP/provider-7"]),
+    "dcontext": st.sampled_from(["ext-queues", "from-pstn", "from-internal", "ivr-1", ""]),
+    "lastapp": st.sampled_from(["Queue", "Dial", "BackGround", "VoiceMail"]),
+    "lastdata": st.sampled_from(["support,t", "sales", "SIP/202", ""]),
+    "disposition": st.sampled_from(list(Disposition)[:4]),
+    "src": st.sampled_from(["+4930111", "201", ""]),
+    "dst": st.sampled_from(["5000", "202", "004930222", ""]),
+    "length": st.integers(10, 300),
+    "origin": st.booleans(),
+})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(LEG_FIELDS, min_size=1, max_size=6), st.data())
+def test_whatever_the_legs_order_in_the_file_the_call_is_the_same(fields: list[dict], data) -> None:
+    """The file order of a call's legs (their line numbers) changes nothing: the rules order legs by
+    their times and only fall back on the line for equal times, which these legs never have."""
+    starts = data.draw(st.lists(st.integers(0, 100), min_size=len(fields), max_size=len(fields), unique=True))
+    lines = data.draw(st.permutations(range(1, len(fields) + 1)))
+
+    def legs_at(numbers) -> list[Leg]:
+        legs = []
+        for i, (f, line) in enumerate(zip(fields, numbers, strict=False)):
+            start = 10 * starts[i]
+            answered = f["disposition"] is Disposition.ANSWERED
+            legs.append(Leg(line=line, call_id="1709993702.100", uniqueid="1709993702.100" if f["origin"] else f"9.{i}",
+                            started_at=at(start), ended_at=at(start + f["length"]), disposition=f["disposition"],
+                            answered_at=at(start + 1 + i) if answered else None, src=f["src"], dst=f["dst"],
+                            dcontext=f["dcontext"], channel=f["channel"], dstchannel=f["dstchannel"],
+                            lastapp=f["lastapp"], lastdata=f["lastdata"]))
+        return legs
+
+    in_order = collapse(3, legs_at(range(1, len(fields) + 1)))
+    assert in_order.problems() == []
+    shuffled = legs_at(lines)
+    assert collapse(3, shuffled) == in_order
+    assert collapse(3, list(reversed(shuffled))) == in_order  # and the order they are handed in
+
+
+def test_queue_log_lines() -> None:
+    event = parse_event(3, "1709978442|1709978400.1|support|SIP/202|CONNECT|27|1709978430.4|12")
+    assert (event.at, event.callid, event.queue, event.event, event.data) == (
+        dt.datetime(2024, 3, 9, 10, 0, 42, tzinfo=UTC), "1709978400.1", "support", "CONNECT", ("27", "1709978430.4", "12"))
+    for text, field in (("1709978442|x|q|a", "queue_log"), ("12:00|x|q|a|CONNECT", "epoch"), ("1709978442|x|q|a|c o", "event")):
+        with pytest.raises(InvalidInput) as err:
+            parse_event(1, text)
+        assert err.value.field == field
+    assert [member_agent(a) for a in ("SIP/201", "PJSIP/202", "Local/203@from-queue/n", "Alice Smith", "NONE")] == [
+        "201", "202", "203", "Alice Smith", None]
+    log = QueueLog()
+    # A CONNECT whose ENTERQUEUE was before the file began: entered = connect - holdtime.
+    log.add(parse_event(1, "1709978442|1709978400.1|support|SIP/202|CONNECT|27|x|12"))
+    log.add(parse_event(2, "1709978700|1709978400.1|support|SIP/202|COMPLETEAGENT|27|258|1"))
+    [attempt] = log.attempts
+    assert (attempt.entered_at, attempt.connected_at, attempt.ended_at, attempt.outcome) == (
+        dt.datetime(2024, 3, 9, 10, 0, 15, tzinfo=UTC), dt.datetime(2024, 3, 9, 10, 0, 42, tzinfo=UTC),
+        dt.datetime(2024, 3, 9, 10, 5, tzinfo=UTC), "answered")
+
+
+def test_unknown_direction_passes_screening_and_counts_in_no_direction() -> None:
+    from report_pipelines.domain.reports import DayContext, get_report
+    from report_pipelines.domain.reports.screening import screen_calls
+    from report_pipelines_tests.reports_support import call as row
+    from report_pipelines_tests.reports_support import table
+
+    calls = table([
+        row("a", "inbound", "ANSWERED", "2024-06-12 09:00:00", "2024-06-12 09:05:00", answered="2024-06-12 09:00:10",
+            queue="support", agent="201"),
+        row("b", "unknown", "ANSWERED", "2024-06-12 09:10:00", "2024-06-12 09:15:00", answered="2024-06-12 09:10:04",
+            queue="support", agent="202"),
+        row("c", "sideways", "ANSWERED", "2024-06-12 09:20:00", "2024-06-12 09:21:00", answered="2024-06-12 09:20:04"),
+    ])
+    ctx = DayContext(7, "UTC", dt.date(2024, 6, 12))
+    screened = screen_calls(calls, ctx)
+    # "unknown" is ours (what an import could not tell); "sideways" is not a direction at all.
+    assert (screened.clean.column("pbx_call_id").to_pylist(), screened.rejected) == (["a", "b"], {"unknown_direction": 1})
+    [support] = get_report("queue_performance").compute_day(screened.clean, ctx).to_pylist()
+    assert (support["offered"], support["answered"], support["wait_seconds_sum"]) == (1, 1, 10.0)  # only a
+    hours = get_report("hourly_volume").compute_day(screened.clean, ctx).to_pylist()
+    assert sum(h["offered"] + h["outbound"] + h["internal"] for h in hours) == 1
+    agents = get_report("agent_performance").compute_day(screened.clean, ctx).column("agent").to_pylist()
+    assert agents == ["201"]  # 202 only took a call of unknown direction: neither taken nor placed
+    details = get_report("call_detail").compute_day(screened.clean, ctx)
+    assert details.column("direction").to_pylist() == ["inbound", "unknown"]  # listed as it is

@@ -26,7 +26,7 @@ NEXT = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d) (\S+) = (\d{4}-\d\d-\d\d \d\d:\d
 
 
 @pytest.fixture
-def run(tmp_path: Path):  # noqa: ANN201
+def run(tmp_path: Path):
     base = {**os.environ, "REPORT_PIPELINES_DATA_DIR": str(tmp_path / "data"),
             "REPORT_PIPELINES_OUTBOX": str(tmp_path / "outbox")}
     for name in ("REPORT_PIPELINES_DATABASE_URL", "REPORT_PIPELINES_SMTP_HOST", "REPORT_PIPELINES_FILES"):
@@ -49,12 +49,12 @@ def next_send(text: str, zone: str) -> dt.datetime:
     assert found, text
     local = dt.datetime.strptime(found[1], "%Y-%m-%d %H:%M").replace(tzinfo=ZoneInfo(zone))
     assert found[2] == local.tzname()
-    assert local.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M") == found[3]
-    assert local > dt.datetime.now(dt.timezone.utc)
+    assert local.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M") == found[3]
+    assert local > dt.datetime.now(dt.UTC)
     return local
 
 
-def test_schedules_through_the_cli(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_schedules_through_the_cli(run, tmp_path: Path) -> None:
     ok(run("db", "upgrade"))
     ok(run("demo", "seed", "--clients", "2", "--days", "3", "--largest", "200", "--end", "2024-10-27"))
     weekly = ok(run("schedules", "add", "--client", NEW_YORK, "--report", "call_detail", "--frequency", "weekly",
@@ -138,7 +138,7 @@ def test_schedules_through_the_cli(run, tmp_path: Path) -> None:  # noqa: ANN001
     assert bad.returncode == 2 and bad.stderr.startswith("error: month_day: ")
 
 
-def test_refusals_of_empty_and_non_numeric_options_are_one_line(run) -> None:  # noqa: ANN001
+def test_refusals_of_empty_and_non_numeric_options_are_one_line(run) -> None:
     ok(run("db", "upgrade"))
     ok(run("demo", "seed", "--clients", "2", "--days", "2", "--largest", "50", "--end", "2024-10-27"))
     add = ("schedules", "add", "--client", NEW_YORK, "--report", "call_detail", "--to", "ops@example.com")
@@ -165,7 +165,7 @@ def test_refusals_of_empty_and_non_numeric_options_are_one_line(run) -> None:  #
     assert "America/New_York" in shown and "subject: (default)" in shown  # the edits above changed nothing
 
 
-def test_a_failed_file_is_shown_per_recipient_and_resent_with_its_history(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_failed_file_is_shown_per_recipient_and_resent_with_its_history(run, tmp_path: Path) -> None:
     from report_pipelines_tests.smtp_support import free_port
 
     ok(run("db", "upgrade"))

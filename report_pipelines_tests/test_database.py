@@ -82,6 +82,7 @@ def _calls(client_id: int, ids: list[str], start: dt.datetime) -> pa.Table:
             "answered_at": [None] * n,
             "ended_at": [start + dt.timedelta(minutes=i, seconds=30) for i in range(n)],
             "disposition": ["ABANDONED"] * n,
+            "queued_at": [None] * n,
             "ingested_at": [start + dt.timedelta(hours=1)] * n,
         },
         schema=CALL_EVENT_SCHEMA,

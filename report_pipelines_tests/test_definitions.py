@@ -72,6 +72,7 @@ def _calls(client_id: int, n: int, start: dt.datetime, ingested: dt.datetime, pr
             "answered_at": [start + dt.timedelta(minutes=i, seconds=9) for i in range(n)],
             "ended_at": [start + dt.timedelta(minutes=i, seconds=99) for i in range(n)],
             "disposition": ["ANSWERED"] * n,
+            "queued_at": [None] * n,
             "ingested_at": [ingested] * n,
         },
         schema=CALL_EVENT_SCHEMA,

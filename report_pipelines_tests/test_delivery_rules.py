@@ -64,7 +64,7 @@ def test_a_file_is_sent_when_every_recipient_accepted_or_refused() -> None:
 
 
 def test_a_lease_covers_a_message_only_with_the_margin_to_spare() -> None:
-    now = dt.datetime(2024, 3, 12, 13, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2024, 3, 12, 13, 0, tzinfo=dt.UTC)
     need = dt.timedelta(seconds=60)
     assert lease_holds(now + need + LEASE_MARGIN, now, need)
     assert not lease_holds(now + need + LEASE_MARGIN - dt.timedelta(microseconds=1), now, need)

@@ -16,7 +16,7 @@ from report_pipelines.domain.email_rules import (
 from report_pipelines.domain.errors import InvalidInput
 
 
-def refused(call, *args, **kwargs) -> InvalidInput:  # noqa: ANN001
+def refused(call, *args, **kwargs) -> InvalidInput:
     with pytest.raises(InvalidInput) as error:
         call(*args, **kwargs)
     return error.value

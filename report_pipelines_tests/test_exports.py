@@ -22,9 +22,11 @@ from report_pipelines.adapters import exports
 from report_pipelines.adapters.exports import FORMATS, WrittenFile, neutralise_cell, write_table
 from report_pipelines.domain.errors import InvalidInput
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 FORMULAS = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(1)", "\t=1", "\r=1", "=HYPERLINK(\"http://x\",\"y\")", "-", "="]
 NORMAL = ["Acme Sales", "João Gonçalves", "a-b", "1+1", "0123", "http://example.com", "'quoted", "", " =1", "x=1"]
+#: Plain (phone) numbers: they cannot run as a formula, so CSV leaves them as the PBX logged them.
+PHONES = ["+4930123456", "+49 30 1234567", "-5", "+351.5"]
 
 
 def sample() -> pa.Table:
@@ -61,9 +63,19 @@ def test_formula_triggers_get_a_quote(value: str) -> None:
     assert neutralise_cell(value) == "'" + value
 
 
-@pytest.mark.parametrize("value", NORMAL)
+@pytest.mark.parametrize("value", NORMAL + PHONES)
 def test_other_strings_are_unchanged(value: str) -> None:
     assert neutralise_cell(value) == value
+
+
+def test_phone_numbers_are_not_mangled_but_formulas_are_neutralised(tmp_path: Path) -> None:
+    values = PHONES + ["+49-30-1234", "+1 (212) 555-0100", "+cmd|' /C calc'!A0", "-2+3"]
+    write_table(pa.table({"caller": values}), tmp_path / "r.csv", "csv")
+    # By hand: the four plain numbers stay; hyphens, parentheses, pipes or a second operator could compute.
+    assert [row[0] for row in read_csv(tmp_path / "r.csv")[1:]] == PHONES + ["'" + v for v in values[4:]]
+    write_table(pa.table({"caller": values}), tmp_path / "r.xlsx", "xlsx")
+    cells = [row[0] for row in openpyxl.load_workbook(tmp_path / "r.xlsx", read_only=True).active.iter_rows(min_row=2)]
+    assert [c.value for c in cells] == values and {c.data_type for c in cells} == {"s"}  # verbatim string cells
 
 
 # --- CSV ---------------------------------------------------------------------------------------------------
@@ -86,7 +98,7 @@ def test_csv_neutralises_strings_and_keeps_numbers(tmp_path: Path) -> None:
 def test_csv_neutralises_column_names(tmp_path: Path) -> None:
     table = pa.table({"=evil()": ["x"], "-1": [1], "ok": ["@me"]})
     write_table(table, tmp_path / "r.csv", "csv")
-    assert read_csv(tmp_path / "r.csv") == [["'=evil()", "'-1", "ok"], ["x", "1", "'@me"]]
+    assert read_csv(tmp_path / "r.csv") == [["'=evil()", "-1", "ok"], ["x", "1", "'@me"]]
 
 
 def test_csv_quotes_separators_and_line_breaks(tmp_path: Path) -> None:
@@ -122,7 +134,7 @@ def test_csv_nanosecond_timestamps_from_pandas(tmp_path: Path) -> None:
 
 
 # --- XLSX --------------------------------------------------------------------------------------------------
-def test_xlsx_neutralises_strings_and_keeps_types(tmp_path: Path) -> None:
+def test_xlsx_writes_typed_string_cells_and_keeps_types(tmp_path: Path) -> None:
     path = tmp_path / "report.xlsx"
     written = write_table(sample(), path, "xlsx", sheet_name="March")
     assert written.bytes == path.stat().st_size and written.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -131,7 +143,7 @@ def test_xlsx_neutralises_strings_and_keeps_types(tmp_path: Path) -> None:
     rows = list(book["March"].iter_rows())
     assert len(rows) == sample().num_rows  # header + data rows; the last, all-null row has no cell at all
     assert [c.value for c in rows[0]] == ["agent", "calls", "talk_seconds", "started", "date"]
-    for row, expected in zip(rows[1:], ["'" + v for v in FORMULAS] + NORMAL):
+    for row, expected in zip(rows[1:], FORMULAS + NORMAL, strict=False):  # typed string cells: verbatim, no prefix
         cell = row[0]
         assert xlsx_text(cell.value) == expected  # (openpyxl reads an empty string cell as None)
         if expected:
@@ -147,10 +159,10 @@ def test_xlsx_neutralises_strings_and_keeps_types(tmp_path: Path) -> None:
     assert [sheet.cell(len(rows) + 1, column).value for column in range(1, 6)] == [None] * 5  # nulls: empty cells
 
 
-def test_xlsx_header_is_bold_and_frozen_and_names_are_neutralised(tmp_path: Path) -> None:
+def test_xlsx_header_is_bold_and_frozen_and_names_are_typed_strings(tmp_path: Path) -> None:
     write_table(pa.table({"=evil()": ["x"], "ok": [1]}), tmp_path / "r.xlsx", "xlsx")
     sheet = openpyxl.load_workbook(tmp_path / "r.xlsx").active
-    assert sheet["A1"].value == "'=evil()" and sheet["A1"].data_type == "s" and sheet["A1"].font.b
+    assert sheet["A1"].value == "=evil()" and sheet["A1"].data_type == "s" and sheet["A1"].font.b
     assert sheet.freeze_panes == "A2"
     assert sheet.auto_filter.ref == "A1:B2"
 
@@ -159,7 +171,7 @@ def test_xlsx_never_interprets_strings(tmp_path: Path) -> None:
     values = ["0123", "1e5", "http://example.com", "mailto:a@b.com", "TRUE", "2024-03-01", "=1", "1,5"]
     write_table(pa.table({"v": values}), tmp_path / "r.xlsx", "xlsx")
     cells = [row[0] for row in openpyxl.load_workbook(tmp_path / "r.xlsx", read_only=True).active.iter_rows(min_row=2)]
-    assert [c.value for c in cells] == [neutralise_cell(v) for v in values]
+    assert [c.value for c in cells] == values
     assert {c.data_type for c in cells} == {"s"}
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from report_pipelines.adapters.mail_format import Attachment, compose
 
-DATE = dt.datetime(2024, 3, 12, 13, 0, tzinfo=dt.timezone.utc)
+DATE = dt.datetime(2024, 3, 12, 13, 0, tzinfo=dt.UTC)
 
 
 def parse(data: bytes) -> email.message.EmailMessage:
@@ -18,7 +18,7 @@ def parse(data: bytes) -> email.message.EmailMessage:
 
 
 def test_a_report_email_reads_back_as_written() -> None:
-    content = "queue,offered\r\nsupport,12\n.starts with a dot\n".encode() + bytes(range(256))
+    content = b"queue,offered\r\nsupport,12\n.starts with a dot\n" + bytes(range(256))
     wire = compose(sender="reports@example.com", to=("ops@example.com", "boss@example.com"),
                    subject="Queue performance for São Paulo Contact Centre: 2024-03-11",
                    message_id="<report-file-7@report-pipelines>", date=DATE,

@@ -82,7 +82,7 @@ def raw_calls(s: dict) -> tuple[pd.DataFrame, list[dt.date], tuple[pd.Timestamp,
                             started_at=started, answered_at=answered, ended_at=ended, disposition=disposition,
                             ingested_at=ended))
     frame = pd.DataFrame.from_records(records, columns=CALL_EVENT_SCHEMA.names)
-    for column in ("started_at", "answered_at", "ended_at", "ingested_at"):
+    for column in ("started_at", "answered_at", "ended_at", "queued_at", "ingested_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
     return frame, days, (pd.Timestamp(start), pd.Timestamp(end))
 

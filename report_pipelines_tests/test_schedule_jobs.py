@@ -27,7 +27,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @pytest.fixture
-def smtp(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def smtp(tmp_path_factory: pytest.TempPathFactory):
     server = SmtpServer(tmp_path_factory.mktemp("smtp")).start()
     yield server
     server.stop()
@@ -142,7 +142,7 @@ def test_a_build_that_keeps_failing_is_a_failed_run_per_attempt_then_the_file_fa
     due = _make_due(sqlite_engine, row.id)
     builds: list[int] = []
 
-    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def broken(*args, **kwargs):
         builds.append(1)
         raise RuntimeError("report store unreachable")
 

@@ -28,7 +28,7 @@ from report_pipelines_tests.schedule_support import NOW, Clock, daily
 LEASE = dt.timedelta(minutes=10)
 
 
-def _due_one(engine: Engine, now: dt.datetime = NOW):  # noqa: ANN202
+def _due_one(engine: Engine, now: dt.datetime = NOW):
     plan_schedules(engine, now - dt.timedelta(days=1))
     [occurrence] = due_occurrences(engine, now)
     return occurrence
@@ -70,7 +70,7 @@ def test_a_build_that_always_fails_is_tried_up_to_the_cap_then_failed(sqlite_eng
     row = daily(seeded)
     calls: list[str] = []
 
-    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def broken(*args, **kwargs):
         calls.append("build")
         raise RuntimeError("report store unreachable")
 
@@ -130,7 +130,7 @@ def test_a_live_builder_keeps_its_claim_past_the_lease_by_its_heartbeat(sqlite_e
     real_build = scheduled.build_file
     seen: list[str] = []
 
-    def slow(engine, settings, schedule, file, now):  # noqa: ANN001, ANN202
+    def slow(engine, settings, schedule, file, now):
         clock.now = NOW + dt.timedelta(minutes=30)  # far past the lease the claim was given
         deadline = time.monotonic() + 10
         while files.get(file.id).lease_expires_at < clock.now and time.monotonic() < deadline:
@@ -159,7 +159,7 @@ def test_a_schedule_in_a_zone_ahead_sends_the_clients_last_closed_day(sqlite_eng
     [occurrence] = due_occurrences(sqlite_engine, send + dt.timedelta(minutes=1))
     file = process_occurrence(sqlite_engine, seeded.settings, occurrence, "run", send + dt.timedelta(minutes=1))
     assert (file.period_start, file.period_end) == (dt.date(2024, 3, 10), dt.date(2024, 3, 10))
-    day = read_report("call_detail", row.client_slug, "2024-03-10", "2024-03-10", settings=seeded.settings,
+    day = read_report("call_detail", row.client_slug, "2024-03-10", "2024-03-10", app=seeded.app,
                       now=send)
     assert file.rows == len(day) > 0
 

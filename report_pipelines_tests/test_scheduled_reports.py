@@ -33,7 +33,7 @@ from report_pipelines_tests.smtp_support import USER, SmtpServer
 
 
 @pytest.fixture
-def smtp(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def smtp(tmp_path_factory: pytest.TempPathFactory):
     server = SmtpServer(tmp_path_factory.mktemp("smtp")).start()
     yield server
     server.stop()
@@ -101,10 +101,10 @@ def test_many_ticks_and_workers_make_one_file_and_one_email_per_occurrence(pg_en
 
     errors: list[BaseException] = []
 
-    def worker(n: int, occurrence) -> None:  # noqa: ANN001
+    def worker(n: int, occurrence) -> None:
         try:
             process_occurrence(pg_engine, seeded.settings, occurrence, owner=f"run-{n}", now=NOW)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(n, occ)) for n, tick in enumerate(ticks) for occ in tick]
@@ -210,7 +210,7 @@ def test_attempts_are_bounded_then_the_file_fails(sqlite_engine: Engine, tmp_pat
     now, outcomes = NOW, []
     for _ in range(3):
         summary = send_files(sqlite_engine, seeded.settings, smtp_mailer(smtp), "s", now=now)
-        outcomes.append(("retried" if summary.retried else "failed" if summary.failed else "none"))
+        outcomes.append("retried" if summary.retried else "failed" if summary.failed else "none")
         now = (ReportFileRepository(sqlite_engine).get(file.id).next_attempt_at or now) + dt.timedelta(seconds=1)
     assert outcomes == ["retried", "retried", "failed"]
     failed = ReportFileRepository(sqlite_engine).get(file.id)
@@ -281,7 +281,7 @@ def test_a_failed_build_is_retried_after_a_backoff_under_a_new_run_key(sqlite_en
     [occurrence] = due_occurrences(sqlite_engine, NOW)
     real_build = scheduled.build_file
 
-    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def broken(*args, **kwargs):
         raise RuntimeError("report store unreachable")
 
     monkeypatch.setattr(scheduled, "build_file", broken)

@@ -38,7 +38,7 @@ OPS, BOSS = TO
 
 
 @pytest.fixture
-def smtp(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def smtp(tmp_path_factory: pytest.TempPathFactory):
     server = SmtpServer(tmp_path_factory.mktemp("smtp")).start()
     yield server
     server.stop()
@@ -56,7 +56,7 @@ def received(smtp: SmtpServer, file_id: int) -> list[list[str]]:
 class Stepping(Mailer):
     """A mailer around another one that runs ``after(n)`` once the n-th message of a session is sent."""
 
-    def __init__(self, inner: Mailer, after) -> None:  # noqa: ANN001
+    def __init__(self, inner: Mailer, after) -> None:
         self.inner, self.after, self.timeout_s = inner, after, inner.timeout_s
 
     @contextlib.contextmanager
@@ -64,7 +64,7 @@ class Stepping(Mailer):
         with self.inner.session() as send:
             count = [0]
 
-            def stepping(message, recipients=None, **options):  # noqa: ANN001, ANN003, ANN202
+            def stepping(message, recipients=None, **options):
                 delivery = send(message, recipients, **options)
                 count[0] += 1
                 self.after(count[0])
@@ -157,7 +157,7 @@ def test_a_file_whose_build_failed_is_built_and_sent_by_a_resend(sqlite_engine: 
     row = daily(seeded)
     real = scheduled.build_file
 
-    def disk_full(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def disk_full(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(scheduled, "build_file", disk_full)
@@ -209,7 +209,7 @@ def test_a_sender_whose_lease_is_taken_over_right_before_data_sends_nothing(pg_e
         """Stalls between RCPT and DATA (as a process descheduled there would), long enough for its
         lease to expire and another sender to take the file over and send it."""
 
-        def _deliver(self, smtp_conn, wire, targets, before_data, finish_by):  # noqa: ANN001, ANN202
+        def _deliver(self, smtp_conn, wire, targets, before_data, finish_by):
             def late_check() -> None:
                 takeover.append(send_files(pg_engine, seeded.settings, smtp_mailer(smtp), "other", now=later))
                 slow_clock.now = later + dt.timedelta(seconds=1)
@@ -240,6 +240,13 @@ def test_a_batch_renews_the_leases_of_the_files_it_has_not_reached(engine: Engin
 
     def one_message_later(n: int) -> None:
         clock.now += dt.timedelta(minutes=1, seconds=30)  # as long as a message may take
+        # The batch's writer thread records each outcome within ~100 ms (of this clock) of the relay's
+        # answer, long before a minutes-long message ends: let the records of the messages sent before
+        # this one land before another sender looks (under load the thread may lag in real time).
+        waited_until = time.monotonic() + 10
+        while sum(f.state == "sent" for f in ReportFileRepository(engine).list()) < n - 1:
+            assert time.monotonic() < waited_until, "the batch's records never landed"
+            time.sleep(0.02)
         contenders.append(ReportFileRepository(engine).claim_sendable("contender", clock.now,
                                                                       dt.timedelta(minutes=5), 10))
 
@@ -347,7 +354,7 @@ def test_outcomes_are_recorded_in_batches_and_while_the_relay_is_slow(sqlite_eng
     writes: list[int] = []
     real = ReportFileRepository.record_sends
 
-    def counted(self, owner, outcomes, now):  # noqa: ANN001, ANN202
+    def counted(self, owner, outcomes, now):
         writes.append(len(outcomes))
         return real(self, owner, outcomes, now)
 
@@ -384,7 +391,7 @@ def test_the_sender_asks_once_per_window_for_the_same_waiting_set(sqlite_engine:
     seeded = seed(sqlite_engine, tmp_path)
     daily(seeded)
     [file] = build_due(seeded)
-    window_start = dt.datetime(2024, 3, 12, 13, 0, tzinfo=dt.timezone.utc)  # 13:00 is a multiple of 5 minutes
+    window_start = dt.datetime(2024, 3, 12, 13, 0, tzinfo=dt.UTC)  # 13:00 is a multiple of 5 minutes
     first = send_request(sqlite_engine, window_start)
     assert first.run_key and first.waiting == 1
     assert send_request(sqlite_engine, window_start + dt.timedelta(minutes=4, seconds=59)).run_key == first.run_key
@@ -401,7 +408,7 @@ def test_the_sender_asks_once_per_window_for_the_same_waiting_set(sqlite_engine:
     assert due.run_key not in (None, first.run_key)  # attempts changed: a new set
 
 
-def _deferred(file, retry_at: dt.datetime) -> SendOutcome:  # noqa: ANN001
+def _deferred(file, retry_at: dt.datetime) -> SendOutcome:
     return SendOutcome(file.id, file.attempts, "retry", {a: ("deferred", "451 later") for a in TO}, retry_at,
                        "deferred", retry_at)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from functools import lru_cache
+from functools import cache
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -30,7 +30,7 @@ from report_pipelines.domain.schedules import (
     plan_missed,
 )
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 D = dt.date
 
 
@@ -208,7 +208,7 @@ DEMO_ZONES = ["America/New_York", "Europe/Lisbon", "Europe/Berlin", "America/Los
               "Australia/Lord_Howe", "America/Sao_Paulo"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def zone_offsets(name: str) -> tuple[dt.timedelta, ...]:
     zone, seen, t = ZoneInfo(name), set(), utc(2022, 1, 1)
     while t < utc(2028, 1, 1):
@@ -279,10 +279,10 @@ def test_occurrences_match_a_day_by_day_enumeration(rule: ScheduleRule, start: i
         day += dt.timedelta(days=1)
     assert got == expected  # nothing skipped, nothing extra
 
-    assert all(a < b for a, b in zip(got, got[1:]))  # strictly increasing
+    assert all(a < b for a, b in zip(got, got[1:], strict=False))  # strictly increasing
     local_dates = [o.astimezone(zone).date() for o in got]
     assert len(set(local_dates)) == len(local_dates)  # never twice on one local date
-    for instant, local_date in zip(got, local_dates):
+    for instant, local_date in zip(got, local_dates, strict=False):
         assert instant.tzinfo is UTC
         assert rule.allows(local_date)
         clock = instant.astimezone(zone).time()

@@ -8,13 +8,15 @@ target's own folder (created if missing), flushed to disk, hashed, then renamed 
 ``os.replace``. On any error the temporary file is removed and ``path`` is untouched: a new file
 never appears half-written, an existing one is never replaced by a broken one.
 
-**Formula injection (CSV and XLSX).** A spreadsheet treats a cell that starts with ``=``, ``+``,
-``-``, ``@``, TAB or CR as a formula (``=cmd|' /C calc'!A0``, ``=HYPERLINK(...)``). Following
-the OWASP "CSV Injection" guidance, every *string* cell, column names included, that starts with one
-of those characters gets a leading single quote (:func:`neutralise_cell`); the quote tells the
-spreadsheet "text". Numbers are never touched: ``-5`` stays the number ``-5``. In XLSX every string is
-also written as a string cell (never parsed as a formula, number or URL), so the quote there is
-defence in depth: the same value reads the same in both formats.
+**Formula injection (CSV and XLSX).** A spreadsheet opening a CSV treats a cell that starts with
+``=``, ``+``, ``-``, ``@``, TAB or CR as a formula (``=cmd|' /C calc'!A0``, ``=HYPERLINK(...)``).
+Following the OWASP "CSV Injection" guidance, every CSV *string* cell, column names included, that
+could run as one gets a leading single quote (:func:`neutralise_cell`); the quote tells the
+spreadsheet "text". A plain number or phone number (``+4930123456``, ``+49 30 1234567``, ``-5``:
+a sign, then only digits, spaces and one decimal separator) cannot run anything and is left as it
+is, so caller ids are not mangled. Numbers are never touched. In XLSX every string is written as a
+typed string cell, which Excel never evaluates (not a formula, number or URL): no prefix is needed
+there, and none is added, so a caller id reads as the PBX logged it.
 
 **CSV:** UTF-8 *with* a byte-order mark (``utf-8-sig``), because Excel on Windows reads a BOM-less
 CSV in the local ANSI code page and garbles names such as "João"; Python (``encoding="utf-8-sig"``),
@@ -48,11 +50,10 @@ CSV and XLSX hold flat values only: a list, struct, map, binary or duration colu
 from __future__ import annotations
 
 import csv
-import datetime as dt
-import decimal
 import hashlib
 import math
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -101,9 +102,18 @@ class WrittenFile:
     sha256: str
 
 
+#: What follows a leading ``+``/``-`` in a value that cannot run as a formula: a plain (phone) number.
+_PLAIN_NUMBER = re.compile(r"[+-]\d[\d ]*(?:[.,]\d+)?")
+
+
+def could_run_as_formula(value: str) -> bool:
+    """Starts with ``= + - @``, TAB or CR, and is not a plain number such as ``+4930123456`` or ``-5``."""
+    return value.startswith(FORMULA_TRIGGERS) and _PLAIN_NUMBER.fullmatch(value) is None
+
+
 def neutralise_cell(value: str) -> str:
-    """``value`` with a leading ``'`` if it starts with ``= + - @``, TAB or CR; otherwise unchanged."""
-    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+    """``value`` with a leading ``'`` if it could run as a formula in a CSV; otherwise unchanged."""
+    return "'" + value if could_run_as_formula(value) else value
 
 
 def write_table(table: pa.Table, path: Path, fmt: str, *, sheet_name: str = "report") -> WrittenFile:
@@ -124,16 +134,16 @@ def write_table(table: pa.Table, path: Path, fmt: str, *, sheet_name: str = "rep
     writer: Callable[[Path], None]
     if fmt_name == "csv":
         kinds = _flat_kinds(table)
-        writer = lambda temporary: _write_csv(table, kinds, temporary)  # noqa: E731
+        writer = lambda temporary: _write_csv(table, kinds, temporary)
     elif fmt_name == "xlsx":
         kinds = _flat_kinds(table)
         _check_excel_limits(table, sheet_name)
-        writer = lambda temporary: _write_xlsx(table, kinds, temporary, sheet_name)  # noqa: E731
+        writer = lambda temporary: _write_xlsx(table, kinds, temporary, sheet_name)
     elif fmt_name == "pdf":
         kinds = _flat_kinds(table)
-        writer = lambda temporary: temporary.write_bytes(_table_pdf(table, kinds, sheet_name))  # noqa: E731
+        writer = lambda temporary: temporary.write_bytes(_table_pdf(table, kinds, sheet_name))
     else:
-        writer = lambda temporary: pq.write_table(table, str(temporary), compression="zstd")  # noqa: E731
+        writer = lambda temporary: pq.write_table(table, str(temporary), compression="zstd")
     return _write_atomically(path, writer)
 
 
@@ -214,7 +224,7 @@ def _flat_kinds(table: pa.Table) -> list[str]:
 
 def _rows(table: pa.Table) -> Iterator[tuple]:
     for batch in table.to_batches(max_chunksize=_BATCH_ROWS):
-        yield from zip(*(column.to_pylist() for column in batch.columns))
+        yield from zip(*(column.to_pylist() for column in batch.columns), strict=False)
 
 
 def _finite(value: float) -> bool:
@@ -245,7 +255,7 @@ def _write_csv(table: pa.Table, kinds: list[str], temporary: Path) -> None:
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow([neutralise_cell(name) for name in table.column_names])
         for row in _rows(table):
-            writer.writerow([_csv_text(value, kind) for value, kind in zip(row, kinds)])
+            writer.writerow([_csv_text(value, kind) for value, kind in zip(row, kinds, strict=False)])
 
 
 # --- XLSX ------------------------------------------------------------------------------------------------
@@ -272,18 +282,18 @@ def _write_xlsx(table: pa.Table, kinds: list[str], temporary: Path, sheet_name: 
         bold = workbook.add_format({"bold": True})
         date_format = workbook.add_format({"num_format": "yyyy-mm-dd"})
         names = table.column_names
-        for column, (name, kind) in enumerate(zip(names, kinds)):  # before any row (constant memory)
+        for column, (name, kind) in enumerate(zip(names, kinds, strict=False)):  # before any row (constant memory)
             width = 12 if kind in ("date", "int", "float", "decimal", "bool") else 22 if kind == "timestamp" else 16
             sheet.set_column(column, column, max(width, min(len(name) + 2, 40)))
         sheet.freeze_panes(1, 0)
         for column, name in enumerate(names):
-            _xlsx_string(sheet, 0, column, neutralise_cell(name), name, bold)
+            _xlsx_string(sheet, 0, column, name, name, bold)  # a typed string cell: never evaluated
         for row_number, row in enumerate(_rows(table), start=1):
-            for column, (value, kind) in enumerate(zip(row, kinds)):
+            for column, (value, kind) in enumerate(zip(row, kinds, strict=False)):
                 if value is None:
                     continue
                 if kind == "string":
-                    _xlsx_string(sheet, row_number, column, neutralise_cell(value), names[column])
+                    _xlsx_string(sheet, row_number, column, value, names[column])
                 elif kind == "bool":
                     sheet.write_boolean(row_number, column, value)
                 elif kind == "int":
@@ -307,14 +317,14 @@ def _write_xlsx(table: pa.Table, kinds: list[str], temporary: Path, sheet_name: 
     workbook.close()
 
 
-def _xlsx_string(sheet, row: int, column: int, text: str, name: str, cell_format=None) -> None:  # noqa: ANN001
+def _xlsx_string(sheet, row: int, column: int, text: str, name: str, cell_format=None) -> None:
     if len(text) > EXCEL_MAX_CELL_CHARS:
         raise InvalidInput("cell", f"column {name!r}, row {row}: {len(text):,} characters; an Excel cell "
                                    f"holds at most {EXCEL_MAX_CELL_CHARS:,} (use csv or parquet)")
     sheet.write_string(row, column, text, cell_format)
 
 
-def _discard(workbook) -> None:  # noqa: ANN001
+def _discard(workbook) -> None:
     """Release an unfinished workbook's streamed row files without writing the workbook."""
     for sheet in workbook.worksheets():
         handle = getattr(sheet, "row_data_fh", None)
@@ -339,7 +349,7 @@ def _table_pdf(table: pa.Table, kinds: list[str], title: str) -> bytes:
         raise InvalidInput("rows", f"{table.num_rows:,} rows are too many for a PDF (at most {PDF_MAX_ROWS:,}); "
                                    "use csv, xlsx or parquet")
     rows = [tuple(value if kind == "string" and value is not None else _csv_text(value, kind)
-                  for value, kind in zip(row, kinds)) for row in _rows(table)]
+                  for value, kind in zip(row, kinds, strict=False)) for row in _rows(table)]
     numeric = tuple(k in ("int", "float", "decimal") for k in kinds)
     return render_table_pdf(title, tuple(table.column_names), rows, numeric)
 
@@ -387,7 +397,7 @@ def write_readable_xlsx(table: pa.Table, path: Path, *, title: str, subtitle: st
     percentages (``0.0%``), dates Excel dates. ``chart`` adds a second sheet ``chart`` with a native
     Excel chart of the data sheet's rows. String cells are neutralised as in :func:`write_table`.
     Refusals name ``sheet_name``, ``rows``, ``columns``, ``cell`` or ``chart``."""
-    kinds = [readable_kind(name, kind) for name, kind in zip(table.column_names, _flat_kinds(table))]
+    kinds = [readable_kind(name, kind) for name, kind in zip(table.column_names, _flat_kinds(table), strict=False)]
     if table.num_rows + 4 > EXCEL_MAX_ROWS:
         raise InvalidInput("rows", f"{table.num_rows:,} rows do not fit in an Excel sheet with its title and totals; "
                                    "use csv or parquet")
@@ -438,7 +448,7 @@ def _write_readable(table: pa.Table, kinds: list[str], temporary: Path, title: s
             ("date", {"num_format": "yyyy-mm-dd"}))}
         names = table.column_names
         sample = table.slice(0, _SAMPLE_ROWS).to_pylist()
-        for column, (name, kind) in enumerate(zip(names, kinds)):  # before any row (constant memory)
+        for column, (name, kind) in enumerate(zip(names, kinds, strict=False)):  # before any row (constant memory)
             widest = max([_shown_width(row[name], kind) for row in sample] + [min(len(name), 24)])
             sheet.set_column(column, column, min(max(widest + 2, 8), 50))
         header_row = 3
@@ -465,8 +475,8 @@ def _write_readable(table: pa.Table, kinds: list[str], temporary: Path, title: s
     workbook.close()
 
 
-def _readable_row(sheet, row_number: int, row: tuple, kinds: list[str], names: list[str], formats: dict) -> None:  # noqa: ANN001
-    for column, (value, kind) in enumerate(zip(row, kinds)):
+def _readable_row(sheet, row_number: int, row: tuple, kinds: list[str], names: list[str], formats: dict) -> None:
+    for column, (value, kind) in enumerate(zip(row, kinds, strict=False)):
         if value is None:
             continue
         if kind == "string":
@@ -489,7 +499,7 @@ def _readable_row(sheet, row_number: int, row: tuple, kinds: list[str], names: l
             sheet.write_string(row_number, column, value.isoformat())
 
 
-def _add_chart(workbook, sheet_name: str, names: list[str], header_row: int, rows: int, spec: SheetChart) -> None:  # noqa: ANN001
+def _add_chart(workbook, sheet_name: str, names: list[str], header_row: int, rows: int, spec: SheetChart) -> None:
     if spec.kind == "line":
         chart = workbook.add_chart({"type": "line"})
     else:
@@ -514,5 +524,5 @@ def _add_chart(workbook, sheet_name: str, names: list[str], header_row: int, row
     workbook.add_worksheet("chart").insert_chart("B2", chart)
 
 
-__all__ = ["EXPORT_FORMATS", "FORMATS", "write_bytes", "FORMULA_TRIGGERS", "MEDIA_TYPES", "SheetChart", "WrittenFile", "neutralise_cell",
+__all__ = ["EXPORT_FORMATS", "FORMATS", "write_bytes", "FORMULA_TRIGGERS", "could_run_as_formula", "MEDIA_TYPES", "SheetChart", "WrittenFile", "neutralise_cell",
            "readable_kind", "write_readable_xlsx", "write_table"]

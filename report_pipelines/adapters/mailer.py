@@ -248,7 +248,7 @@ class SmtpMailer(Mailer):
             if code != 354:
                 _reset(smtp)
                 return _refused_message(accepted, refused, deferred, f"{code} {_text(text)} (to DATA)")
-            body = smtplib._quote_periods(wire.data)  # noqa: SLF001 - the same dot-stuffing smtplib.data does
+            body = smtplib._quote_periods(wire.data)
             if body[-2:] != b"\r\n":
                 body += b"\r\n"
             arm()
@@ -374,7 +374,7 @@ class OutboxMailer(Mailer):
         yield send
 
 
-def mailer_from_settings(settings, local_hostname: str | None = None) -> Mailer:  # noqa: ANN001 - Settings
+def mailer_from_settings(settings, local_hostname: str | None = None) -> Mailer:
     """SMTP when ``REPORT_PIPELINES_SMTP_HOST`` is set, else the local outbox."""
     mail = settings.mail
     if not mail.smtp_host:

@@ -18,7 +18,6 @@ per invocation (the composition root).
 from __future__ import annotations
 
 import sys
-from functools import lru_cache
 from typing import Any
 
 import click
@@ -70,12 +69,18 @@ def _friendly(func):
     return func
 
 
-@lru_cache(maxsize=1)
 def _app():
-    """The application of this invocation, built from the environment once (see report_pipelines.app)."""
+    """The application of this invocation, built from the environment once (see report_pipelines.app)
+    and kept on the invocation's root context (so an in-process runner's next invocation gets its own)."""
     from report_pipelines.app import bootstrap
 
-    return bootstrap()
+    context = click.get_current_context(silent=True)
+    if context is None:
+        return bootstrap()
+    root = context.find_root()
+    if "app" not in root.meta:
+        root.meta["app"] = bootstrap()
+    return root.meta["app"]
 
 
 def _engine():

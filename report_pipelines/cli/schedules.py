@@ -12,7 +12,7 @@ from report_pipelines.cli.base import _app, _engine, _friendly, main
 class _OneLineError(click.BadParameter):
     """A bad option value reported like every other refusal: ``error: --option: ...``, exit 2."""
 
-    def show(self, file=None) -> None:  # noqa: ANN001
+    def show(self, file=None) -> None:
         click.echo(f"error: {self.param_hint}: {self.message}", err=True)
 
 
@@ -21,7 +21,7 @@ class _Whole(click.ParamType):
 
     name = "integer"
 
-    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201
+    def convert(self, value, param, ctx):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         text = str(value).strip()
@@ -41,8 +41,7 @@ def schedules() -> None:
     """Scheduled report e-mails (planned, built, sent and cleaned by the Dagster sensors)."""
 
 
-def _next_send_text(row) -> str:  # noqa: ANN001
-    import datetime as dt
+def _next_send_text(row) -> str:
 
     from report_pipelines.domain.schedules import next_send_at
     from report_pipelines.domain.timezones import parse_zone
@@ -58,7 +57,7 @@ def _next_send_text(row) -> str:  # noqa: ANN001
     return f"{local:%Y-%m-%d %H:%M %Z} = {instant:%Y-%m-%d %H:%M} UTC{note}"
 
 
-def _describe_rule(row) -> str:  # noqa: ANN001
+def _describe_rule(row) -> str:
     names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
     when = {"daily": "daily", "weekly": "weekly on " + ",".join(names[d] for d in row.weekdays),
             "monthly": f"monthly on day {row.month_day}"}[row.frequency]
@@ -82,8 +81,8 @@ def _describe_rule(row) -> str:  # noqa: ANN001
 @click.option("--subject", default=None, help="E-mail subject [default: report, client and period].")
 @click.option("--format", "fmt", default="csv", show_default=True, help="csv, xlsx or parquet.")
 @_friendly
-def schedules_add(client: str, report: str, period: str, period_days, frequency: str, send_time: str,  # noqa: ANN001
-                  weekdays: str, month_day, timezone, recipients: str, subject, fmt: str) -> None:  # noqa: ANN001
+def schedules_add(client: str, report: str, period: str, period_days, frequency: str, send_time: str,
+                  weekdays: str, month_day, timezone, recipients: str, subject, fmt: str) -> None:
     """Add a schedule."""
     from report_pipelines.services.scheduled_reports import add_schedule
 
@@ -109,7 +108,7 @@ def schedules_add(client: str, report: str, period: str, period_days, frequency:
 @click.option("--subject", default=None)
 @click.option("--format", "fmt", default=None)
 @_friendly
-def schedules_edit(schedule_id: int, **options) -> None:  # noqa: ANN003
+def schedules_edit(schedule_id: int, **options) -> None:
     """Change some fields (same options as add); a new rule is re-planned from now on."""
     from report_pipelines.services.scheduled_reports import edit_schedule
 
@@ -127,7 +126,7 @@ def schedules_edit(schedule_id: int, **options) -> None:  # noqa: ANN003
 @schedules.command("list")
 @click.option("--client", default=None, help="Only this client's schedules.")
 @_friendly
-def schedules_list(client) -> None:  # noqa: ANN001
+def schedules_list(client) -> None:
     """List schedules with their next send in local time and UTC."""
     from report_pipelines.adapters.db.schedules import ScheduleRepository
     from report_pipelines.services.clients import get_client
@@ -167,7 +166,7 @@ def schedules_show(schedule_id: int) -> None:
             click.echo(f"           {r.address}: {r.state} (attempts {r.attempts}){reply}")
 
 
-def _file_line(f) -> str:  # noqa: ANN001
+def _file_line(f) -> str:
     error = f"  last error: {f.last_error}" if f.last_error else ""
     attempts = f"attempts {f.attempts}" if f.path else f"build attempts {f.build_attempts}"
     return f"    {f.id:>6} {f.occurrence:%Y-%m-%d %H:%M}Z {f.state:<8} {attempts} {f.period_start}..{f.period_end}{error}"

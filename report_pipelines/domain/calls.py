@@ -10,9 +10,14 @@ import pyarrow as pa
 
 
 class Direction(str, enum.Enum):
+    """Who started the call. UNKNOWN: the PBX's records did not say (an import counts and shows
+    these instead of guessing); reports count an unknown call in no direction's figures (it is not
+    an offered inbound call), ``call_detail`` lists it as it is."""
+
     INBOUND = "inbound"
     OUTBOUND = "outbound"
     INTERNAL = "internal"
+    UNKNOWN = "unknown"
 
 
 class Disposition(str, enum.Enum):
@@ -52,6 +57,9 @@ CALL_SCHEMA = pa.schema(
         ("answered_at", INSTANT),
         ("ended_at", INSTANT),
         ("disposition", pa.string()),
+        # When the caller entered the queue that answered (or last held) the call: the PBX's
+        # queue_log says it; null without one. Waits are measured from it when it is known.
+        ("queued_at", INSTANT),
     ]
 )
 
@@ -71,6 +79,7 @@ class Call:
     agent: str | None = None
     caller: str | None = None
     callee: str | None = None
+    queued_at: dt.datetime | None = None
 
     def problems(self) -> list[str]:
         """Why this call cannot be stored as it is (empty when it can)."""
@@ -79,7 +88,7 @@ class Call:
             found.append("pbx_call_id: empty call id")
         elif len(self.pbx_call_id) > MAX_TEXT:
             found.append(f"pbx_call_id: longer than {MAX_TEXT} characters")
-        for name in ("started_at", "ended_at", "answered_at"):
+        for name in ("started_at", "ended_at", "answered_at", "queued_at"):
             value = getattr(self, name)
             if value is not None and (value.tzinfo is None or value.utcoffset() != dt.timedelta(0)):
                 found.append(f"{name}: must be an aware UTC instant")
@@ -92,6 +101,11 @@ class Call:
                 found.append("answered_at: answered before the call starts")
             elif self.answered_at > self.ended_at:
                 found.append("answered_at: answered after the call ends")
+        if self.queued_at is not None:
+            if not self.started_at <= self.queued_at <= self.ended_at:
+                found.append("queued_at: the queue entry is outside the call")
+            elif self.answered_at is not None and self.queued_at > self.answered_at:
+                found.append("queued_at: queued after the call was answered")
         if self.disposition is Disposition.ANSWERED and self.answered_at is None:
             found.append("answered_at: an ANSWERED call needs an answer time")
         if self.disposition is not Disposition.ANSWERED and self.answered_at is not None:

@@ -3,11 +3,12 @@
 A PBX logs one row per *leg*: a call that rang a queue's three members and was answered by the
 third is four or five rows (the caller's leg towards each member, the members' own legs...). Asterisk
 ties them together with ``linkedid`` (the ``uniqueid`` of the channel that started it all). This
-module holds the leg record (:class:`Leg`), the rules that read its fields (dispositions, channels,
-queues, direction), the rule that turns a PBX's naive local times into UTC instants across DST
-(:class:`LocalTimes`), the cross-check of those times against the epoch in ``uniqueid``
-(:class:`ClockCheck`), and :func:`collapse`, which turns the legs of one call into one
-:class:`~report_pipelines.domain.calls.Call`.
+module holds the leg record (:class:`Leg`), the rules that read its fields (dispositions, queues,
+applications, direction: :func:`decide_direction`, with channels read by
+:mod:`~report_pipelines.domain.pbx`), the rule that turns a PBX's naive local times into UTC
+instants across DST (:class:`LocalTimes`), the cross-check of those times against the epoch in
+``uniqueid`` (:class:`ClockCheck`), and :func:`collapse`, which turns the legs of one call into one
+:class:`~report_pipelines.domain.calls.Call` (by :mod:`~report_pipelines.domain.cdr_collapse`).
 
 Nothing here reads files or speaks SQL: readers (``adapters.sources.cdr``) build the legs, the
 service (``services.cdr_import``) groups them and stores the calls.
@@ -23,8 +24,9 @@ from dataclasses import dataclass
 
 from report_pipelines.domain.calls import Call, Direction, Disposition
 from report_pipelines.domain.errors import InvalidInput
+from report_pipelines.domain.pbx import Context, Evidence, Kind, PbxConfig
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 #: The ``--format`` values the CDR import understands.
 CDR_FORMATS: tuple[str, ...] = ("asterisk-csv", "asterisk-db", "mapped-csv")
@@ -43,9 +45,10 @@ CDR_FORMATS: tuple[str, ...] = ("asterisk-csv", "asterisk-db", "mapped-csv")
 #: | CANCEL       | NO ANSWER | the caller hung up while it rang (ABANDONED if queued, see below)   |
 #: | UNKNOWN      | FAILED    | Asterisk could not tell: not a call anyone could have answered      |
 #:
-#: At the call level (:func:`collapse`) an *inbound* call that was in a ``Queue`` and that nobody
-#: answered is ABANDONED, whatever its legs said (NO ANSWER, CANCEL, or the ANSWERED that the Queue
-#: application itself logs when it picks up the caller to play music on hold).
+#: At the call level (:mod:`~report_pipelines.domain.cdr_collapse`) an *inbound* call no agent took
+#: is NO ANSWER when it went to voicemail, ABANDONED when the PBX held it (in a ``Queue``, or answered
+#: by an IVR or announcement: the ANSWERED those applications log is not an agent's answer) and the
+#: caller hung up, whatever its legs said; a queue_log then has the last word on queue calls.
 PBX_DISPOSITIONS: dict[str, Disposition] = {
     "ANSWERED": Disposition.ANSWERED,
     "NO ANSWER": Disposition.NO_ANSWER,
@@ -77,79 +80,17 @@ def map_disposition(value: str, field: str = "disposition") -> Disposition:
 
 
 # --- channels, queues, numbers --------------------------------------------------------------------
-#: An endpoint named with 2 to 6 digits is a phone (an extension: ``SIP/201-...``, ``PJSIP/4501-...``).
-EXTENSION = re.compile(r"\d{2,6}")
-#: Channel technologies that only ever carry PSTN lines (cards, gateways), whatever the endpoint.
-TRUNK_TECHNOLOGIES = frozenset({"DAHDI", "ZAP", "MISDN", "SS7", "KHOMP", "DGV"})
 #: A dialled number that leaves the PBX: 7 or more digits, optionally after ``+``.
 EXTERNAL_NUMBER = re.compile(r"\+?\d{7,}")
-#: Destination contexts of calls that came in from outside (FreePBX and common hand-written dialplans).
-INBOUND_CONTEXT_PREFIXES: tuple[str, ...] = (
-    "from-trunk",
-    "from-pstn",
-    "from-did",
-    "from-external",
-    "from-sip-external",
-    "from-inbound",
-    "ext-did",
-    "ext-queues",
-    "incoming",
-    "inbound",
-)
+#: Applications a call waits in for an agent (hanging up there is abandoning).
+QUEUE_APPS = frozenset({"queue"})
+#: Applications that take a message instead of an agent (a call that ends there was missed).
+VOICEMAIL_APPS = frozenset({"voicemail", "voicemailmain", "vm", "minivmrecord"})
 
 
-def split_channel(channel: str) -> tuple[str, str] | None:
-    """``(technology, endpoint)`` of an Asterisk channel name, or None when it is not one.
-
-    ``SIP/201-00000a1b`` -> ``("SIP", "201")`` (the suffix after the last ``-`` is the channel's
-    sequence number); ``Local/201@from-queue-0000;1`` -> ``("Local", "201")`` (the extension before
-    ``@``); ``SIP/trunk-provider-0000001f`` -> ``("SIP", "trunk-provider")``.
-    """
-    tech, slash, rest = channel.strip().partition("/")
-    if not slash or not tech or not rest:
-        return None
-    if tech.upper() == "LOCAL":
-        endpoint = rest.split("@", 1)[0]
-    else:
-        endpoint = rest.rsplit("-", 1)[0] if "-" in rest else rest
-    return tech, endpoint
-
-
-def is_trunk_channel(channel: str) -> bool:
-    """A channel to or from the outside: a PSTN technology, or an endpoint that is not an extension."""
-    parts = split_channel(channel)
-    if parts is None:
-        return False
-    tech, endpoint = parts
-    if tech.upper() in TRUNK_TECHNOLOGIES:
-        return True
-    if tech.upper() == "LOCAL":
-        return False
-    return EXTENSION.fullmatch(endpoint) is None
-
-
-def is_phone_channel(channel: str) -> bool:
-    """A channel of one of the PBX's own phones (``SIP/201-...``, ``PJSIP/201-...``, ``IAX2/201-...``)."""
-    parts = split_channel(channel)
-    if parts is None:
-        return False
-    tech, endpoint = parts
-    return tech.upper() not in TRUNK_TECHNOLOGIES and tech.upper() != "LOCAL" and bool(EXTENSION.fullmatch(endpoint))
-
-
-def agent_from_channel(channel: str) -> str | None:
-    """The extension behind a channel, when it is a phone or a Local channel to an extension.
-
-    ``SIP/201-00000a1b``, ``PJSIP/201-00000a1b`` and ``Local/201@from-queue-0000;1`` all give ``201``;
-    a trunk (``SIP/voipms-00000012``, ``DAHDI/i1/5551234-1``) gives None.
-    """
-    parts = split_channel(channel)
-    if parts is None:
-        return None
-    tech, endpoint = parts
-    if tech.upper() in TRUNK_TECHNOLOGIES or not EXTENSION.fullmatch(endpoint):
-        return None
-    return endpoint
+def agent_from_channel(channel: str, config: PbxConfig | None = None) -> str | None:
+    """The extension behind a channel (see :meth:`PbxConfig.extension_of`); a trunk gives None."""
+    return (config or PbxConfig()).extension_of(channel)
 
 
 def queue_from_lastdata(lastapp: str, lastdata: str) -> str | None:
@@ -157,7 +98,7 @@ def queue_from_lastdata(lastapp: str, lastdata: str) -> str | None:
 
     ``Queue`` + ``support,t,,,300`` -> ``support`` (``|`` separated arguments of Asterisk 1.4 too).
     """
-    if lastapp.strip().lower() != "queue":
+    if lastapp.strip().lower() not in QUEUE_APPS:
         return None
     name = re.split(r"[,|]", lastdata, maxsplit=1)[0].strip()
     return name or None
@@ -167,8 +108,14 @@ def looks_external(number: str | None) -> bool:
     return bool(number) and EXTERNAL_NUMBER.fullmatch(number.strip()) is not None
 
 
-def is_inbound_context(context: str) -> bool:
-    return context.strip().lower().startswith(INBOUND_CONTEXT_PREFIXES)
+def app_class(lastapp: str) -> str:
+    """``queue``, ``voicemail`` or ``other``: what a leg's last application means for the caller."""
+    name = lastapp.strip().lower()
+    if name in QUEUE_APPS:
+        return "queue"
+    if name in VOICEMAIL_APPS:
+        return "voicemail"
+    return "other"
 
 
 _UNIQUEID = re.compile(r"(?:^|-)(\d{9,10})\.\d+$")
@@ -189,6 +136,65 @@ def epoch_of_uniqueid(uniqueid: str | None) -> int | None:
         return None
     epoch = int(match.group(1))
     return epoch if _EPOCH_MIN <= epoch < _EPOCH_MAX else None
+
+
+# --- direction ------------------------------------------------------------------------------------
+#: Why a call got its direction (the import summary counts calls by these).
+BASES: dict[str, str] = {
+    "stated": "stated by the file",
+    "configured-trunk": "the caller's channel is a configured trunk",
+    "configured-phone": "the caller's channel is a configured extension",
+    "technology": "the caller's channel is a PSTN technology (DAHDI...)",
+    "inbound-context": "an inbound dialplan context (from-pstn, from-trunk...)",
+    "internal-context": "the phones' dialplan context (from-internal...)",
+    "did": "the dialled number is one of the client's DIDs",
+    "extension-shape": "the caller's channel looks like an extension (2-5 digits)",
+    "named-peer": "the caller's channel is a named peer, like a trunk",
+    "no-evidence": "nothing in the records says (pass --trunk, --extensions or --did)",
+}
+
+
+def decide_direction(stated: Direction | None, origin: tuple[Kind, Evidence], context: Context,
+                     dst_is_did: bool, dst_external: bool, dials_trunk: bool) -> tuple[Direction, str]:
+    """A call's direction from its origin leg and what its legs dialled, and the basis (a key of
+    :data:`BASES`). The strongest evidence present decides, in this order:
+
+    1. a direction the file states (a mapped column);
+    2. the caller's channel by the client's configuration: a trunk -> INBOUND, an extension ->
+       placed by a phone;
+    3. a PSTN-only technology (DAHDI...) -> INBOUND;
+    4. the origin leg's dialplan context: inbound (from-pstn...) -> INBOUND, the phones' context
+       (from-internal...) -> placed by a phone;
+    5. a dialled number that is one of the client's DIDs -> INBOUND;
+    6. the channel's shape: 2-5 digits -> placed by a phone; a named peer -> INBOUND;
+    7. otherwise UNKNOWN: never guessed, counted in the import summary.
+
+    A call placed by a phone is OUTBOUND when a leg dialled a trunk or the dialled number looks
+    external (7+ digits, optional ``+``), else INTERNAL.
+    """
+    if stated is not None:
+        return stated, "stated"
+    kind, evidence = origin
+    placed: str | None = None
+    if evidence is Evidence.CONFIGURED and kind is Kind.TRUNK:
+        return Direction.INBOUND, "configured-trunk"
+    if evidence is Evidence.CONFIGURED and kind is Kind.PHONE:
+        placed = "configured-phone"
+    elif evidence is Evidence.TECHNOLOGY and kind is Kind.TRUNK:
+        return Direction.INBOUND, "technology"
+    elif context is Context.INBOUND:
+        return Direction.INBOUND, "inbound-context"
+    elif context is Context.INTERNAL:
+        placed = "internal-context"
+    elif dst_is_did:
+        return Direction.INBOUND, "did"
+    elif evidence is Evidence.SHAPE and kind is Kind.PHONE:
+        placed = "extension-shape"
+    elif evidence is Evidence.SHAPE and kind is Kind.TRUNK:
+        return Direction.INBOUND, "named-peer"
+    else:
+        return Direction.UNKNOWN, "no-evidence"
+    return (Direction.OUTBOUND if dials_trunk or dst_external else Direction.INTERNAL), placed
 
 
 # --- the leg record -------------------------------------------------------------------------------
@@ -221,115 +227,25 @@ class Leg:
     direction: Direction | None = None
     local_start: dt.datetime | None = None
     epoch: int | None = None
-
-    @property
-    def in_queue_app(self) -> bool:
-        return self.lastapp.strip().lower() == "queue"
-
-    @property
-    def answered_by_someone(self) -> bool:
-        """Answered by a person or a service, not merely by the Queue application.
-
-        ``Queue()`` answers the caller's channel to play music on hold, so a caller who hangs up in
-        the queue leaves an ANSWERED leg with an empty ``dstchannel``: that is not an answer.
-        """
-        if self.answered_at is None or self.disposition is not Disposition.ANSWERED:
-            return False
-        return not (self.in_queue_app and not self.dstchannel.strip())
+    queued_at: dt.datetime | None = None
 
 
-def origin_leg(legs: Sequence[Leg]) -> Leg:
-    """The leg that started the call: the one whose ``uniqueid`` is the call's ``linkedid``, else the
-    earliest (then the first in the file)."""
-    ordered = sorted(legs, key=lambda leg: (leg.started_at, leg.line))
-    for leg in ordered:
-        if leg.uniqueid and leg.uniqueid == leg.call_id:
-            return leg
-    return ordered[0]
+def collapse(client_id: int, legs: Sequence[Leg], config: PbxConfig | None = None) -> Call:
+    """One call from the legs that share a ``call_id``: the rules of
+    :func:`report_pipelines.domain.cdr_collapse.collapse_legs`, applied to one call."""
+    from report_pipelines.domain.cdr_collapse import collapse_legs, legs_table
 
-
-def infer_direction(legs: Sequence[Leg], origin: Leg | None = None) -> Direction:
-    """Inbound, outbound or internal, from the origin leg's channel and context. In order:
-
-    0. a direction the file states (a mapped column) wins;
-    1. the origin channel is a trunk (``SIP/voipms-...``, ``DAHDI/...``) -> INBOUND;
-    2. the origin channel is one of our phones (``SIP/201-...``): OUTBOUND if any leg dialled a trunk
-       channel or the dialled number looks external (7+ digits, optional ``+``), else INTERNAL
-       (an extension calling a queue, whose context is ``ext-queues``, stays INTERNAL);
-    3. otherwise (a Local channel, an originate, no channel): an inbound destination context
-       (:data:`INBOUND_CONTEXT_PREFIXES`: from-trunk*, from-pstn*, ext-queues...) -> INBOUND;
-       else OUTBOUND / INTERNAL as in 2.
-    """
-    origin = origin or origin_leg(legs)
-    stated = origin.direction or next((leg.direction for leg in legs if leg.direction), None)
-    if stated is not None:
-        return stated
-    if is_trunk_channel(origin.channel):
-        return Direction.INBOUND
-    dials_out = looks_external(origin.dst) or any(is_trunk_channel(leg.dstchannel) for leg in legs)
-    if not is_phone_channel(origin.channel) and is_inbound_context(origin.dcontext):
-        return Direction.INBOUND
-    return Direction.OUTBOUND if dials_out else Direction.INTERNAL
-
-
-def collapse(client_id: int, legs: Sequence[Leg]) -> Call:
-    """One call from the legs that share a ``call_id`` (check the result with ``Call.problems()``).
-
-    - start = earliest leg start; end = latest leg end; caller/callee = the origin leg's src/dst;
-    - ANSWERED if any leg was answered by someone (:attr:`Leg.answered_by_someone`); answered_at =
-      the earliest such answer, so wait = answered_at - start;
-    - agent = the first answering leg's stated agent, else the extension of its ``dstchannel``;
-      an OUTBOUND call's agent is the extension that placed it; an unanswered call has no agent
-      unless the file states one;
-    - queue = the first stated queue, else the first ``Queue`` leg's first argument;
-    - unanswered: the first disposition of :data:`UNANSWERED_PRIORITY` that a leg has (a leg that
-      only the Queue application answered counts as NO ANSWER); an inbound call that was in a
-      ``Queue`` and that nobody answered is ABANDONED.
-    """
     if not legs:
         raise ValueError("collapse() needs at least one leg")
-    ordered = sorted(legs, key=lambda leg: (leg.started_at, leg.line))
-    origin = origin_leg(ordered)
-    direction = infer_direction(ordered, origin)
-    started_at = ordered[0].started_at
-    ended_at = max(leg.ended_at for leg in ordered)
+    if len({leg.call_id for leg in legs}) != 1:
+        raise ValueError("collapse() takes the legs of one call")
+    [call] = collapse_legs(legs_table(legs), client_id, config or PbxConfig()).calls()
+    return call
 
-    queue = next((leg.queue for leg in ordered if leg.queue), None)
-    if queue is None:
-        queue = next((q for q in (queue_from_lastdata(leg.lastapp, leg.lastdata) for leg in ordered) if q), None)
 
-    answering = sorted((leg for leg in ordered if leg.answered_by_someone), key=lambda leg: (leg.answered_at, leg.line))
-    agent: str | None = None
-    answered_at: dt.datetime | None = None
-    if answering:
-        disposition = Disposition.ANSWERED
-        answered_at = answering[0].answered_at
-        for leg in answering:
-            agent = leg.agent or agent_from_channel(leg.dstchannel)
-            if agent:
-                break
-    else:
-        seen = {Disposition.NO_ANSWER if leg.disposition is Disposition.ANSWERED else leg.disposition for leg in ordered}
-        disposition = next(d for d in UNANSWERED_PRIORITY if d in seen)
-        if direction is Direction.INBOUND and any(leg.in_queue_app for leg in ordered):
-            disposition = Disposition.ABANDONED
-        agent = next((leg.agent for leg in ordered if leg.agent), None)
-    if agent is None and direction is Direction.OUTBOUND:
-        agent = agent_from_channel(origin.channel)
-
-    return Call(
-        client_id=client_id,
-        pbx_call_id=origin.call_id,
-        direction=direction,
-        started_at=started_at,
-        ended_at=ended_at,
-        disposition=disposition,
-        answered_at=answered_at,
-        queue=queue,
-        agent=agent,
-        caller=origin.src or None,
-        callee=origin.dst or None,
-    )
+def infer_direction(legs: Sequence[Leg], config: PbxConfig | None = None) -> Direction:
+    """The direction :func:`collapse` gives these legs (see :func:`decide_direction`)."""
+    return collapse(0, legs, config).direction
 
 
 # --- local times ----------------------------------------------------------------------------------
@@ -440,6 +356,20 @@ class ClockCheck:
         deviation = max(-1440, min(1440, round((started - epoch) / 60)))
         self.counts[(deviation, round(used / 900))] += 1
         self.samples += 1
+
+    def observe_many(self, local_us, started_us, epochs) -> None:
+        """:meth:`observe` for arrays: local wall times and starts in epoch microseconds, epochs in seconds."""
+        import numpy as np
+
+        started = started_us / 1e6
+        used = local_us / 1e6 - started
+        deviation = np.clip(np.round((started - epochs) / 60), -1440, 1440).astype(np.int64)
+        steps = np.round(used / 900).astype(np.int64)
+        keys, counts = np.unique((deviation + 1440) * 1_000_000 + (steps + 500_000), return_counts=True)
+        for key, count in zip(keys.tolist(), counts.tolist(), strict=False):
+            dev, step = divmod(key, 1_000_000)
+            self.counts[(dev - 1440, step - 500_000)] += count
+        self.samples += int(counts.sum())
 
     def _sum_by(self, index: int) -> Counter[int]:
         result: Counter[int] = Counter()

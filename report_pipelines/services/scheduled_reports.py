@@ -57,6 +57,7 @@ from report_pipelines.adapters.mailer import (
     Send,
     TemporaryMailError,
 )
+from report_pipelines.app import app_for
 from report_pipelines.domain.delivery import (
     ACCEPTED,
     BACKOFF_BASE,
@@ -82,7 +83,6 @@ from report_pipelines.domain.errors import InvalidInput, NotFound, ReportPipelin
 from report_pipelines.domain.reports import get_report
 from report_pipelines.domain.schedules import PeriodSpec, ScheduleRule, next_send_at, period_for, plan_missed
 from report_pipelines.domain.timezones import UTC, parse_zone
-from report_pipelines.app import app_for
 from report_pipelines.services.reading import read_report_arrow
 from report_pipelines.services.serving import served_today, serving_of
 from report_pipelines.settings import Settings
@@ -142,7 +142,7 @@ def get_schedule(engine: Engine, schedule_id: int) -> ScheduleRow:
     return row
 
 
-def edit_schedule(engine: Engine, schedule_id: int, **changes) -> ScheduleRow:  # noqa: ANN003
+def edit_schedule(engine: Engine, schedule_id: int, **changes) -> ScheduleRow:
     """Change some fields; changing the rule re-plans the schedule from its new rule."""
     row = get_schedule(engine, schedule_id)
     client = ClientRepository(engine).get(row.client_id)
@@ -234,7 +234,7 @@ class BuildFailed(ReportPipelinesError):
         super().__init__(f"file {file_id}: the build failed {attempts} time(s) and was given up: {error} "
                          f"(after fixing the cause: report-pipelines schedules resend {file_id})")
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (type(self), (self.file_id, self.attempts, self.error))
 
 
@@ -671,7 +671,7 @@ class _Recorder:
                 with self.cond:
                     answered, self.answered = self.answered[:len(work)], self.answered[len(work):]
                 self.summary.record_delays.extend(done - t for t in answered)
-            except BaseException as exc:  # noqa: BLE001 - handed to the sender's thread
+            except BaseException as exc:
                 self.error = self.error or exc
             with self.cond:
                 self.writing = False

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from report_pipelines.adapters.db.cdr_imports import CallEventChanges
 from report_pipelines.adapters.db.repositories import CacheManifestRepository, CallEventRepository
 from report_pipelines.domain.timezones import local_date_of, local_day_window, parse_zone
 from report_pipelines.services.serving import servings
@@ -27,7 +28,9 @@ def find_stale_client_days(engine: Engine, since: dt.datetime, now: dt.datetime)
     (watermark) or from a different number of calls (an import that stamped several commits with one
     instant). Days not cached yet are not stale (nothing to correct), the current local day is
     never cached, and a day the pipelines no longer serve (:mod:`~report_pipelines.services.serving`) is
-    not work: its cache stays as it was, readable.
+    not work: its cache stays as it was, readable. Days an ``import-cdr --replace`` touched after
+    ``since`` are looked at too (``call_event_changes``): a day whose calls were all deleted has no new
+    ingest to be found by.
     """
     events = CallEventRepository(engine)
     manifest = CacheManifestRepository(engine)
@@ -43,6 +46,10 @@ def find_stale_client_days(engine: Engine, since: dt.datetime, now: dt.datetime)
         day = local_date_of(bucket, parse_zone(client.timezone))
         key = (client_id, day)
         newest[key] = max(newest.get(key, ingested), ingested)
+    for client_id, day, changed in CallEventChanges(engine).since(since):
+        seen = changed if seen is None else max(seen, changed)
+        if client_id in clients:
+            newest[(client_id, day)] = max(newest.get((client_id, day), changed), changed)
     stale = []
     for (client_id, day), ingested in sorted(newest.items()):
         client = clients[client_id]

@@ -19,14 +19,20 @@ from report_pipelines.domain.calls import CALL_SCHEMA, INSTANT
 
 OnConflict = Literal["error", "ignore"]
 
-_TIMESTAMPS = ("started_at", "answered_at", "ended_at", "ingested_at")
+_TIMESTAMPS = ("started_at", "answered_at", "ended_at", "queued_at", "ingested_at")
+#: Columns a call table may lack (they are then null): added after the first loaders were written.
+OPTIONAL_COLUMNS = ("queued_at",)
 
 CALL_EVENT_SCHEMA = pa.schema([("client_id", pa.int64()), *CALL_SCHEMA, ("ingested_at", INSTANT)])
 assert tuple(CALL_EVENT_SCHEMA.names) == CALL_EVENT_COLUMNS
 
 
 def conform(table: pa.Table) -> pa.Table:
-    """Select and cast the columns of ``table`` to the call-event schema (raises on a mismatch)."""
+    """Select and cast the columns of ``table`` to the call-event schema (raises on a mismatch);
+    a missing :data:`OPTIONAL_COLUMNS` column is null."""
+    for name in OPTIONAL_COLUMNS:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, CALL_EVENT_SCHEMA.field(name).type))
     return table.select(list(CALL_EVENT_COLUMNS)).cast(CALL_EVENT_SCHEMA)
 
 

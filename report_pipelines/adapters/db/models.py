@@ -74,6 +74,11 @@ class CallEvent(Base):
             "answered_at IS NULL OR (answered_at >= started_at AND answered_at <= ended_at)",
             name="answered_within_call",
         ),
+        CheckConstraint(
+            "queued_at IS NULL OR (queued_at >= started_at AND queued_at <= ended_at"
+            " AND (answered_at IS NULL OR queued_at <= answered_at))",
+            name="queued_within_call",
+        ),
         # Day-window reads: WHERE client_id = ? AND started_at >= ? AND started_at < ?
         Index("ix_call_events_client_started", "client_id", "started_at"),
         # Watermarks and late data: the newest ingest per client, and what arrived after an instant.
@@ -94,6 +99,8 @@ class CallEvent(Base):
     answered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     ended_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     disposition: Mapped[str] = mapped_column(String(16))
+    #: Queue entry (from the PBX's queue_log); waits are measured from it when it is known.
+    queued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     ingested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
 
@@ -404,5 +411,98 @@ CALL_EVENT_COLUMNS: tuple[str, ...] = (
     "answered_at",
     "ended_at",
     "disposition",
+    "queued_at",
     "ingested_at",
 )
+
+
+# --- PBX imports (issue 10): the client's PBX configuration, queue_log facts, touched client-days ---
+class ClientPbxConfigRow(Base):
+    """What a client's PBX says about its own lines (``clients pbx-config``): trunk patterns,
+    extension ranges and DIDs, each a JSON list; read by every CDR import of the client."""
+
+    __tablename__ = "client_pbx_config"
+
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True)
+    trunks: Mapped[str] = mapped_column(Text, default="[]")
+    extensions: Mapped[str] = mapped_column(Text, default="[]")
+    dids: Mapped[str] = mapped_column(Text, default="[]")
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class QueueCallRow(Base):
+    """One caller's stay in one queue, from the PBX's queue_log (ENTERQUEUE to its outcome).
+
+    ``callid`` is the queue_log's call id (the caller channel's uniqueid); ``pbx_call_id`` the
+    ``call_events`` call it was joined to (null when no CDR call matched)."""
+
+    __tablename__ = "queue_calls"
+    __table_args__ = (
+        UniqueConstraint("client_id", "callid", "queue", "entered_at", name="uq_queue_calls_attempt"),
+        Index("ix_queue_calls_client_entered", "client_id", "entered_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"))
+    callid: Mapped[str] = mapped_column(String(MAX_TEXT))
+    pbx_call_id: Mapped[str | None] = mapped_column(String(MAX_TEXT))
+    queue: Mapped[str] = mapped_column(String(MAX_TEXT))
+    entered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    connected_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    agent: Mapped[str | None] = mapped_column(String(MAX_TEXT))
+    outcome: Mapped[str] = mapped_column(String(16))
+    ring_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    caller: Mapped[str | None] = mapped_column(String(MAX_TEXT))
+
+
+class _AgentIntervalColumns:
+    """What a member's session and a member's pause both hold."""
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"))
+    queue: Mapped[str] = mapped_column(String(MAX_TEXT))
+    agent: Mapped[str] = mapped_column(String(MAX_TEXT))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class QueueAgentSessionRow(_AgentIntervalColumns, Base):
+    """A queue member's time in a queue (ADDMEMBER to REMOVEMEMBER; open while ``ended_at`` is null)."""
+
+    __tablename__ = "queue_agent_sessions"
+    __table_args__ = (
+        UniqueConstraint("client_id", "queue", "agent", "started_at", name="uq_queue_agent_sessions_start"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class QueueAgentPauseRow(_AgentIntervalColumns, Base):
+    """A queue member's pause (PAUSE to UNPAUSE); ``queue`` is ``NONE`` for every queue (PAUSEALL)."""
+
+    __tablename__ = "queue_agent_pauses"
+    __table_args__ = (
+        UniqueConstraint("client_id", "queue", "agent", "started_at", name="uq_queue_agent_pauses_start"),
+        {"sqlite_autoincrement": True},
+    )
+
+    reason: Mapped[str | None] = mapped_column(String(MAX_TEXT))
+
+
+class CallEventChangeRow(Base):
+    """A client-day whose calls an import replaced (``import-cdr --replace``), at ``changed_at``.
+
+    A day whose calls were all deleted and none re-inserted has no new ``ingested_at``; this row is
+    what lets the late-data path (``services.staleness``) still find it stale."""
+
+    __tablename__ = "call_event_changes"
+    __table_args__ = (
+        Index("ix_call_event_changes_changed", "changed_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"))
+    local_date: Mapped[dt.date] = mapped_column(Date)
+    changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

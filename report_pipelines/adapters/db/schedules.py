@@ -44,7 +44,7 @@ from report_pipelines.adapters.db.models import (
 )
 from report_pipelines.domain.delivery import ACCEPTED, FAILED, OPEN_STATES, PENDING
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 #: Columns whose change alters when or what is sent: editing one re-plans the schedule.
 RULE_FIELDS = frozenset({"report", "period", "period_days", "frequency", "weekdays", "month_day", "send_time",
@@ -99,7 +99,7 @@ class FileRow:
     sent_at: dt.datetime | None
 
 
-def _schedule(row) -> ScheduleRow:  # noqa: ANN001 - a Core row of ScheduleRepository._select()
+def _schedule(row) -> ScheduleRow:
     s = row._mapping
     return ScheduleRow(
         id=s["id"], client_id=s["client_id"], client_slug=s["client_slug"], client_name=s["client_name"],
@@ -162,7 +162,7 @@ class SendOutcome:
 _FILE_COLUMNS = tuple(FileRow.__dataclass_fields__)
 
 
-def _file(f) -> FileRow:  # noqa: ANN001 - an ORM object or a Core row
+def _file(f) -> FileRow:
     get = f._mapping.__getitem__ if hasattr(f, "_mapping") else f.__getattribute__
     return FileRow(**{name: get(name) for name in _FILE_COLUMNS})
 
@@ -171,7 +171,7 @@ class ScheduleRepository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def _select(self):  # noqa: ANN202
+    def _select(self):
         return select(ReportSchedule.__table__, Client.slug.label("client_slug"), Client.name.label("client_name"),
                       Client.timezone.label("client_timezone")).join(Client, Client.id == ReportSchedule.client_id)
 
@@ -268,7 +268,7 @@ class ScheduleRepository:
 Advance = tuple[int, dt.datetime, dt.datetime]
 
 
-def _advance(conn, advance: Advance | None) -> bool:  # noqa: ANN001
+def _advance(conn, advance: Advance | None) -> bool:
     if advance is None:
         return False
     schedule_id, due, following = advance
@@ -284,7 +284,7 @@ R = ReportFileRecipient.__table__
 A = ReportFileAttempt.__table__
 
 
-def _history(conn, rows: list[dict]) -> None:  # noqa: ANN001
+def _history(conn, rows: list[dict]) -> None:
     if rows:
         conn.execute(insert(A), rows)
 
@@ -454,7 +454,7 @@ class ReportFileRepository:
 
     # --- sender --------------------------------------------------------------------------------
     @staticmethod
-    def _sendable(now: dt.datetime):  # noqa: ANN205
+    def _sendable(now: dt.datetime):
         return or_(
             and_(F.c.state.in_(("ready", "retry")),
                  or_(F.c.next_attempt_at.is_(None), F.c.next_attempt_at <= now)),

@@ -362,6 +362,7 @@ class CallGenerator:
                 ts(answered_at, mask=~answered),
                 ts(ended_at),
                 pa.array(disposition, type=pa.string()),
+                pa.nulls(n, CALL_EVENT_SCHEMA.field("queued_at").type),  # no queue_log: waits from the start
                 ts(ingested_at),
             ],
             schema=CALL_EVENT_SCHEMA,

@@ -7,6 +7,7 @@ backoff, send attempts), not through the instance's run retries.
 
 import datetime as dt
 import traceback
+
 import dagster as dg
 from pydantic import Field
 
@@ -59,7 +60,7 @@ def build_report_file(context: dg.OpExecutionContext, config: OccurrenceConfig, 
     except ReportPipelinesError as exc:
         context.instance.add_run_tags(context.run.run_id, {MAX_RETRIES_TAG: "0"})
         raise dg.Failure(description=_one_line(exc), allow_retries=False) from None
-    except Exception as exc:  # noqa: BLE001 - a build that failed: the state machine retries it
+    except Exception as exc:
         context.log.error("".join(traceback.format_exception(exc)))
         raise dg.Failure(description=_one_line(f"schedule {config.schedule_id}, occurrence {config.send}: the build "
                                                f"failed ({type(exc).__name__}: {exc}); it is retried after a backoff"),

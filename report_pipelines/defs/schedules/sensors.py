@@ -18,7 +18,7 @@ def schedule_planner_sensor(context: dg.SensorEvaluationContext, app: AppResourc
 
 
 @dg.sensor(job=process_report_file_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def report_file_processor_sensor(context: dg.SensorEvaluationContext, app: AppResource):  # noqa: ANN201
+def report_file_processor_sensor(context: dg.SensorEvaluationContext, app: AppResource):
     """One run per due occurrence, keyed by schedule and instant, so a tick seen twice asks once;
     a build whose lease expired (failed and backed off, or its builder died) is asked for again
     under a new key (``...:retry-N``)."""
@@ -40,7 +40,7 @@ def report_file_processor_sensor(context: dg.SensorEvaluationContext, app: AppRe
 
 
 @dg.sensor(job=send_report_files_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def report_file_sender_sensor(context: dg.SensorEvaluationContext, app: AppResource):  # noqa: ANN201
+def report_file_sender_sensor(context: dg.SensorEvaluationContext, app: AppResource):
     """A send run when files are waiting (the run key: the waiting set and a 5-minute window, see
     ``send_request``); otherwise it says when the next retry is due."""
     request = send_request(app.app().engine, app.app().now())

@@ -6,9 +6,8 @@ The rules live here once: :func:`problem_masks` is what screening rejects and wh
 
 from __future__ import annotations
 
-import threading
-
 import datetime as dt
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +17,7 @@ import pyarrow.compute as pc
 # CALL_SCHEMA: the call columns reports read (the owner and ingest columns are screening's business).
 from report_pipelines.domain.calls import CALL_SCHEMA, DISPOSITIONS, Direction, Disposition
 from report_pipelines.domain.errors import InvalidInput
-from report_pipelines.domain.reports.base import INSTANT, DayContext
+from report_pipelines.domain.reports.base import DayContext
 from report_pipelines.domain.timezones import ensure_utc
 
 #: Columns that may not be null in a call.
@@ -43,9 +42,15 @@ def _column(table: pa.Table, name: str, target: pa.DataType) -> pa.ChunkedArray:
         raise InvalidInput(name, f"must be text, not {column.type}") from exc
 
 
+#: Columns a call table may lack (read as null): ``queued_at`` exists only where a queue_log said it.
+OPTIONAL_COLUMNS = ("queued_at",)
+
+
 def conform_calls(calls: pa.Table) -> pa.Table:
     """The columns of :data:`CALL_SCHEMA`, cast to it (instants to ``timestamp[us, UTC]``)."""
-    return pa.Table.from_arrays([_column(calls, f.name, f.type) for f in CALL_SCHEMA], schema=CALL_SCHEMA)
+    return pa.Table.from_arrays(
+        [pa.chunked_array([pa.nulls(calls.num_rows, f.type)]) if f.name in OPTIONAL_COLUMNS and f.name not in calls.column_names
+         else _column(calls, f.name, f.type) for f in CALL_SCHEMA], schema=CALL_SCHEMA)
 
 
 def epoch_us(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +69,7 @@ def window_us(ctx: DayContext, start: dt.datetime | None = None, end: dt.datetim
     own_start, own_end = ctx.window_utc
     start = ensure_utc(start if start is not None else own_start, "window_start_utc")
     end = ensure_utc(end if end is not None else own_end, "window_end_utc")
-    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     return (start - epoch) // dt.timedelta(microseconds=1), (end - epoch) // dt.timedelta(microseconds=1)
 
 
@@ -83,7 +88,7 @@ def problem_masks(calls: pa.Table, client_id: int, window: tuple[int, int], view
         column = table.column(name)
         masks[f"null_{name}"] = _flag(column.is_null()) if column.null_count else np.zeros(v.size, dtype=bool)
     masks["empty_pbx_call_id"] = _flag(pc.equal(table.column("pbx_call_id"), ""))
-    masks["unknown_direction"] = ~(v.inbound | v.outbound | v.internal)
+    masks["unknown_direction"] = ~(v.inbound | v.outbound | v.internal | v.unknown)
     masks["unknown_disposition"] = ~_flag(pc.is_in(table.column("disposition"), value_set=pa.array(DISPOSITIONS)))
     start, end, answer, has_answer = v.start_us, v.end_us, v.answer_us, v.has_answer
     masks["ends_before_start"] = end < start
@@ -122,8 +127,10 @@ class Calls:
     inbound: np.ndarray
     outbound: np.ndarray
     internal: np.ndarray
+    unknown: np.ndarray  # direction "unknown": counted in no direction's figures
     answered: np.ndarray  # disposition ANSWERED (== has_answer once screened)
     abandoned: np.ndarray  # disposition ABANDONED
+    wait_from_us: np.ndarray  # when waiting started: queued_at where the queue_log said it, else started_at
 
     @property
     def size(self) -> int:
@@ -131,8 +138,14 @@ class Calls:
 
     @property
     def wait_us(self) -> np.ndarray:
-        """answer - start for answered calls, 0 otherwise."""
-        return np.where(self.has_answer, self.answer_us - self.start_us, 0)
+        """answer - wait start for answered calls, 0 otherwise (the wait start is the queue entry
+        when a queue_log said it, else the call's start)."""
+        return np.where(self.has_answer, self.answer_us - self.wait_from_us, 0)
+
+    @property
+    def held_us(self) -> np.ndarray:
+        """end - wait start: how long an unanswered (abandoned) caller waited."""
+        return self.end_us - self.wait_from_us
 
     @property
     def talk_us(self) -> np.ndarray:
@@ -146,6 +159,7 @@ def view_calls(calls: pa.Table) -> Calls:
     start, _ = epoch_us(table.column("started_at"))
     end, _ = epoch_us(table.column("ended_at"))
     answer, has_answer = epoch_us(table.column("answered_at"))
+    queued, has_queued = epoch_us(table.column("queued_at"))
     direction, disposition = table.column("direction"), table.column("disposition")
     return Calls(
         table=table,
@@ -156,8 +170,10 @@ def view_calls(calls: pa.Table) -> Calls:
         inbound=_flag(pc.equal(direction, Direction.INBOUND.value)),
         outbound=_flag(pc.equal(direction, Direction.OUTBOUND.value)),
         internal=_flag(pc.equal(direction, Direction.INTERNAL.value)),
+        unknown=_flag(pc.equal(direction, Direction.UNKNOWN.value)),
         answered=_flag(pc.equal(disposition, Disposition.ANSWERED.value)),
         abandoned=_flag(pc.equal(disposition, Disposition.ABANDONED.value)),
+        wait_from_us=np.where(has_queued, queued, start),
     )
 
 

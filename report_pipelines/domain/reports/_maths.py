@@ -130,7 +130,7 @@ INBOUND_SUMS = ("wait_seconds_sum", "abandoned_wait_seconds_sum", "talk_seconds_
 INBOUND_MAXIMA = ("wait_seconds_max",)
 
 
-def inbound_measures(c, group: np.ndarray, groups: int, service_level_seconds: int,  # noqa: ANN001 - _calls.Calls
+def inbound_measures(c, group: np.ndarray, groups: int, service_level_seconds: int,
                      rows: np.ndarray | None = None) -> dict[str, pa.Array]:
     """The inbound counts, sums and maxima per group, over the inbound calls of ``c``.
 
@@ -138,15 +138,16 @@ def inbound_measures(c, group: np.ndarray, groups: int, service_level_seconds: i
     by default). ``offered`` = inbound calls; ``answered`` / ``abandoned`` = inbound ANSWERED /
     ABANDONED; ``missed`` = the other inbound outcomes (NO ANSWER, BUSY, FAILED), so answered +
     abandoned + missed = offered; ``answered_within_sl`` = answered with wait <= the threshold
-    (included); ``abandoned_within_sl`` = abandoned with (ended_at - started_at) <= the threshold;
-    ``wait_seconds_sum`` / ``_max`` over the answered (answered_at - started_at, max null when none),
-    ``abandoned_wait_seconds_sum`` over the abandoned (ended_at - started_at), ``talk_seconds_sum``
-    over the answered (ended_at - answered_at).
+    (included); ``abandoned_within_sl`` = abandoned having waited at most the threshold;
+    ``wait_seconds_sum`` / ``_max`` over the answered (answered_at - the wait's start, max null when
+    none), ``abandoned_wait_seconds_sum`` over the abandoned (ended_at - the wait's start),
+    ``talk_seconds_sum`` over the answered (ended_at - answered_at). The wait starts when the call
+    entered the queue (``queued_at``, from the PBX's queue_log) when known, else when it started.
     """
     at = slice(None) if rows is None else rows
     inbound = c.inbound[at]
     answered, abandoned = inbound & c.answered[at], inbound & c.abandoned[at]
-    wait, talk, duration = c.wait_us[at], c.talk_us[at], c.end_us[at] - c.start_us[at]
+    wait, talk, duration = c.wait_us[at], c.talk_us[at], c.held_us[at]
     threshold_us = service_level_seconds * 1_000_000
     return {
         "offered": count(group, inbound, groups),

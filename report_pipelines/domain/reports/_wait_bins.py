@@ -53,7 +53,7 @@ def binned_day(c: Calls, edges: Sequence[int], schema: pa.Schema, with_sums: boo
     bins = len(edges)
     k = len(queues) * bins
     answered, abandoned = c.answered[inbound], c.abandoned[inbound]
-    wait = np.where(answered, c.wait_us[inbound], c.end_us[inbound] - c.start_us[inbound])
+    wait = np.where(answered, c.wait_us[inbound], c.held_us[inbound])  # answered: to the answer; else to hang-up
     group = queue_code * bins + bin_index(wait, edges)
     lower = np.tile(np.asarray(edges, dtype=np.int64), len(queues))
     upper = np.tile(np.asarray([*edges[1:], 0], dtype=np.int64), len(queues))

@@ -9,7 +9,15 @@ import pandas as pd
 import pyarrow as pa
 
 from report_pipelines.domain.reports._calls import prepare
-from report_pipelines.domain.reports._maths import count, group_codes, max_seconds, ratio, regroup, total_seconds, totals_frame
+from report_pipelines.domain.reports._maths import (
+    count,
+    group_codes,
+    max_seconds,
+    ratio,
+    regroup,
+    total_seconds,
+    totals_frame,
+)
 from report_pipelines.domain.reports.base import DayContext, ReportDefinition
 
 COUNTS = ("calls_handled", "inbound_answered", "inbound_unanswered", "outbound_calls", "internal_calls",
@@ -54,7 +62,8 @@ class AgentPerformanceReport(ReportDefinition):
 
     def compute_day(self, calls: pa.Table, ctx: DayContext) -> pa.Table:
         c = prepare(calls, ctx)
-        rows = np.flatnonzero(~c.table.column("agent").is_null().to_numpy())
+        # Calls of unknown direction are neither taken nor placed by the agent: not counted here.
+        rows = np.flatnonzero(~c.table.column("agent").is_null().to_numpy() & ~c.unknown)
         group, agents = group_codes(c.table.column("agent").take(pa.array(rows)))
         k = len(agents)
         inbound, outbound, internal = c.inbound[rows], c.outbound[rows], c.internal[rows]

@@ -30,10 +30,9 @@ from typing import ClassVar
 import pandas as pd
 import pyarrow as pa
 
-from report_pipelines.domain.calls import INSTANT  # the type of every instant in calls and report tables
+from report_pipelines.domain.calls import INSTANT  # noqa: F401 - re-exported: the type of every instant in calls and report tables
 from report_pipelines.domain.errors import InvalidInput
 from report_pipelines.domain.timezones import local_day_window, parse_zone
-
 
 #: A report name is used in paths and URLs.
 REPORT_NAME = re.compile(r"^[a-z_]+$")

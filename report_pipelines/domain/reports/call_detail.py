@@ -21,8 +21,10 @@ class CallDetailReport(ReportDefinition):
       sub-second part dropped). Text, not a naive timestamp, so no tool re-reads it in its own zone;
       in a fall-back hour two calls may show the same text, ``utc_offset_minutes`` (local - UTC,
       e.g. -240 for EDT, -300 for EST, +630 for Lord Howe standard time) tells them apart.
-    * ``wait_seconds`` = answered_at - started_at (queue wait for inbound, ring time for outbound and
-      internal), ``talk_seconds`` = ended_at - answered_at; both null when the call was not answered.
+    * ``wait_seconds`` = answered_at - wait start (queue wait for inbound, ring time for outbound and
+      internal; the wait starts at ``queued_at``, the queue entry, when the PBX's queue_log said it,
+      else at ``started_at``), ``talk_seconds`` = ended_at - answered_at; both null when the call
+      was not answered.
       ``duration_seconds`` = ended_at - started_at, always set.
 
     The period table is the day tables concatenated (with their ``date`` column, the local start

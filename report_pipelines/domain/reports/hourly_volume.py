@@ -41,10 +41,13 @@ class HourlyVolumeReport(ReportDefinition):
     ``offered`` = inbound calls; ``answered`` / ``abandoned`` = inbound ANSWERED / ABANDONED;
     ``missed`` = inbound NO ANSWER, BUSY or FAILED (so answered + abandoned + missed = offered);
     ``answered_within_sl`` = inbound answered with wait <= threshold; ``abandoned_within_sl`` =
-    inbound abandoned with (ended_at - started_at) <= threshold; ``outbound``, ``internal`` = calls of
+    inbound abandoned with (ended_at - wait start) <= threshold; ``outbound``, ``internal`` = calls of
     those directions. Sums and maxima are over inbound calls: ``wait_seconds_sum``/``_max`` over the
-    answered (answered_at - started_at; max null when none), ``abandoned_wait_seconds_sum`` over the
-    abandoned (ended_at - started_at), ``talk_seconds_sum`` over the answered (ended_at - answered_at).
+    answered (answered_at - wait start; max null when none), ``abandoned_wait_seconds_sum`` over the
+    abandoned (ended_at - wait start), ``talk_seconds_sum`` over the answered (ended_at - answered_at).
+    The wait starts at ``queued_at`` (the queue entry) when the PBX's queue_log said it, else at
+    ``started_at``. Calls of direction ``unknown`` are in no count (not offered, not outbound or
+    internal): the import counts and shows them.
 
     Period (:meth:`combine`): one row per ``local_hour`` (and threshold), counts and sums added, max
     of maxima, ``hour_buckets`` = how many day buckets were merged. A DST repeated hour is merged

@@ -64,11 +64,11 @@ class DayClock:
         return np.searchsorted(self.hour_start_us, instants_us, side="right") - 1
 
 
-def _offset_at(zone, epoch_s: int) -> int:  # noqa: ANN001
+def _offset_at(zone, epoch_s: int) -> int:
     return int(dt.datetime.fromtimestamp(epoch_s, tz=zone).utcoffset().total_seconds())
 
 
-def _spans(zone, start_s: int, end_s: int) -> list[tuple[int, int]]:  # noqa: ANN001
+def _spans(zone, start_s: int, end_s: int) -> list[tuple[int, int]]:
     """``[(span start, offset)]`` covering ``[start_s, end_s)`` (whole seconds)."""
     probes = list(range(start_s, end_s, _PROBE_SECONDS)) + [end_s - 1]
     spans = [(start_s, _offset_at(zone, start_s))]

@@ -42,7 +42,7 @@ class QueuePerformanceReport(ReportDefinition):
     Counts and sums are the inbound definitions of ``hourly_volume``: ``offered`` = inbound calls,
     ``answered``/``abandoned`` = ANSWERED/ABANDONED, ``missed`` = NO ANSWER/BUSY/FAILED,
     ``answered_within_sl`` = answered with wait <= threshold, ``abandoned_within_sl`` (short
-    abandons) = abandoned with (ended_at - started_at) <= threshold, ``wait_seconds_sum``/``_max``
+    abandons) = abandoned with (ended_at - wait start) <= threshold, ``wait_seconds_sum``/``_max``
     over the answered (max null when none), ``abandoned_wait_seconds_sum`` over the abandoned,
     ``talk_seconds_sum`` over the answered. ``service_level_seconds`` is the threshold used.
 

@@ -8,7 +8,8 @@ counts every other one under the *first* reason it meets, in this order (:data:`
 ``other_client``                a ``client_id`` column is present and it is not the day's client
 ``null_<column>``               pbx_call_id, direction, started_at, ended_at or disposition is null
 ``empty_pbx_call_id``           the call id is the empty string
-``unknown_direction``           not inbound / outbound / internal
+``unknown_direction``           not inbound / outbound / internal / unknown (a direction value
+                                that is not ours; ``unknown``, what an import could not tell, counts)
 ``unknown_disposition``         not ANSWERED / NO ANSWER / BUSY / FAILED / ABANDONED
 ``ends_before_start``           ended_at < started_at
 ``answered_outside_call``       answered_at before started_at or after ended_at

@@ -3,7 +3,9 @@
 Example (YAML; the same keys in JSON)::
 
     call_id: Call ID            # required: the column that identifies a call (rows sharing it are one call)
-    start: Start                # required: when the call started
+    start: Start                # required: when the call started; or a date and a time column:
+                                #   start: {date: Date, time: Time}  (read as "<date> <time>" in date_format)
+    queued: Queued at           # optional: when the caller entered the queue (waits are measured from it)
     answer: Answered at         # optional: when it was answered (empty = not answered)
     end: End                    # the end, or durations instead:
     wait_seconds: Wait          #   ring/wait seconds: answer = start + wait
@@ -22,7 +24,11 @@ Example (YAML; the same keys in JSON)::
     date_format: "%d/%m/%Y %H:%M:%S"   # a strptime format, or "iso" (default), or "epoch" (seconds, UTC)
     timezone: Europe/Lisbon     # optional: the zone of naive times (else --timezone, else the client's)
     delimiter: ";"              # optional, default ","
+    sheet: Calls                # XLSX/ODS only: the sheet (name or 0-based index), default the first
 
+The file may be CSV, XLSX or ODS (by its name's ending); in a spreadsheet, cells that hold real dates,
+times and numbers are used as they are (``date_format`` is for text cells). Any time column
+(``start``, ``answer``, ``end``, ``queued``) may be given as ``{date: <column>, time: <column>}``.
 Durations are seconds (``12``, ``12.5``) or ``[H:]MM:SS``. Every refusal is an
 :class:`InvalidInput` whose field is ``--mapping <key>``.
 """
@@ -43,9 +49,13 @@ from report_pipelines.domain.errors import InvalidInput
 from report_pipelines.domain.timezones import parse_zone
 
 COLUMN_KEYS: tuple[str, ...] = (
-    "call_id", "start", "answer", "end", "wait_seconds", "talk_seconds", "queue", "agent", "caller", "callee",
+    "call_id", "start", "answer", "end", "queued", "wait_seconds", "talk_seconds", "queue", "agent", "caller", "callee",
 )
-KEYS: tuple[str, ...] = (*COLUMN_KEYS, "direction", "outcome", "date_format", "timezone", "delimiter")
+#: Keys whose column may be a date column and a time column: ``{date: D, time: T}``.
+TIME_KEYS: tuple[str, ...] = ("start", "answer", "end", "queued")
+KEYS: tuple[str, ...] = (*COLUMN_KEYS, "direction", "outcome", "date_format", "timezone", "delimiter", "sheet")
+#: A mapping file nested deeper than this is refused (a real one is 3 levels deep).
+MAX_DEPTH = 8
 DATE_FORMATS_NAMED = ("iso", "epoch")
 
 
@@ -57,6 +67,7 @@ class CsvMapping:
     outcome_values: Mapping[str, Disposition]
     answer: str | None = None
     end: str | None = None
+    queued: str | None = None
     wait_seconds: str | None = None
     talk_seconds: str | None = None
     queue: str | None = None
@@ -69,10 +80,16 @@ class CsvMapping:
     date_format: str = "iso"
     timezone: str | None = None
     delimiter: str = ","
+    #: The time column of a time key given as {date, time} (the key's own column is then the date).
+    time_columns: Mapping[str, str] = field(default_factory=dict)
+    sheet: str | int | None = None
 
     def columns(self) -> dict[str, str]:
         """``{mapping key: column name}`` of every column the mapping uses."""
         used = {key: getattr(self, key) for key in COLUMN_KEYS if getattr(self, key)}
+        for key, column in self.time_columns.items():
+            used[f"{key}.date"] = used.pop(key)
+            used[f"{key}.time"] = column
         used["outcome.column"] = self.outcome
         if self.direction:
             used["direction.column"] = self.direction
@@ -120,6 +137,18 @@ def parse_mapping(raw: Any) -> CsvMapping:
     if not isinstance(raw, Mapping):
         raise _fail("", f"must be a set of keys ({', '.join(KEYS)}), got {type(raw).__name__}")
     _unknown_keys(raw, KEYS)
+    time_columns: dict[str, str] = {}
+    raw = dict(raw)
+    for key in TIME_KEYS:
+        value = raw.get(key)
+        if isinstance(value, Mapping):
+            _unknown_keys(value, ("date", "time"), f"{key}.")
+            date_column = _column(value, "date", f"{key}.date")
+            time_column = _column(value, "time", f"{key}.time")
+            if date_column is None or time_column is None:
+                raise _fail(key, "a date and a time column: {date: <column>, time: <column>}")
+            raw[key] = date_column
+            time_columns[key] = time_column
     columns = {key: _column(raw, key) for key in COLUMN_KEYS}
     for key in ("call_id", "start"):
         if columns[key] is None:
@@ -169,6 +198,10 @@ def parse_mapping(raw: Any) -> CsvMapping:
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\"\r\n":
         raise _fail("delimiter", f"must be one character other than a quote or a newline, got {delimiter!r}")
 
+    sheet = raw.get("sheet")
+    if sheet is not None and (isinstance(sheet, bool) or not isinstance(sheet, (str, int)) or sheet == ""):
+        raise _fail("sheet", f"must be a sheet name or a 0-based index, got {sheet!r}")
+
     return CsvMapping(
         call_id=columns["call_id"],  # type: ignore[arg-type]
         start=columns["start"],  # type: ignore[arg-type]
@@ -176,6 +209,7 @@ def parse_mapping(raw: Any) -> CsvMapping:
         outcome_values=outcome_values,
         answer=columns["answer"],
         end=columns["end"],
+        queued=columns["queued"],
         wait_seconds=columns["wait_seconds"],
         talk_seconds=columns["talk_seconds"],
         queue=columns["queue"],
@@ -188,6 +222,8 @@ def parse_mapping(raw: Any) -> CsvMapping:
         date_format=date_format,
         timezone=timezone,
         delimiter=delimiter,
+        time_columns=time_columns,
+        sheet=sheet,
     )
 
 
@@ -202,16 +238,48 @@ def load_mapping(path: str | Path) -> CsvMapping:
         raise InvalidInput("--mapping", f"cannot read {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise InvalidInput("--mapping", f"{path.name} is not UTF-8 text") from exc
-    if path.suffix.lower() == ".json":
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput("--mapping", f"{path.name} is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
-    else:
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            where = getattr(exc, "problem_mark", None)
-            at = f" at line {where.line + 1} column {where.column + 1}" if where is not None else ""
-            raise InvalidInput("--mapping", f"{path.name} is not valid YAML{at}: {getattr(exc, 'problem', exc)}") from exc
+    too_deep = InvalidInput("--mapping", f"{path.name} is nested more than {MAX_DEPTH} levels deep "
+                                         "(a mapping is keys, values and one level of tables)")
+    if _bracket_depth(text) > MAX_DEPTH:
+        raise too_deep
+    try:
+        if path.suffix.lower() == ".json":
+            try:
+                raw = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput("--mapping", f"{path.name} is not valid JSON: line {exc.lineno} column {exc.colno}: "
+                                                f"{exc.msg}") from exc
+        else:
+            try:
+                raw = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                where = getattr(exc, "problem_mark", None)
+                at = f" at line {where.line + 1} column {where.column + 1}" if where is not None else ""
+                raise InvalidInput("--mapping", f"{path.name} is not valid YAML{at}: {getattr(exc, 'problem', exc)}") from exc
+    except RecursionError:
+        raise too_deep from None
+    if _depth(raw) > MAX_DEPTH:
+        raise too_deep
     return parse_mapping(raw)
+
+
+def _bracket_depth(text: str) -> int:
+    """How deeply ``[``/``{`` nest in the text (an upper bound of flow-style nesting), cheaply."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(value, Mapping):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level

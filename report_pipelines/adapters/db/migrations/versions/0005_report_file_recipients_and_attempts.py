@@ -71,7 +71,7 @@ def upgrade() -> None:
     rows = bind.execute(sa.text(
         "SELECT f.id, f.state, s.recipients FROM report_files f JOIN report_schedules s ON s.id = f.schedule_id "
         "WHERE f.state <> 'skipped'")).all()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     values = [{"file_id": file_id, "address": address, "position": position,
                "state": _BACKFILLED_STATE.get(state, "pending"), "attempts": 0, "last_reply": None, "updated_at": now}
               for file_id, state, addresses in rows

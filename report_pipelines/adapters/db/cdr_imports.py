@@ -1,0 +1,264 @@
+"""The CDR import's SQL: one import is one transaction (:class:`CallImport`), the client's PBX
+configuration (:class:`PbxConfigRepository`) and the replaced client-days the late-data path reads
+(:class:`CallEventChanges`).
+
+An import stages its calls in a temporary table as the file streams (PostgreSQL ``COPY``, SQLite
+``executemany``), then, still in the same transaction, looks for ids repeated inside the file,
+deletes what ``--replace`` replaces, and moves the calls into ``call_events`` (the first copy of a
+repeated id wins; ids already stored are left as they are). Nothing is visible to anyone until the
+commit, and a refused import (too many rejects or repeated ids) rolls back everything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+
+from report_pipelines.adapters.db.models import (
+    CALL_EVENT_COLUMNS,
+    CallEventChangeRow,
+    Client,
+    ClientPbxConfigRow,
+    QueueAgentPauseRow,
+    QueueAgentSessionRow,
+    QueueCallRow,
+)
+from report_pipelines.adapters.db.repositories import _as_utc
+from report_pipelines.domain.pbx import PbxConfig, config_from_json
+from report_pipelines.domain.queue_log import AgentInterval, QueueAttempt
+
+UTC = dt.UTC
+STAGED = (*CALL_EVENT_COLUMNS, "first_line")
+_TIMESTAMPS = ("started_at", "answered_at", "ended_at", "queued_at", "ingested_at")
+
+
+@dataclass
+class MergeResult:
+    staged: int = 0  # calls staged (copies of a repeated id included)
+    distinct: int = 0
+    inserted: int = 0
+    already_imported: int = 0
+    repeated_in_file: int = 0  # copies beyond the first of ids repeated inside the file
+    repeated_examples: list[tuple[str, int, int, int]] = field(default_factory=list)  # id, first line, last line, copies
+    replaced: int = 0  # calls deleted by --replace
+    replaced_days: list[dt.date] = field(default_factory=list)
+    earliest: dt.datetime | None = None
+    latest: dt.datetime | None = None
+
+
+class CallImport:
+    """One client's import, in one transaction (a context manager: commit on success)."""
+
+    def __init__(self, engine: Engine, client_id: int) -> None:
+        self.engine = engine
+        self.client_id = client_id
+        self.postgresql = engine.dialect.name == "postgresql"
+        self.conn: Connection | None = None
+
+    def __enter__(self) -> CallImport:
+        self.conn = self.engine.connect()
+        self.transaction = self.conn.begin()
+        if self.postgresql:
+            self.conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+            self.conn.exec_driver_sql(
+                "CREATE TEMP TABLE _import_calls (client_id integer, pbx_call_id text, direction text, queue text,"
+                " agent text, caller text, callee text, started_at timestamptz, answered_at timestamptz,"
+                " ended_at timestamptz, disposition text, queued_at timestamptz, ingested_at timestamptz,"
+                " first_line bigint) ON COMMIT DROP")
+        else:
+            self.conn.exec_driver_sql("DROP TABLE IF EXISTS temp._import_calls")
+            self.conn.exec_driver_sql(
+                "CREATE TEMP TABLE _import_calls (client_id INTEGER, pbx_call_id TEXT, direction TEXT, queue TEXT,"
+                " agent TEXT, caller TEXT, callee TEXT, started_at TEXT, answered_at TEXT, ended_at TEXT,"
+                " disposition TEXT, queued_at TEXT, ingested_at TEXT, first_line INTEGER)")
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        assert self.conn is not None
+        try:
+            if kind is None:
+                self.transaction.commit()
+            else:
+                self.transaction.rollback()
+        finally:
+            self.conn.close()
+
+    def rollback(self) -> None:
+        """Undo everything this import did (the context manager then only closes)."""
+        self.transaction.rollback()
+        self.transaction = self.conn.begin()  # an empty one for __exit__ to commit
+
+    # --- calls ------------------------------------------------------------------------------------
+    def stage(self, calls: pa.Table) -> None:
+        """Stage calls (columns :data:`STAGED`; instants aware UTC)."""
+        if calls.num_rows == 0:
+            return
+        table = calls.select(list(STAGED))
+        for name in _TIMESTAMPS:  # naive UTC wall clock: fast to format, read back as UTC
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, name, table.column(name).cast(pa.timestamp("us")))
+        if self.postgresql:
+            buffer = io.BytesIO()
+            pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False))
+            buffer.seek(0)
+            cursor = self.conn.connection.dbapi_connection.cursor()
+            cursor.copy_expert(f"COPY _import_calls ({', '.join(STAGED)}) FROM STDIN WITH (FORMAT csv)", buffer)
+        else:
+            columns = [table.column(n).cast(pa.string()).to_pylist() if n in _TIMESTAMPS else table.column(n).to_pylist()
+                       for n in STAGED]
+            cursor = self.conn.connection.dbapi_connection.cursor()
+            cursor.executemany(f"INSERT INTO _import_calls ({', '.join(STAGED)}) VALUES ({', '.join('?' * len(STAGED))})",
+                               zip(*columns, strict=False))
+
+    def merge(self, *, replace: bool, zone: dt.tzinfo, now: dt.datetime) -> MergeResult:
+        """Move the staged calls into ``call_events`` (see the module docstring)."""
+        conn = self.conn
+        result = MergeResult()
+        staged, distinct, low, high = conn.exec_driver_sql(
+            "SELECT count(*), count(DISTINCT pbx_call_id), min(started_at), max(started_at) FROM _import_calls").one()
+        result.staged, result.distinct = int(staged), int(distinct)
+        result.repeated_in_file = result.staged - result.distinct
+        result.earliest, result.latest = _as_utc(low), _as_utc(high)
+        if result.repeated_in_file:
+            result.repeated_examples = [
+                (r[0], int(r[1]), int(r[2]), int(r[3])) for r in conn.exec_driver_sql(
+                    "SELECT pbx_call_id, min(first_line), max(first_line), count(*) FROM _import_calls"
+                    " GROUP BY pbx_call_id HAVING count(*) > 1 ORDER BY min(first_line) LIMIT 3")]
+        if not result.staged:
+            return result
+        if replace:
+            result.replaced = self._replace(result.earliest, result.latest, zone, now, result)
+        columns = ", ".join(CALL_EVENT_COLUMNS)
+        if self.postgresql:
+            source = ("(SELECT DISTINCT ON (pbx_call_id) * FROM _import_calls ORDER BY pbx_call_id, first_line) AS firsts"
+                      if result.repeated_in_file else "_import_calls")  # the first copy of a repeated id wins
+            moved = conn.exec_driver_sql(
+                f"INSERT INTO call_events ({columns}) SELECT {columns} FROM {source} "
+                "ON CONFLICT (client_id, pbx_call_id) DO NOTHING")
+        else:
+            moved = conn.exec_driver_sql(
+                f"INSERT OR IGNORE INTO call_events ({columns}) SELECT {columns} FROM _import_calls ORDER BY first_line")
+        result.inserted = int(moved.rowcount)
+        result.already_imported = result.distinct - result.inserted
+        return result
+
+    def _replace(self, low: dt.datetime, high: dt.datetime, zone: dt.tzinfo, now: dt.datetime,
+                 result: MergeResult) -> int:
+        from report_pipelines.adapters.db.models import CallEvent
+        from report_pipelines.domain.timezones import local_date_of
+
+        deleted = self.conn.execute(delete(CallEvent).where(
+            CallEvent.client_id == self.client_id, CallEvent.started_at >= low, CallEvent.started_at <= high))
+        first, last = local_date_of(low, zone), local_date_of(high, zone)
+        days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+        result.replaced_days = days
+        self.conn.execute(insert(CallEventChangeRow), [
+            {"client_id": self.client_id, "local_date": day, "changed_at": now} for day in days])
+        return int(deleted.rowcount)
+
+    def has_inbound(self) -> bool:
+        """Whether the client has any inbound call stored (this import's included)."""
+        from report_pipelines.adapters.db.models import CallEvent
+
+        return self.conn.execute(select(CallEvent.id).where(
+            CallEvent.client_id == self.client_id, CallEvent.direction == "inbound").limit(1)).first() is not None
+
+    def extend_active_from(self, day: dt.date, now: dt.datetime) -> None:
+        self.conn.execute(update(Client).where(Client.id == self.client_id, Client.active_from > day)
+                          .values(active_from=day, updated_at=now))
+
+    # --- queue_log --------------------------------------------------------------------------------
+    def store_queue_log(self, attempts: list[QueueAttempt], sessions: list[AgentInterval], pauses: list[AgentInterval],
+                        *, replace: bool) -> int:
+        """Store a queue_log's attempts, sessions and pauses (ignoring what is stored already; with
+        ``replace``, the client's rows in the log's time range are deleted first). Returns attempts stored."""
+        instants = [a.entered_at for a in attempts] + [i.started_at for i in (*sessions, *pauses)]
+        if replace and instants:
+            low, high = min(instants), max(instants)
+            for model in (QueueCallRow, QueueAgentSessionRow, QueueAgentPauseRow):
+                start = model.entered_at if model is QueueCallRow else model.started_at
+                self.conn.execute(delete(model).where(model.client_id == self.client_id, start >= low, start <= high))
+        instant = pa.timestamp("us", tz="UTC")
+        text = pa.string()
+        attempt_columns = {"callid": text, "pbx_call_id": text, "queue": text, "entered_at": instant,
+                           "connected_at": instant, "ended_at": instant, "agent": text, "outcome": text,
+                           "ring_attempts": pa.int64(), "caller": text}
+        stored = self._copy_ignore("queue_calls", attempt_columns, attempts, ("client_id", "callid", "queue", "entered_at"))
+        interval = {"queue": text, "agent": text, "started_at": instant, "ended_at": instant}
+        keys = ("client_id", "queue", "agent", "started_at")
+        self._copy_ignore("queue_agent_sessions", interval, sessions, keys)
+        self._copy_ignore("queue_agent_pauses", {**interval, "reason": text}, pauses, keys)
+        return stored
+
+    def _copy_ignore(self, table: str, columns: dict[str, pa.DataType], items: list, keys: tuple[str, ...]) -> int:
+        """Insert the items' ``columns`` (and this client) into ``table``, skipping rows whose ``keys``
+        are stored already: PostgreSQL through COPY into a temporary table, SQLite one executemany."""
+        if not items:
+            return 0
+        data = pa.table({"client_id": pa.array([self.client_id] * len(items), type=pa.int64()),
+                         **{name: pa.array([getattr(i, name) for i in items], type=kind) for name, kind in columns.items()}})
+        names = ", ".join(data.column_names)
+        for name, kind in columns.items():
+            if pa.types.is_timestamp(kind):  # naive UTC wall clock, read back as UTC
+                data = data.set_column(data.schema.get_field_index(name), name, data.column(name).cast(pa.timestamp("us")))
+        cursor = self.conn.connection.dbapi_connection.cursor()
+        if self.postgresql:
+            self.conn.exec_driver_sql(f"CREATE TEMP TABLE _import_{table} ON COMMIT DROP AS "
+                                      f"SELECT {names} FROM {table} WITH NO DATA")
+            buffer = io.BytesIO()
+            pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False))
+            buffer.seek(0)
+            cursor.copy_expert(f"COPY _import_{table} ({names}) FROM STDIN WITH (FORMAT csv)", buffer)
+            moved = self.conn.exec_driver_sql(f"INSERT INTO {table} ({names}) SELECT {names} FROM _import_{table} "
+                                              f"ON CONFLICT ({', '.join(keys)}) DO NOTHING")
+            return int(moved.rowcount)
+        values = [data.column(n).cast(pa.string()).to_pylist() if pa.types.is_timestamp(data.schema.field(n).type)
+                  else data.column(n).to_pylist() for n in data.column_names]
+        before = self.conn.connection.dbapi_connection.total_changes
+        cursor.executemany(f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({', '.join('?' * len(values))})",
+                           zip(*values, strict=False))
+        return self.conn.connection.dbapi_connection.total_changes - before
+
+
+class PbxConfigRepository:
+    """A client's stored PBX configuration (trunk patterns, extension ranges, DIDs)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get(self, client_id: int) -> PbxConfig:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(ClientPbxConfigRow).where(ClientPbxConfigRow.client_id == client_id)).first()
+        if row is None:
+            return PbxConfig()
+        return config_from_json(json.dumps({"trunks": json.loads(row.trunks), "extensions": json.loads(row.extensions),
+                                            "dids": json.loads(row.dids)}))
+
+    def save(self, client_id: int, config: PbxConfig, now: dt.datetime) -> None:
+        values = {key: json.dumps(value) for key, value in config.to_json().items()}
+        with self.engine.begin() as conn:
+            conn.execute(delete(ClientPbxConfigRow).where(ClientPbxConfigRow.client_id == client_id))
+            conn.execute(insert(ClientPbxConfigRow).values(client_id=client_id, updated_at=now, **values))
+
+
+class CallEventChanges:
+    """Client-days whose calls an import replaced (read by the late-data path)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def since(self, after: dt.datetime) -> list[tuple[int, dt.date, dt.datetime]]:
+        """``(client_id, local date, changed_at)`` of every change after ``after``."""
+        query = select(CallEventChangeRow.client_id, CallEventChangeRow.local_date, CallEventChangeRow.changed_at).where(
+            CallEventChangeRow.changed_at > after)
+        with self.engine.connect() as conn:
+            return [(r[0], r[1], _as_utc(r[2])) for r in conn.execute(query)]
+
+
+__all__ = ["CallEventChanges", "CallImport", "MergeResult", "PbxConfigRepository"]
