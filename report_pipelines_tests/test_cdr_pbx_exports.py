@@ -286,7 +286,7 @@ def day_file(path: Path, calls: list[tuple[str, str]]) -> Path:
     return path
 
 
-def licensed_client(engine: Engine, slug: str, name: str, zone: str):  # noqa: ANN201
+def licensed_client(engine: Engine, slug: str, name: str, zone: str):
     """A client holding a reports licence since 2020 (only served client-days are recomputed)."""
     from report_pipelines.services.commercial import grant
     from report_pipelines.services.demo import demo_licence, ensure_reports_product
