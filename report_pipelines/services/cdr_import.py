@@ -321,9 +321,9 @@ def _rejects_file(path: Path, rejects_path: Path | None, data_dir: str | Path | 
     if rejects_path is not None:
         return RejectsFile(rejects_path)
     if data_dir is None:
-        from report_pipelines.settings import Settings
+        from report_pipelines.app import load_settings
 
-        data_dir = Settings.from_env().data_dir
+        data_dir = load_settings().data_dir
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     return RejectsFile(Path(data_dir) / "rejects" / f"{path.name}.{stamp}.rejects.csv", find_free_name=True)
 
