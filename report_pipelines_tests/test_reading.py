@@ -98,3 +98,26 @@ def test_bad_requests_name_the_argument(sqlite_engine: Engine, tmp_path: Path, a
         read_report(report, client or ny.slug, start, end, app=seeded.app, now=NOW)
     assert err.value.field == field
     assert not (tmp_path / "reports").exists()  # nothing computed for a refused request
+
+
+def test_day_tables_kept_with_the_manifest_read_the_same_as_the_files(engine: Engine, tmp_path: Path) -> None:
+    from sqlalchemy import update
+
+    from report_pipelines.adapters.db.models import CacheEntry
+    from report_pipelines.domain.reports import REPORTS
+
+    seeded = seed(engine, tmp_path)
+    ny = seeded.clients["America/New_York"]
+    days = [SMALL.start + dt.timedelta(days=d) for d in range(SMALL.days)]
+    run_client_days(seeded.app, [ClientDay(ny.id, ny.timezone, d) for d in days], workers=1, now=NOW)
+    kept = {r: CacheManifestRepository(engine).day_tables(ny.id, SMALL.start, SMALL.end, r) for r in REPORTS}
+    assert all(blob is not None for r in REPORTS if r != "call_detail" for blob in kept[r].values())
+    from_rows = {r: read_report_arrow(r, ny.slug, SMALL.start, SMALL.end, app=seeded.app, now=NOW) for r in REPORTS}
+    with engine.begin() as conn:  # the same reads with no table kept: every day from its file
+        conn.execute(update(CacheEntry).values(day_table=None))
+    for report in REPORTS:
+        from_files = read_report_arrow(report, ny.slug, SMALL.start, SMALL.end, app=seeded.app, now=NOW)
+        assert from_rows[report].equals(from_files), report
+    statements = _statements(seeded.app.engine)
+    read_report_arrow("queue_performance", ny.slug, SMALL.start, SMALL.end, app=seeded.app, now=NOW)
+    assert not [s for s in statements if "call_events" in s]

@@ -34,6 +34,7 @@ class CachedDay:
     rejected_reasons: dict[str, int]
     computed_at: dt.datetime
     run_id: str | None = None
+    day_table: bytes | None = None  # the day table as Arrow IPC (summary reports), else None: read the file
 
     def is_fresh(self, source: SourceState) -> bool:
         """Still what the source says: same number of events and no event ingested since.

@@ -163,7 +163,8 @@ class Extractor:
                 report=name, client_id=task.client_id, local_date=day, path="", rows=0, bytes=0, checksum="",
                 source_rows=calls.num_rows, source_checksum=source_checksum, source_watermark=watermark,
                 rejected_rows=screened.rejected_total, rejected_reasons=dict(screened.rejected),
-                computed_at=computed_at, run_id=run_id) for name in reports]
+                computed_at=computed_at, run_id=run_id, day_table=kept_table(tables[name]))
+                for name in reports]
             written.append((task, tables, provenance, entries))
         # A reader trusts a file only with its manifest row: forget the old rows first, so a crash while the
         # files are replaced leaves files without rows (recomputed, or re-recorded by the repair pass from the
@@ -208,6 +209,26 @@ class Extractor:
         ctx = DayContext(client_id, timezone, day, self.settings.service_level_seconds)
         calls = self.events.day_calls(client_id, start, min(end, now))
         return get_report(report).compute_day(screen_calls(calls, ctx, start, end).clean, ctx)
+
+
+#: A day table this small (Arrow IPC bytes) is kept with its manifest row too: the summaries' are (a
+#: few KB), a busy call_detail is not (its file is the data).
+DAY_TABLE_MAX_BYTES = 64 * 1024
+
+
+def kept_table(table: pa.Table) -> bytes | None:
+    """The day table as Arrow IPC bytes when it is small enough to keep with its manifest row."""
+    if table.nbytes > 4 * DAY_TABLE_MAX_BYTES:
+        return None
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    data = sink.getvalue().to_pybytes()
+    return data if len(data) <= DAY_TABLE_MAX_BYTES else None
+
+
+def kept_day(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(data).read_all()
 
 
 def day_provenance(timezone: str, source_rows: int, source_checksum: str, watermark: dt.datetime | None,

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -133,6 +134,9 @@ class CacheEntry(Base):
     rejected_reasons: Mapped[str] = mapped_column(Text, default="{}")  # JSON {reason: count}
     computed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     run_id: Mapped[str | None] = mapped_column(String(64))
+    #: A summary report's day table itself (Arrow IPC, at most ``DAY_TABLE_MAX_BYTES``), written with the
+    #: row: a period summary reads its days from one indexed query instead of one file each.
+    day_table: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
 
 
 class ReportSchedule(Base):

@@ -301,7 +301,7 @@ class CacheManifestRepository:
             "rows": e.rows, "bytes": e.bytes, "checksum": e.checksum, "source_rows": e.source_rows,
             "source_checksum": e.source_checksum, "source_watermark": e.source_watermark,
             "rejected_rows": e.rejected_rows, "rejected_reasons": json.dumps(e.rejected_reasons, sort_keys=True),
-            "computed_at": e.computed_at, "run_id": e.run_id,
+            "computed_at": e.computed_at, "run_id": e.run_id, "day_table": e.day_table,
         } for e in entries]
         insert = postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
         statement = insert(CacheEntry.__table__)
@@ -332,6 +332,15 @@ class CacheManifestRepository:
             query = query.where(CacheEntry.report.in_(reports))
         with Session(self.engine) as session:
             return [_cached(row) for row in session.scalars(query.order_by(CacheEntry.local_date, CacheEntry.report))]
+
+    def day_tables(self, client_id: int, first: dt.date, last: dt.date, report: str) -> dict[dt.date, bytes | None]:
+        """The day tables kept with the rows of ``report`` for the client's dates ``first..last``
+        (None for a row that holds none: read its file); dates without a row are absent."""
+        query = select(CacheEntry.local_date, CacheEntry.day_table).where(
+            CacheEntry.client_id == client_id, CacheEntry.report == report, CacheEntry.local_date >= first,
+            CacheEntry.local_date <= last)
+        with self.engine.connect() as conn:
+            return {day: (bytes(blob) if blob is not None else None) for day, blob in conn.execute(query)}
 
     def all_entries(self) -> list[CachedDay]:
         """Every row (the repair pass compares them with the files)."""
