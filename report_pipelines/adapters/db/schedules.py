@@ -32,7 +32,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, Integer, and_, bindparam, case, column, delete, func, insert, or_, select, update, values
 from sqlalchemy.exc import IntegrityError
 
 from report_pipelines.adapters.db.models import (
@@ -236,22 +236,32 @@ class ScheduleRepository:
     def plan(self, plans: list[tuple[int, int, dt.datetime]]) -> int:
         """Set ``next_send_at`` for (id, revision, instant) if the schedule is still unplanned at that revision.
 
-        One statement executed for the whole batch (a round trip per schedule was three quarters of a
-        planner tick); returns how many of them hold exactly that plan afterwards.
+        One statement for the whole batch: ``UPDATE ... FROM (VALUES ...) ... RETURNING`` (an executemany
+        is still one statement per schedule on the wire, and five times slower); returns how many were
+        planned, each a compare-and-set on the revision and the empty ``next_send_at``.
         """
         if not plans:
             return 0
-        statement = update(ReportSchedule.__table__).where(
-            ReportSchedule.__table__.c.id == bindparam("sid"),
-            ReportSchedule.__table__.c.revision == bindparam("rev"),
-            ReportSchedule.__table__.c.next_send_at.is_(None),
-        ).values(next_send_at=bindparam("at"))
+        table = ReportSchedule.__table__
         wanted = {schedule_id: (revision, instant) for schedule_id, revision, instant in plans}
+        planned = 0
+        items = list(wanted.items())
         with self.engine.begin() as conn:
-            conn.execute(statement, [{"sid": i, "rev": r, "at": at} for i, (r, at) in wanted.items()])
-            rows = conn.execute(select(ReportSchedule.id, ReportSchedule.revision, ReportSchedule.next_send_at)
-                                .where(ReportSchedule.id.in_(list(wanted)))).all()
-        return sum(1 for i, revision, at in rows if wanted[i] == (revision, at))
+            if conn.dialect.name != "postgresql":  # SQLite cannot name a VALUES list's columns: one by one
+                one = update(table).where(table.c.id == bindparam("sid"), table.c.revision == bindparam("rev"),
+                                          table.c.next_send_at.is_(None)).values(next_send_at=bindparam("at"))
+                return sum(conn.execute(one, {"sid": i, "rev": r, "at": at}).rowcount for i, (r, at) in items)
+            for start in range(0, len(items), 2000):  # bound the statement  # bound the statement (SQLite's variable limit)
+                chunk = values(column("sid", Integer), column("rev", Integer),
+                               column("at", ReportSchedule.next_send_at.type), name="planned").data(
+                    [(i, r, at) for i, (r, at) in items[start:start + 2000]])
+                statement = (update(table)
+                             .where(table.c.id == chunk.c.sid, table.c.revision == chunk.c.rev,
+                                    table.c.next_send_at.is_(None))
+                             .values(next_send_at=chunk.c.at)
+                             .returning(table.c.id))
+                planned += len(conn.execute(statement).all())
+        return planned
 
     def due(self, now: dt.datetime, limit: int = 10_000) -> list[ScheduleRow]:
         query = self._select().where(ReportSchedule.active.is_(True), ReportSchedule.next_send_at <= now)
