@@ -50,7 +50,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--orm-rows", type=int, default=None, help="time the ORM paths on this many rows only")
+    parser.add_argument("--smoke", action="store_true", help="20,000 events: seconds, not minutes")
     args = parser.parse_args()
+    if args.smoke:
+        args.events, args.clients, args.days = 20_000, 4, 5
 
     config = config_for(args.events, args.clients, args.days)
     with scratch_postgres() as url:

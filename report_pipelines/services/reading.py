@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from report_pipelines.adapters.db.repositories import CacheManifestRepository, ClientRepository
+from report_pipelines.adapters.db.repositories import CacheManifestRepository
 from report_pipelines.app import App, default_app
 from report_pipelines.domain.clients import ClientRecord
 from report_pipelines.domain.errors import InvalidInput, NotFound
 from report_pipelines.domain.reports import ReportDefinition, get_report
 from report_pipelines.domain.timezones import local_date_of, parse_zone
 from report_pipelines.services.extracts import ANY_TIME, ClientDay, Extractor, kept_day, run_client_days
-from report_pipelines.services.serving import Serving, serving_of
+from report_pipelines.services.serving import Serving, servings
 
 
 @dataclass(frozen=True)
@@ -68,12 +68,13 @@ def validate_request(app: App, report: str, client: str | int, start: dt.date | 
                      now: dt.datetime) -> PeriodRequest:
     """Check every argument, naming the one that is wrong, before anything is read or computed."""
     definition = get_report(report)
-    repo = ClientRepository(app.engine)
-    try:
-        record = repo.get(client) if isinstance(client, int) and not isinstance(client, bool) else repo.get_by_slug(str(client))
-    except NotFound:
-        raise NotFound("client", f"no client {str(client)[:80]!r} (see: report-pipelines clients list)") from None
-    serving = serving_of(app.engine, record.id, now)
+    by_id = isinstance(client, int) and not isinstance(client, bool)
+    # One query for the client and its licences, by id or slug, whatever the size of the fleet.
+    found = servings(app.engine, now, client_ids=[client]) if by_id else servings(app.engine, now, slugs=[str(client)])
+    if not found:
+        raise NotFound("client", f"no client {str(client)[:80]!r} (see: report-pipelines clients list)")
+    [serving] = found.values()
+    record = serving.client
     if serving.state == "never":
         raise InvalidInput("client", f"{record.slug!r} is not licensed for the reports product")
     first, last = _date(start, "start"), _date(end, "end")
@@ -107,8 +108,11 @@ def read_report_arrow(report: str, client: str | int, start: dt.date | str, end:
     store = app.store
 
     days = request.closed_days
-    cached = {e.local_date for e in CacheManifestRepository(app.engine).entries(client_id, request.start, request.end, (name,))}
-    missing = [d for d in days if d not in cached or not store.exists(name, client_id, d)]
+    manifest = CacheManifestRepository(app.engine)
+    # One query: which days have a row, and the day tables kept with them. A day whose table is kept is
+    # read from its row; any other needs its file (checked on disk).
+    kept = manifest.day_tables(client_id, days[0], days[-1], name) if days else {}
+    missing = [d for d in days if d not in kept or (kept[d] is None and not store.exists(name, client_id, d))]
     unserved = [d for d in missing if not request.serving.serves(d)]
     if unserved or (request.includes_today and not request.serving.serves(request.today)):
         what = f"{len(unserved)} day(s) of this period ({unserved[0]}...) are not cached" if unserved else "today"
@@ -117,7 +121,8 @@ def read_report_arrow(report: str, client: str | int, start: dt.date | str, end:
     if missing:
         run_client_days(app, [ClientDay(client_id, request.client.timezone, d) for d in missing],
                         workers=workers, now=now, reuse_since=ANY_TIME, timeout_s=timeout_s)
-    tables = [_closed_days(app, request, days)] if days else []
+        kept = manifest.day_tables(client_id, days[0], days[-1], name)
+    tables = [_closed_days(app, request, days, kept)] if days else []
     if request.includes_today:
         live = Extractor(app).live_day(name, client_id, request.client.timezone, request.today, now)
         n = live.num_rows
@@ -128,21 +133,18 @@ def read_report_arrow(report: str, client: str | int, start: dt.date | str, end:
     return pa.concat_tables(tables)
 
 
-def _closed_days(app: App, request: PeriodRequest, days: list[dt.date]) -> pa.Table:
+def _closed_days(app: App, request: PeriodRequest, days: list[dt.date], kept: dict[dt.date, bytes | None]) -> pa.Table:
     """The cached day tables of ``days``: from the manifest rows when every one keeps its table (the
     summaries: one indexed query), else from the day files."""
     name, client_id = request.report.name, request.client.id
-    kept = CacheManifestRepository(app.engine).day_tables(client_id, days[0], days[-1], name)
-    if all(kept.get(day) is not None for day in days):
-        return pa.concat_tables([_with_keys(kept_day(kept[day]), client_id, day) for day in days])
-    return app.store.read_days(name, client_id, days, request.report.schema)
-
-
-def _with_keys(table: pa.Table, client_id: int, day: dt.date) -> pa.Table:
-    n = table.num_rows
-    return (table.replace_schema_metadata(None)
-            .append_column("client", pa.array(np.full(n, client_id, dtype=np.int64)))
-            .append_column("date", pa.array(np.full(n, day, dtype="datetime64[D]")).cast(pa.date32())))
+    if not all(kept.get(day) is not None for day in days):
+        return app.store.read_days(name, client_id, days, request.report.schema)
+    tables = [kept_day(kept[day]) for day in days]
+    counts = np.array([t.num_rows for t in tables], dtype=np.int64)
+    combined = pa.concat_tables(tables).replace_schema_metadata(None)
+    dates = np.repeat(np.array(days, dtype="datetime64[D]"), counts)
+    return (combined.append_column("client", pa.array(np.full(int(counts.sum()), client_id, dtype=np.int64)))
+            .append_column("date", pa.array(dates).cast(pa.date32())))
 
 
 def read_report(report: str, client: str | int, start: dt.date | str, end: dt.date | str, **options) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from typing import Literal
 
 from sqlalchemy import Engine
 
-from report_pipelines.adapters.db.commercial import UnitOfWork
+from report_pipelines.adapters.db.commercial import CommercialRepository
 from report_pipelines.domain.clients import ClientRecord
 from report_pipelines.domain.commercial import Licence, reports_covered_through, served_on
 from report_pipelines.domain.errors import NotFound
@@ -51,10 +51,13 @@ class Serving:
 
 
 def servings(engine: Engine, now: dt.datetime, *, client_ids: Iterable[int] | None = None,
-             zone: str | None = None) -> dict[int, Serving]:
-    """The serving state of every client (or of these ids, or of one zone's clients), as of ``now``."""
-    with UnitOfWork(engine) as uow:
-        found = uow.commercial.reports_licences(client_ids=None if client_ids is None else list(client_ids), zone=zone)
+             zone: str | None = None, slugs: Iterable[str] | None = None) -> dict[int, Serving]:
+    """The serving state of every client (or of these ids or slugs, or of one zone's clients), as of
+    ``now``: one query, whatever the size of the fleet."""
+    with engine.connect() as conn:  # a read: no transaction to commit
+        found = CommercialRepository(conn).reports_licences(
+            client_ids=None if client_ids is None else list(client_ids), zone=zone,
+            slugs=None if slugs is None else list(slugs))
     return {client_id: Serving(client, tuple(licences), local_date_of(now, parse_zone(client.timezone)))
             for client_id, (client, licences) in found.items()}
 

@@ -102,6 +102,10 @@ def _policy(row: PolicyRow) -> CommercialPolicy:
         stackable=row.stackable, active=row.active)
 
 
+_LICENCE_COLUMNS = ("product_code", "quantity", "unit_price", "discount", "currency", "valid_from", "valid_to",
+                    "trial", "source_proposal")
+
+
 def _licence(row: ClientProductRow) -> Licence:
     return Licence(product_code=row.product_code, quantity=row.quantity,
                    unit_price=Money(row.unit_price, row.currency), discount=Money(row.discount, row.currency),
@@ -302,26 +306,27 @@ class CommercialRepository:
                                  .order_by(ClientProductRow.valid_from, ClientProductRow.id))
         return [_licence(r) for r in rows]
 
-    def reports_licences(self, *, client_ids: Sequence[int] | None = None,
-                         zone: str | None = None) -> dict[int, tuple[ClientRecord, list[Licence]]]:
-        """Clients (all, these ids, or those of one zone) with their reports licences (possibly none)."""
-        query = select(Client)
+    def reports_licences(self, *, client_ids: Sequence[int] | None = None, zone: str | None = None,
+                         slugs: Sequence[str] | None = None) -> dict[int, tuple[ClientRecord, list[Licence]]]:
+        """Clients (all, these ids or slugs, or those of one zone) with their reports licences (possibly none)."""
+        licences = ClientProductRow.__table__
+        query = (select(Client.id, Client.slug, Client.name, Client.timezone, Client.active_from,
+                        *[licences.c[name] for name in _LICENCE_COLUMNS])
+                 .select_from(Client.__table__.outerjoin(licences, (licences.c.client_id == Client.id)
+                                                         & (licences.c.product_code == REPORTS_PRODUCT))))
         if client_ids is not None:
             query = query.where(Client.id.in_(list(client_ids)))
         if zone is not None:
             query = query.where(Client.timezone == zone)
-        clients = {row.id: ClientRecord(id=row.id, slug=row.slug, name=row.name, timezone=row.timezone,
-                                        active_from=row.active_from)
-                   for row in self.conn.execute(query.order_by(Client.id))}
-        found: dict[int, tuple[ClientRecord, list[Licence]]] = {cid: (c, []) for cid, c in clients.items()}
-        if not clients:
-            return found
-        licences = select(ClientProductRow).where(ClientProductRow.product_code == REPORTS_PRODUCT)
-        if client_ids is not None or zone is not None:
-            licences = licences.where(ClientProductRow.client_id.in_(list(clients)))
-        for row in self.conn.execute(licences.order_by(ClientProductRow.id)):
-            if row.client_id in found:
-                found[row.client_id][1].append(_licence(row))
+        if slugs is not None:
+            query = query.where(Client.slug.in_(list(slugs)))
+        found: dict[int, tuple[ClientRecord, list[Licence]]] = {}
+        for row in self.conn.execute(query.order_by(Client.id, licences.c.id)):  # one query, clients and licences
+            if row.id not in found:
+                found[row.id] = (ClientRecord(id=row.id, slug=row.slug, name=row.name, timezone=row.timezone,
+                                              active_from=row.active_from), [])
+            if row.product_code is not None:
+                found[row.id][1].append(_licence(row))
         return found
 
     def pause_schedules(self, client_ids: Sequence[int], reason: str, now: dt.datetime) -> list[int]:

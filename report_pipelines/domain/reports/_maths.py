@@ -112,14 +112,21 @@ def inbound_rates(frame: pd.DataFrame) -> pd.DataFrame:
     * ``average_talk_seconds`` = talk_seconds_sum / answered
     * ``average_abandon_wait_seconds`` = abandoned_wait_seconds_sum / abandoned
     """
-    frame["answer_rate"] = ratio(frame["answered"], frame["offered"])
-    frame["abandon_rate"] = ratio(frame["abandoned"], frame["offered"])
-    frame["missed_rate"] = ratio(frame["missed"], frame["offered"])
-    frame["service_level"] = ratio(frame["answered_within_sl"], frame["offered"] - frame["abandoned_within_sl"])
-    frame["service_level_of_offered"] = ratio(frame["answered_within_sl"], frame["offered"])
-    frame["average_speed_of_answer"] = ratio(frame["wait_seconds_sum"], frame["answered"])
-    frame["average_talk_seconds"] = ratio(frame["talk_seconds_sum"], frame["answered"])
-    frame["average_abandon_wait_seconds"] = ratio(frame["abandoned_wait_seconds_sum"], frame["abandoned"])
+    c = {name: frame[name].to_numpy(dtype=np.float64) for name in (
+        "offered", "answered", "abandoned", "missed", "answered_within_sl", "abandoned_within_sl",
+        "wait_seconds_sum", "talk_seconds_sum", "abandoned_wait_seconds_sum")}
+    rates = {
+        "answer_rate": ratio(c["answered"], c["offered"]),
+        "abandon_rate": ratio(c["abandoned"], c["offered"]),
+        "missed_rate": ratio(c["missed"], c["offered"]),
+        "service_level": ratio(c["answered_within_sl"], c["offered"] - c["abandoned_within_sl"]),
+        "service_level_of_offered": ratio(c["answered_within_sl"], c["offered"]),
+        "average_speed_of_answer": ratio(c["wait_seconds_sum"], c["answered"]),
+        "average_talk_seconds": ratio(c["talk_seconds_sum"], c["answered"]),
+        "average_abandon_wait_seconds": ratio(c["abandoned_wait_seconds_sum"], c["abandoned"]),
+    }
+    kept = frame.drop(columns=[name for name in rates if name in frame.columns])
+    frame = pd.concat([kept, pd.DataFrame(rates, index=frame.index)], axis=1)  # one copy, not one per column
     return frame
 
 

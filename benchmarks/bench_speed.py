@@ -1,0 +1,368 @@
+"""Speed at the machine's limit (issue 14): each figure a ratio against a baseline measured in this run.
+
+On a scratch PostgreSQL database, with synthetic PBX traffic:
+
+(a) compute, end to end (read the events, compute every report, write the files, record the manifest):
+    zone-day batches against the per-client-day path (every client-day its own batch: its own lock,
+    query, transactions and flushes), for 200 small clients of one zone-day and a day of 50 mixed
+    clients; and the amortised fixed cost of a small client-day;
+(b) a cached 30-day summary (``summarize_report``: the day tables kept with the manifest rows) against
+    a PostgreSQL ``GROUP BY`` over the raw events, for the largest client and one with ~2,000 calls a
+    day, and against DuckDB over the same day files; the counts must agree;
+(c) ``read_report_arrow`` of call_detail day rows against ``pyarrow.dataset`` over the same files;
+(d) one read's validation (client, licence, coverage) at 20,000 clients against at 50;
+(e) the README's analyst query for one client-month in a store of 150,000 day files: the documented
+    per-client glob against the whole-store glob;
+(f) Dagster: event-log records of one day's run of every zone, and event-log bytes of a 300-date run
+    against a 10-date one; the Dagster share of a day's run of 50 clients;
+(g) the planner's write of 5,000 schedules: ``UPDATE ... FROM (VALUES ...)`` against an executemany;
+(h) how the cost of a client-day grows with clients per zone-day (1, 10, 50, 200).
+
+    .venv/bin/python benchmarks/bench_speed.py [--smoke]
+
+``--smoke`` runs every part at a size that finishes in well under a minute (the test suite runs it and
+checks only that it runs and that old and new paths agree, never a timing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+warnings.filterwarnings("ignore")
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+from _common import scratch_postgres
+from sqlalchemy import insert, select, text
+
+from report_pipelines.adapters.db.migrate import upgrade
+from report_pipelines.adapters.db.models import Client, ClientProductRow, ReportSchedule
+from report_pipelines.adapters.db.schedules import ScheduleRepository
+from report_pipelines.adapters.sources.synthetic import GeneratorConfig
+from report_pipelines.app import App
+from report_pipelines.definitions import build_definitions
+from report_pipelines.defs.resources import AppResource
+from report_pipelines.services.clients import list_clients
+from report_pipelines.services.demo import seed_demo
+from report_pipelines.services.extracts import ClientDay, run_client_days
+from report_pipelines.services.reading import read_report_arrow, summarize_report, validate_request
+from report_pipelines.services.zone_days import ZoneDay, plan_zone_days
+from report_pipelines.settings import Settings
+
+UTC = dt.UTC
+START = dt.date(2024, 9, 2)
+NOW = dt.datetime(2024, 12, 1, tzinfo=UTC)
+QUEUE_SQL = """
+SELECT queue, count(*) AS offered, count(*) FILTER (WHERE disposition = 'ANSWERED') AS answered,
+       count(*) FILTER (WHERE disposition = 'ABANDONED') AS abandoned
+FROM call_events
+WHERE client_id = :client_id AND started_at >= :start AND started_at < :end AND direction = 'inbound'
+GROUP BY queue ORDER BY queue NULLS LAST
+"""
+FIGURES: list[tuple[str, str]] = []
+
+
+def say(text_: str) -> None:
+    print(text_, flush=True)
+
+
+def figure(name: str, value: str) -> None:
+    FIGURES.append((name, value))
+    say(f"  => {name}: {value}")
+
+
+def median_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    result = fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def seeded_app(stack: contextlib.ExitStack, folder: Path, config: GeneratorConfig) -> App:
+    """A scratch database of its own with ``config``'s clients and calls, and an App on it."""
+    url = stack.enter_context(scratch_postgres("rp_bench_speed"))
+    engine = App(Settings(data_dir=folder, database_url=url, store_root=str(folder / "reports"))).engine
+    upgrade(engine)
+    seed_demo(engine, config, now=NOW)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))
+    return App(Settings(data_dir=folder, database_url=url, store_root=str(folder / "reports")))
+
+
+def zone_day_tasks(app: App, zone: str, day: dt.date) -> list[ClientDay]:
+    return [t for p in plan_zone_days(app.engine, [ZoneDay(day, zone)], now=NOW) for t in p.tasks]
+
+
+# --- (a), (h) ---------------------------------------------------------------------------------------
+def compute(app: App, tasks: list[ClientDay], repeat: int) -> None:
+    events = sum(t.weight for t in tasks)
+    old_s, old = median_time(lambda: run_client_days(app, tasks, workers=1, now=NOW, batch_clients=1), repeat)
+    new_s, new = median_time(lambda: run_client_days(app, tasks, workers=1, now=NOW), repeat)
+    same = sorted((r.client_id, r.rows["call_detail"], r.source_rows) for r in old) == \
+        sorted((r.client_id, r.rows["call_detail"], r.source_rows) for r in new)
+    say(f"  {len(tasks)} client-days, {events:,} calls: per client-day {old_s:.2f} s ({events / old_s:,.0f} ev/s), "
+        f"zone-day batches {new_s:.2f} s ({events / new_s:,.0f} ev/s); results {'identical' if same else 'DIFFER'}")
+    if not same:
+        raise SystemExit("the two paths disagree")
+    return old_s, new_s
+
+
+# --- (b), (c) ---------------------------------------------------------------------------------------
+def summaries(app: App, client, days: int, repeat: int) -> None:
+    first, last = START, START + dt.timedelta(days=days - 1)
+    zone = client.timezone
+    start = dt.datetime.combine(first, dt.time(), tzinfo=__import__("zoneinfo").ZoneInfo(zone)).astimezone(UTC)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=__import__("zoneinfo").ZoneInfo(zone)
+                              ).astimezone(UTC)
+
+    def sql() -> pd.DataFrame:
+        with app.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(text(QUEUE_SQL), {"client_id": client.id, "start": start, "end": end})
+                                .mappings().all())
+
+    ours_s, ours = median_time(lambda: summarize_report("queue_performance", client.id, first, last, app=app,
+                                                        now=NOW), repeat)
+    sql_s, reference = median_time(sql, repeat)
+    agree = (ours[["queue", "offered", "answered", "abandoned"]].fillna("-").astype(str).values.tolist()
+             == reference.fillna("-").astype(str).values.tolist())
+    figure(f"(b) {days}-day queue summary, client {client.slug}, cached vs PostgreSQL GROUP BY",
+           f"{sql_s / ours_s:.1f}x ({ours_s * 1000:.1f} ms vs {sql_s * 1000:.1f} ms; counts "
+           f"{'agree' if agree else 'DIFFER'})")
+    if not agree:
+        raise SystemExit("the summary and the SQL disagree")
+    try:
+        import duckdb
+    except ImportError:
+        say("  (duckdb not installed: no DuckDB figure)")
+    else:
+        glob = f"{app.settings.store_root}/queue_performance/client={client.id}/*/part-0.parquet"
+        query = (f"SELECT queue, sum(offered) AS offered FROM read_parquet('{glob}', hive_partitioning = true) "
+                 f"WHERE date BETWEEN DATE '{first}' AND DATE '{last}' GROUP BY queue")
+        duck_s, _ = median_time(lambda: duckdb.sql(query).df(), repeat)
+        figure(f"(b) {days}-day summary, client {client.slug}, summarize_report vs DuckDB on the day files",
+               f"{duck_s / ours_s:.2f}x (above 1: ours faster)")
+    part = ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive")
+
+    def dataset() -> pa.Table:
+        return ds.dataset(f"{app.settings.store_root}/call_detail/client={client.id}", format="parquet",
+                          partitioning=part).to_table(filter=(ds.field("date") >= first) & (ds.field("date") <= last))
+
+    detail_s, detail = median_time(lambda: read_report_arrow("call_detail", client.id, first, last, app=app, now=NOW),
+                                   repeat)
+    base_s, base = median_time(dataset, repeat)
+    if detail.num_rows != base.num_rows:
+        raise SystemExit("call_detail row counts differ")
+    figure(f"(c) call_detail {days} days ({detail.num_rows:,} rows), read_report_arrow / pyarrow.dataset",
+           f"{detail_s / base_s:.2f}x the time (target <= 1.2)")
+
+
+# --- (d) --------------------------------------------------------------------------------------------
+def validation(app: App, fleet: int, repeat: int) -> float:
+    with app.engine.begin() as conn:
+        have = conn.execute(select(Client.id)).scalars().all()
+        rows = [{"slug": f"fleet-{i:06d}", "name": f"Fleet {i}", "timezone": "Europe/Lisbon",
+                 "active_from": START, "created_at": NOW, "updated_at": NOW} for i in range(len(have), fleet)]
+        if rows:
+            before = set(conn.execute(select(Client.id)).scalars().all())
+            conn.execute(insert(Client), rows)
+            ids = sorted(set(conn.execute(select(Client.id)).scalars().all()) - before)
+            conn.execute(insert(ClientProductRow), [{
+                "client_id": i, "product_code": "REPORTS", "quantity": 1, "unit_price": Decimal("49.00"),
+                "discount": Decimal("0.00"),
+                "currency": "EUR", "valid_from": START, "valid_to": None, "trial": False, "source_proposal": None,
+                "note": "bench", "created_at": NOW} for i in ids])
+    client = list_clients(app.engine)[0]
+    seconds, _ = median_time(lambda: validate_request(app, "queue_performance", client.slug, START, START, NOW),
+                             repeat * 10)
+    return seconds
+
+
+# --- (e) --------------------------------------------------------------------------------------------
+def analyst_query(folder: Path, files: int, repeat: int) -> None:
+    import duckdb
+
+    root = folder / "analyst" / "queue_performance"
+    sample = pa.table({"queue": ["support"], "offered": [3], "answered": [2]})
+    one = folder / "one.parquet"
+    __import__("pyarrow.parquet").parquet.write_table(sample, one)
+    days = 365
+    clients = max(1, files // days)
+    for c in range(1, clients + 1):
+        for d in range(days):
+            target = root / f"client={c}" / f"date={START + dt.timedelta(days=d)}"
+            target.mkdir(parents=True)
+            (target / "part-0.parquet").hardlink_to(one)
+    month = START.strftime("%Y-%m")
+    month_end = (START.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+    documented = (f"SELECT sum(offered) FROM read_parquet('{root}/client=1/date={month}-*/part-0.parquet', "
+                  "hive_partitioning = true)")
+    everything = (f"SELECT sum(offered) FROM read_parquet('{root}/*/*/part-0.parquet', hive_partitioning = true) "
+                  f"WHERE client = 1 AND date BETWEEN DATE '{START.replace(day=1)}' AND DATE '{month_end}'")
+    doc_s, a = median_time(lambda: duckdb.sql(documented).fetchall(), repeat)
+    all_s, b = median_time(lambda: duckdb.sql(everything).fetchall(), 1)
+    figure(f"(e) analyst query, one client-month in a store of {clients * days:,} files",
+           f"documented glob {doc_s:.3f} s, whole-store glob {all_s:.2f} s ({all_s / doc_s:.0f}x); "
+           f"{'same answer' if a == b else 'DIFFERENT ANSWERS'}")
+    if a != b:
+        raise SystemExit("the two analyst queries disagree")
+
+
+# --- (f) --------------------------------------------------------------------------------------------
+def dagster_events(app: App, home: Path, first: dt.date, last: dt.date) -> tuple[int, int, float]:
+    defs = build_definitions(app.settings)
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        t0 = time.perf_counter()
+        result = defs.resolve_job_def("extract_reports_job").execute_in_process(
+            instance=instance, resources={"app": AppResource.for_settings(app.settings, now=NOW)},
+            tags={"dagster/asset_partition_range_start": str(first), "dagster/asset_partition_range_end": str(last)},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+        elapsed = time.perf_counter() - t0
+        assert result.success
+        records = instance.get_records_for_run(result.run_id, limit=1_000_000).records
+        size = sum(len(dg.serialize_value(r.event_log_entry)) for r in records)
+    return len(records), size, elapsed
+
+
+# --- (g) --------------------------------------------------------------------------------------------
+def planner_write(app: App, n: int, repeat: int) -> None:
+    from sqlalchemy import bindparam, update
+
+    with app.engine.begin() as conn:
+        client = conn.execute(select(Client.id)).scalars().first()
+        conn.execute(insert(ReportSchedule), [{
+            "client_id": client, "report": "queue_performance", "period": "yesterday", "frequency": "daily",
+            "send_time": "07:00", "timezone": "Europe/Lisbon", "recipients": "a@example.com", "format": "csv",
+            "active": True, "revision": 1, "next_send_at": None, "created_at": NOW, "updated_at": NOW}
+            for _ in range(n)])
+        ids = conn.execute(select(ReportSchedule.id)).scalars().all()[:n]
+    plans = [(i, 1, NOW) for i in ids]
+    repo, table = ScheduleRepository(app.engine), ReportSchedule.__table__
+
+    def reset() -> None:
+        with app.engine.begin() as conn:
+            conn.execute(update(table).where(table.c.id.in_(ids)).values(next_send_at=None))
+
+    def old() -> int:
+        reset()
+        statement = update(table).where(table.c.id == bindparam("sid"), table.c.revision == bindparam("rev"),
+                                        table.c.next_send_at.is_(None)).values(next_send_at=bindparam("at"))
+        t0 = time.perf_counter()
+        with app.engine.begin() as conn:
+            conn.execute(statement, [{"sid": i, "rev": r, "at": at} for i, r, at in plans])
+        return time.perf_counter() - t0
+
+    def new() -> float:
+        reset()
+        t0 = time.perf_counter()
+        done = repo.plan(plans)
+        elapsed = time.perf_counter() - t0
+        assert done == len(plans)
+        return elapsed
+
+    old_s = statistics.median(old() for _ in range(repeat))
+    new_s = statistics.median(new() for _ in range(repeat))
+    figure(f"(g) planner write of {n:,} schedules, UPDATE FROM VALUES vs executemany",
+           f"{old_s / new_s:.1f}x ({new_s * 1000:.0f} ms vs {old_s * 1000:.0f} ms)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="small sizes, seconds not minutes")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    smoke = args.smoke
+    repeat = 1 if smoke else args.repeat
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rp_bench_speed_")))
+
+        say("(a) compute end to end")
+        small = GeneratorConfig(start=START, days=1, clients=20 if smoke else 200, largest_daily_calls=60,
+                                smallest_daily_calls=5, seed=11, zones=("Europe/Lisbon",))
+        app = seeded_app(stack, folder / "a", small)
+        tasks = zone_day_tasks(app, "Europe/Lisbon", START)
+        old_s, new_s = compute(app, tasks, repeat)
+        figure(f"(a) {len(tasks)} small clients of one zone-day, batches vs per client-day", f"{old_s / new_s:.1f}x")
+        figure("(a) fixed cost of a small client-day, amortised", f"{new_s / len(tasks) * 1000:.1f} ms "
+               f"(per client-day path {old_s / len(tasks) * 1000:.1f} ms)")
+
+        say("(h) cost of a client-day by clients per zone-day")
+        for n in (1, 10, 50, len(tasks)) if not smoke else (1, 10, len(tasks)):
+            subset = tasks[:n]
+            seconds, _ = median_time(lambda s=subset: run_client_days(app, s, workers=1, now=NOW), repeat)
+            figure(f"(h) {n} clients of one zone-day", f"{seconds / n * 1000:.1f} ms a client-day")
+
+        say("(d) a read's validation against the size of the fleet")
+        at_small = validation(app, 50, repeat)
+        at_large = validation(app, 2_000 if smoke else 20_000, repeat)
+        figure(f"(d) validation at {2_000 if smoke else 20_000:,} clients vs at 50",
+               f"{at_large / at_small:.2f}x the time ({at_large * 1000:.2f} ms vs {at_small * 1000:.2f} ms)")
+
+        say("(g) planner")
+        planner_write(app, 500 if smoke else 5_000, repeat)
+
+        say("(a) a day of 50 mixed clients, (f) Dagster")
+        mixed = GeneratorConfig(start=START, days=1, clients=10 if smoke else 50,
+                                largest_daily_calls=2_000 if smoke else 20_000, smallest_daily_calls=20, seed=12)
+        app = seeded_app(stack, folder / "m", mixed)
+        mixed_tasks = [t for p in plan_zone_days(app.engine, [ZoneDay(START, z) for z in
+                                                               sorted({c.timezone for c in list_clients(app.engine)})],
+                                                  now=NOW) for t in p.tasks]
+        old_s, new_s = compute(app, mixed_tasks, repeat)
+        figure(f"(a) a day of {len(mixed_tasks)} mixed clients, batches vs per client-day", f"{old_s / new_s:.1f}x")
+        records, _, job_s = dagster_events(app, folder / "home-1", START, START)
+        figure("(f) event-log records of one day's run of every zone", f"{records} (target <= 20)")
+        compute_s, _ = median_time(lambda: run_client_days(app, mixed_tasks, workers=1, now=NOW), 1)
+        figure("(f) Dagster's share of a day's run", f"{max(0.0, job_s - compute_s) / job_s:.0%} "
+               f"({job_s:.2f} s run, {compute_s:.2f} s of it computing)")
+
+        say("(b), (c) a 30-day summary")
+        month = GeneratorConfig(start=START, days=3 if smoke else 30, clients=2,
+                                largest_daily_calls=3_000 if smoke else 40_000, smallest_daily_calls=2_000, seed=13,
+                                zones=("America/New_York",))
+        app = seeded_app(stack, folder / "b", month)
+        two = sorted((c for c in list_clients(app.engine) if c.slug.startswith("newyork")), key=lambda c: c.id)[-2:]
+        run_client_days(app, [ClientDay(c.id, c.timezone, START + dt.timedelta(days=d))
+                              for c in two for d in range(month.days)], workers=1, now=NOW)
+        for client in two:
+            summaries(app, client, month.days, repeat)
+
+        say("(f) event-log bytes against the number of dates")
+        few, many = (3, 10) if smoke else (10, 300)
+        tiny = GeneratorConfig(start=START, days=many, clients=2, largest_daily_calls=10, smallest_daily_calls=5,
+                               seed=14, zones=("Asia/Tokyo",))
+        app = seeded_app(stack, folder / "f", tiny)
+        _, few_bytes, _ = dagster_events(app, folder / "home-2", START, START + dt.timedelta(days=few - 1))
+        _, many_bytes, _ = dagster_events(app, folder / "home-3", START, START + dt.timedelta(days=many - 1))
+        figure(f"(f) event-log bytes, {many} dates vs {few}", f"{many_bytes / few_bytes:.1f}x "
+               f"({many_bytes / 1e6:.2f} MB vs {few_bytes / 1e6:.3f} MB; linear would be {many / few:.0f}x)")
+
+        say("(e) the analyst query")
+        analyst_query(folder, 3_000 if smoke else 150_000, repeat)
+        shutil.rmtree(folder / "analyst", ignore_errors=True)
+    say("\nfigures:")
+    for name, value in FIGURES:
+        say(f"  {name}: {value}")
+
+
+if __name__ == "__main__":
+    main()
