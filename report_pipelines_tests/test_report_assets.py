@@ -81,6 +81,19 @@ def test_one_date_of_one_zone_caches_every_report_with_metadata_and_passing_chec
     assert checks == {"matches_source": True, "no_missing_client_days": True}
     manifest = CacheManifestRepository(engine)
     assert sorted(e.report for e in manifest.entries(ny.id, dt.date(2024, 3, 10), dt.date(2024, 3, 10))) == sorted(REPORTS)
+    # Analysts join the store to its clients without the app database: the lookup at the store root, and
+    # the README's query with the hive keys typed (client an integer, date a date).
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    lookup = pq.read_table(tmp_path / "reports" / "_clients" / "part-0.parquet").to_pylist()
+    assert {(r["client"], r["slug"], r["timezone"], r["served"]) for r in lookup} == {
+        (c.id, c.slug, c.timezone, True) for c in seeded.all_clients}
+    keys = ds.partitioning(pa.schema([("client", pa.int64()), ("date", pa.date32())]), flavor="hive")
+    hours = ds.dataset(tmp_path / "reports" / "hourly_volume", format="parquet", partitioning=keys).to_table(
+        filter=(ds.field("client") == ny.id) & (ds.field("date") == dt.date(2024, 3, 10)))
+    assert hours.num_rows == 23 and hours.schema.field("date").type == pa.date32()
 
 
 def test_a_backfill_of_dates_is_one_run_of_every_zone_whose_day_has_ended(sqlite_engine: Engine,

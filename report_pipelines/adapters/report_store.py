@@ -45,6 +45,8 @@ SCHEMA_VERSION = "1"
 #: A temporary file older than this is a crashed writer's, not a concurrent one's.
 TEMP_GRACE_S = 3600.0
 META_PREFIX = "report_pipelines."
+#: Day tables above this (in memory) are written zstd-compressed, smaller ones snappy.
+BIG_TABLE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +124,10 @@ class ParquetReportStore:
         table = table.replace_schema_metadata({
             **(table.schema.metadata or {}), **{f"{META_PREFIX}{k}".encode(): v.encode() for k, v in metadata.items()}})
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd", write_statistics=True)
+        # zstd for what is big (call_detail of a busy day: a third smaller than snappy); snappy for the small
+        # summary tables, where zstd's per-file set-up costs more than the bytes it saves.
+        compression = "zstd" if table.nbytes > BIG_TABLE_BYTES else "snappy"
+        pq.write_table(table, sink, compression=compression, write_statistics=True)
         return sink.getvalue()
 
     def write_day(self, report: str, client_id: int, day: dt.date, table: pa.Table,
@@ -209,6 +214,27 @@ class ParquetReportStore:
         raw = meta.metadata or {}
         found = {k.decode()[len(META_PREFIX):]: v.decode() for k, v in raw.items() if k.decode().startswith(META_PREFIX)}
         return found, meta.num_rows, len(data), hashlib.sha256(data).hexdigest()
+
+    def write_lookup(self, name: str, table: pa.Table) -> str:
+        """A lookup table at the store root (``<root>/_<name>/part-0.parquet``), replaced atomically.
+
+        Names start with ``_``, which pyarrow, pandas and DuckDB dataset discovery skip, so a dataset
+        opened over a report folder never picks it up."""
+        if not REPORT_NAME.fullmatch(name):
+            raise ValueError(f"invalid lookup name {name!r}")
+        folder = f"{self.root}/_{name}"
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        data = sink.getvalue()
+        self.fs.create_dir(folder, recursive=True)
+        final, temporary = f"{folder}/{PART}", f"{folder}/.{PART}.{uuid.uuid4().hex}.tmp"
+        if self.local:
+            _write_durably(temporary, data)
+        else:
+            with self.fs.open_output_stream(temporary) as out:
+                out.write(data)
+        self.fs.move(temporary, final)
+        return final
 
     def delete_client(self, report: str, client_id: int) -> None:
         """Remove every day of one client for one report (the client is being deleted)."""

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+import pyarrow as pa
 from sqlalchemy import Engine
 
 from report_pipelines.adapters.db.commercial import CommercialRepository
@@ -84,3 +85,20 @@ def served_zones(engine: Engine, now: dt.datetime) -> list[str]:
     zones = {s.client.timezone for s in servings(engine, now).values()
              if s.serves(s.today) or s.serves(s.today - dt.timedelta(days=1))}
     return sorted(zones)
+
+
+def clients_lookup(engine: Engine, now: dt.datetime) -> pa.Table:
+    """Every client as analysts join it to the report store: id, slug, name, zone, served today, the last
+    day its licences cover (null: none started), and the instant this was written."""
+    rows = sorted(servings(engine, now).values(), key=lambda s: s.client.id)
+    through = [s.served_through for s in rows]
+    return pa.table({
+        "client": pa.array([s.client.id for s in rows], pa.int64()),
+        "slug": pa.array([s.client.slug for s in rows], pa.string()),
+        "name": pa.array([s.client.name for s in rows], pa.string()),
+        "timezone": pa.array([s.client.timezone for s in rows], pa.string()),
+        "active_from": pa.array([s.client.active_from for s in rows], pa.date32()),
+        "served": pa.array([s.state == "served" for s in rows], pa.bool_()),
+        "served_through": pa.array([None if t in (None, dt.date.max) else t for t in through], pa.date32()),
+        "written_at": pa.array([now] * len(rows), pa.timestamp("us", tz="UTC")),
+    })

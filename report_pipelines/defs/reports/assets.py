@@ -26,7 +26,7 @@ from report_pipelines.domain.reports import REPORTS, get_report
 from report_pipelines.domain.timezones import local_day_window, parse_zone
 from report_pipelines.services.cache_checks import missing_client_days, source_mismatches
 from report_pipelines.services.extracts import ANY_TIME, ClientDayResult, run_client_days
-from report_pipelines.services.serving import served_zones
+from report_pipelines.services.serving import clients_lookup, served_zones
 from report_pipelines.services.zone_days import ZoneDay, plan_zone_days, summarize
 
 ASSET = "report_days"
@@ -147,6 +147,7 @@ def _extract(context: dg.AssetExecutionContext, config: ExtractConfig, app: App)
     )
     elapsed = time.monotonic() - started
     summaries = summarize(plans, results)
+    app.store.write_lookup("clients", clients_lookup(app.engine, run_started))  # analysts need no app database
     yield dg.MaterializeResult(asset_key=ASSET, metadata=_metadata(summaries, results, reports, still_open, elapsed))
     zone_days_done = [p.zone_day for p in plans]
     for check in context.selected_asset_check_keys:
