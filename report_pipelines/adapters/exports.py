@@ -54,9 +54,10 @@ import hashlib
 import math
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -514,5 +515,144 @@ def _add_chart(workbook, sheet_name: str, names: list[str], header_row: int, row
     workbook.add_worksheet("chart").insert_chart("B2", chart)
 
 
+# --- streaming: a period written batch by batch ------------------------------------------------------
+#: What :func:`write_batches` writes (``json`` is JSON lines: one object per row).
+STREAM_FORMATS: tuple[str, ...] = ("csv", "json", "parquet", "xlsx")
+#: What :func:`stream_batches` writes to a pipe (standard output).
+PIPE_FORMATS: tuple[str, ...] = ("csv", "json")
+
+
+class _BatchStream:
+    """Tables arriving one at a time, looking enough like one ``pa.Table`` for the writers above: its
+    batches are read once, in order, and ``num_rows`` counts the rows seen so far (the XLSX writer reads it
+    after the last row, for the autofilter). Past ``max_rows`` it refuses, naming ``rows``."""
+
+    def __init__(self, batches: Iterable[pa.Table | pa.RecordBatch], schema: pa.Schema, max_rows: int | None,
+                 limit_text: str = "") -> None:
+        self._batches = iter(batches)
+        self.schema = schema
+        self.column_names = schema.names
+        self.num_columns = len(schema.names)
+        self.num_rows = 0
+        self._max_rows = max_rows
+        self._limit_text = limit_text
+
+    def to_batches(self, max_chunksize: int = _BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+        for item in self._batches:
+            table = item if isinstance(item, pa.Table) else pa.Table.from_batches([item])
+            if table.schema.names != self.schema.names:
+                raise ValueError(f"a batch with columns {table.schema.names} in a stream of {self.schema.names}")
+            for batch in table.to_batches(max_chunksize=max_chunksize):
+                self.num_rows += batch.num_rows
+                if self._max_rows is not None and self.num_rows > self._max_rows:
+                    raise InvalidInput("rows", f"more than {self._max_rows:,} rows{self._limit_text}; use csv or parquet")
+                yield batch
+
+
+def _json_value(value: object, kind: str) -> object:
+    if value is None:
+        return None
+    if kind == "float":
+        return value if _finite(value) else None  # type: ignore[arg-type]
+    if kind == "decimal":
+        return format(value, "f")
+    if kind in ("timestamp", "date", "time"):
+        return value.isoformat()  # type: ignore[attr-defined]
+    return value
+
+
+def _write_json_lines(stream: _BatchStream, kinds: list[str], out: BinaryIO) -> None:
+    import json
+
+    names = stream.column_names
+    for row in _rows(stream):  # type: ignore[arg-type]
+        record = {name: _json_value(value, kind) for name, value, kind in zip(names, row, kinds, strict=True)}
+        out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+
+
+def _write_parquet_batches(stream: _BatchStream, target: Path) -> None:
+    with pq.ParquetWriter(str(target), stream.schema, compression="zstd") as writer:
+        for batch in stream.to_batches(max_chunksize=1 << 20):  # one row group per day (at most 1M rows)
+            writer.write_table(pa.Table.from_batches([batch], schema=stream.schema))
+
+
+def write_batches(batches: Iterable[pa.Table | pa.RecordBatch], schema: pa.Schema, path: Path, fmt: str, *,
+                  sheet_name: str = "report") -> tuple[WrittenFile, int]:
+    """Write tables of ``schema`` arriving one by one (a period's days) to ``path`` as ``fmt``, atomically,
+    holding one batch at a time; returns the file and its rows.
+
+    Every rule of :func:`write_table` holds (the CSV and XLSX are the very same writers, byte for byte):
+    formula-safe text cells, CSV with a BOM, XLSX in constant-memory mode, refused past Excel's row limit
+    (``rows``: nothing is written, the temporary file is removed). Parquet gets one row group per batch;
+    ``json`` is JSON lines (typed values, no neutralisation: it is read by programs, like Parquet).
+    """
+    fmt_name = fmt.strip().lower() if isinstance(fmt, str) else fmt
+    if fmt_name not in STREAM_FORMATS:
+        raise InvalidInput("format", f"{fmt!r} is not one of {', '.join(STREAM_FORMATS)}")
+    kinds = _flat_kinds(schema.empty_table()) if fmt_name != "parquet" else []
+    path = Path(path)
+    if not path.name or path.name in (".", ".."):
+        raise InvalidInput("path", f"{str(path)!r} does not name a file")
+    limit = (EXCEL_MAX_ROWS - 1, f" do not fit in an Excel sheet (at most {EXCEL_MAX_ROWS - 1:,} below the header)")
+    stream = _BatchStream(batches, schema, *(limit if fmt_name == "xlsx" else (None, "")))
+    if fmt_name == "xlsx":
+        _check_excel_limits(schema.empty_table(), sheet_name)
+        writer: Callable[[Path], None] = lambda temporary: _write_xlsx(stream, kinds, temporary, sheet_name)  # type: ignore[arg-type]
+    elif fmt_name == "csv":
+        writer = lambda temporary: _write_csv(stream, kinds, temporary)  # type: ignore[arg-type]
+    elif fmt_name == "json":
+        def writer(temporary: Path) -> None:
+            with open(temporary, "xb") as out:
+                _write_json_lines(stream, kinds, out)
+    else:
+        writer = lambda temporary: _write_parquet_batches(stream, temporary)
+    return _write_atomically(path, writer), stream.num_rows
+
+
+class _Counting:
+    """A binary stream that counts what goes through it."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.bytes = 0
+
+    def write(self, data: bytes) -> int:
+        self.out.write(data)
+        self.bytes += len(data)
+        return len(data)
+
+
+def stream_batches(batches: Iterable[pa.Table | pa.RecordBatch], schema: pa.Schema, out: BinaryIO,
+                   fmt: str) -> tuple[int, int]:
+    """Tables of ``schema`` written to a pipe as they arrive, as CSV (formula-safe like the files, UTF-8
+    without a BOM: a pipe is read by programs, and a BOM would stick to the first column's name) or JSON
+    lines; returns (rows, bytes). Nothing is written before the first row's batch is formatted."""
+    import io
+
+    fmt_name = fmt.strip().lower() if isinstance(fmt, str) else fmt
+    if fmt_name not in PIPE_FORMATS:
+        raise InvalidInput("format", f"{fmt!r} cannot be written to standard output (only {', '.join(PIPE_FORMATS)}); "
+                                     "give --out PATH")
+    kinds = _flat_kinds(schema.empty_table())
+    stream = _BatchStream(batches, schema, None)
+    counted = _Counting(out)
+    if fmt_name == "json":
+        _write_json_lines(stream, kinds, counted)  # type: ignore[arg-type]
+    else:
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\r\n")
+        writer.writerow([neutralise_cell(name) for name in schema.names])
+        for row in _rows(stream):  # type: ignore[arg-type]
+            writer.writerow([_csv_text(value, kind) for value, kind in zip(row, kinds, strict=True)])
+            if text.tell() > 1 << 16:
+                counted.write(text.getvalue().encode())
+                text.seek(0)
+                text.truncate()
+        counted.write(text.getvalue().encode())
+    out.flush()
+    return stream.num_rows, counted.bytes
+
+
 __all__ = ["EXPORT_FORMATS", "FORMATS", "write_bytes", "FORMULA_TRIGGERS", "MEDIA_TYPES", "SheetChart", "WrittenFile", "neutralise_cell",
-           "readable_kind", "write_readable_xlsx", "write_table"]
+           "readable_kind", "write_readable_xlsx", "write_table", "PIPE_FORMATS", "STREAM_FORMATS", "stream_batches",
+           "write_batches"]

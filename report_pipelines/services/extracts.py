@@ -18,9 +18,9 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,6 +34,9 @@ from report_pipelines.domain.reports import REPORTS, DayContext, get_report
 from report_pipelines.domain.reports.screening import screen_calls
 from report_pipelines.domain.timezones import UTC, local_day_window, parse_zone
 from report_pipelines.settings import Settings
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: ``reuse_since`` value meaning: any fresh cached result will do.
 ANY_TIME = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -222,8 +225,12 @@ def run_client_days(
     timeout_s: float | None = None,
     on_result: Callable[[ClientDayResult], None] | None = None,
     pool_min_calls: int = 200_000,
+    order: Literal["largest_first", "given"] = "largest_first",
 ) -> list[ClientDayResult]:
     """Compute client-days on at most ``workers`` processes, biggest first; results in completion order.
+
+    ``order="given"`` hands them out in the order of ``tasks`` instead (the D-1 pre-cache: earliest
+    ready-by first; a period request: its days in date order).
 
     Small work runs in this process: one task, ``workers=1``, or fewer expected calls (task weights)
     than ``pool_min_calls``; starting worker processes costs 1-1.5 s here, more than ~200,000
@@ -237,7 +244,7 @@ def run_client_days(
         get_report(name)
     if workers < 1:
         raise InvalidInput("workers", "must be at least 1")
-    ordered = sorted(tasks, key=lambda t: (-t.weight, t.day, t.client_id))
+    ordered = list(tasks) if order == "given" else sorted(tasks, key=lambda t: (-t.weight, t.day, t.client_id))
     now = now or app.now()
     deadline = None if timeout_s is None else time.time() + timeout_s
     results: list[ClientDayResult] = []
@@ -270,23 +277,43 @@ def run_client_days(
 
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["report_pipelines.services.extracts"])
-    pending = iter(ordered)
-    running: set[Future[ClientDayResult]] = set()
-    failure: BaseException | None = None
     pool = ProcessPoolExecutor(max_workers=min(workers, len(ordered)), mp_context=context,
                                initializer=_init_worker, initargs=(app.settings, app.clock))
+    hand_out_in_flight(pool, _work, ordered, slots=min(workers, len(ordered)),
+                       args=(reports, now, run_id, reuse_since, deadline), deadline=deadline, on_result=done,
+                       timeout_error=timeout_error)
+    return results
+
+
+def hand_out_in_flight(pool: Executor, fn: Callable[..., R], items: Iterable[T], *, slots: int, args: tuple = (),
+                       deadline: float | None = None, on_result: Callable[[R], None],
+                       timeout_error: Callable[[], BaseException]) -> None:
+    """Run ``fn(item, *args)`` for every item on ``pool`` with exactly ``slots`` in flight: whenever one
+    finishes, the next item (in the given order) goes to the free worker. This is the in-flight balance
+    of :func:`run_client_days` (and of the load-balance replay, which proves it against the simulation).
+
+    A failure stops the hand-out and is raised once the running items have finished (their results are
+    passed to ``on_result`` first). Past ``deadline`` (a ``time.time()`` instant), or when an item raises
+    :class:`ExtractTimeout`, nothing new starts and ``timeout_error()`` is raised without waiting for what
+    is still running. The pool is shut down on the way out.
+    """
+    pending = iter(items)
+    running: set[Future[R]] = set()
+    failure: BaseException | None = None
     timed_out = False
 
+    def expired() -> bool:
+        return deadline is not None and time.time() > deadline
+
     def submit_next() -> bool:
-        task = next(pending, None)
-        if task is None:
+        item = next(pending, None)
+        if item is None:
             return False
-        running.add(pool.submit(_work, task, reports, now, run_id, reuse_since, deadline))
+        running.add(pool.submit(fn, item, *args))
         return True
 
     try:
-        # One task per worker in flight: a worker that becomes free gets the next (largest) one.
-        for _ in range(min(workers, len(ordered))):
+        for _ in range(slots):
             submit_next()
         while running:
             remaining = None if deadline is None else max(0.0, deadline - time.time())
@@ -296,7 +323,7 @@ def run_client_days(
                 raise timeout_error()
             for future in finished:
                 try:
-                    done(future.result())
+                    on_result(future.result())
                 except ExtractTimeout:
                     timed_out = True
                     failure = failure or timeout_error()
@@ -311,4 +338,3 @@ def run_client_days(
         pool.shutdown(wait=not timed_out, cancel_futures=True)
     if next(pending, None) is not None:
         raise timeout_error()
-    return results
