@@ -43,7 +43,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from report_pipelines.domain.errors import InvalidInput
-from report_pipelines.domain.schedules import Frequency, PeriodSpec, ScheduleRule, occurrence_on, occurrences, period_for
+from report_pipelines.domain.schedules import (
+    Frequency,
+    PeriodSpec,
+    ScheduleRule,
+    occurrence_on,
+    occurrences,
+    period_for,
+)
 from report_pipelines.domain.timezones import UTC, local_midnight_utc, parse_zone
 
 Decision = Literal["priority", "normal", "skip"]

@@ -164,11 +164,13 @@ class PeriodDays:
 
 def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeout_s: float | None = None,
                    workers: int = 1, refresh_stale: bool = False,
-                   on_day: Callable[[ClientDayResult], None] | None = None) -> PeriodDays:
+                   on_day: Callable[[ClientDayResult], None] | None = None,
+                   on_plan: Callable[[int, int], None] | None = None) -> PeriodDays:
     """Make every closed day of ``request`` cached: missing ones (and, with ``refresh_stale``, ones whose
     calls changed since: one index-only count per cached day) are computed on the pool in date order,
     under the client-day locks (a day another run is computing is waited for and reused, never computed
-    twice). Past ``timeout_s``: :class:`PeriodTimeout`, and what finished stays cached.
+    twice). Past ``timeout_s``: :class:`PeriodTimeout`, and what finished stays cached. ``on_plan`` is told
+    (days cached, days to compute) before any is computed, ``on_day`` each computed day's result.
 
     A client whose licence ended may read its cached days; a day that would need new work is refused
     (naming ``client``) before anything is computed.
@@ -191,6 +193,8 @@ def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeou
                  and not entries[d].is_fresh(events.day_source(client_id, *local_day_window(d, zone)))]
         missing = sorted(set(missing) | set(stale))
     results: list[ClientDayResult] = []
+    if on_plan:
+        on_plan(len(days) - len(missing), len(missing))
 
     def done(result: ClientDayResult) -> None:
         results.append(result)

@@ -60,16 +60,15 @@ class UsageRepository:
 
     def requests(self, since: dt.datetime, client_id: int | None = None) -> list[LoggedRequest]:
         """Every logged request since ``since`` (of one client, or all), oldest first."""
-        query = (select(ReportRequestRow, Client.slug).outerjoin(Client, Client.id == ReportRequestRow.client_id)
+        query = (select(ReportRequestRow.__table__, Client.slug).outerjoin(Client, Client.id == ReportRequestRow.client_id)
                  .where(ReportRequestRow.requested_at >= since).order_by(ReportRequestRow.requested_at))
         if client_id is not None:
             query = query.where(ReportRequestRow.client_id == client_id)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         found = []
-        for row in rows:
-            r = row.ReportRequestRow
-            found.append(LoggedRequest(r.client_id, row.slug or f"({r.client_ref})", r.channel, r.status,
+        for r in rows:
+            found.append(LoggedRequest(r.client_id, r.slug or f"({r.client_ref})", r.channel, r.status,
                                        bool(r.asks_yesterday), float(r.duration_s), r.days_cached, r.days_computed,
                                        r.days_live, r.requested_at))
         return found

@@ -51,7 +51,9 @@ def client_timezones_sensor(context: dg.SensorEvaluationContext, app: AppResourc
     return dg.SensorResult(dynamic_partitions_requests=[TIMEZONE_PARTITIONS.build_add_request(new)])
 
 
-@dg.sensor(job=extract_reports_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+# Stopped by default: d1_precache_sensor (defs/periods) requests every zone's closed day for all its served
+# clients too, in the planned order (priority clients first). Start this one instead for one unordered run.
+@dg.sensor(job=extract_reports_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED)
 def closed_days_sensor(context: dg.SensorEvaluationContext, app: AppResource) -> dg.SensorResult | dg.SkipReason:
     """When a zone's local day ends, request its partition (every client of the zone, that day).
 
