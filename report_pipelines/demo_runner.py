@@ -16,7 +16,8 @@ in the UI afterwards. The steps:
 6. a scheduled report: ``schedule_planner_sensor`` plans it, its send time is made to come now, then
    ``report_file_processor_sensor`` / ``process_report_file_job`` build the file and
    ``report_file_sender_sensor`` / ``send_report_files_job`` e-mail it (to the local outbox);
-7. the report e-mail with its KPIs and chart, written next to the outbox with its Chromium screenshot.
+7. the report e-mail with its KPIs and chart, written next to the outbox with its Chromium screenshot;
+8. period requests (:mod:`report_pipelines.demo_periods`): an extract, a summary, the usage log, the D-1 plan.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def run_demo(app: App, echo: Callable[[str], None] = print, days: int = 7, last_
     from report_pipelines.defs.events.jobs import observe_call_events_job
     from report_pipelines.defs.reports.partitions import TIMEZONE_PARTITIONS
     from report_pipelines.defs.reports.sensors import client_timezones_sensor
+    from report_pipelines.demo_periods import run_periods_demo
     from report_pipelines.services.reading import summarize_report
 
     engine, settings = app.engine, app.settings
@@ -119,6 +121,8 @@ def run_demo(app: App, echo: Callable[[str], None] = print, days: int = 7, last_
         _commercial(echo, instance, app, defs)
         outbox = _scheduled_report(echo, instance, app, defs, biggest.slug)
     _report_email(echo, app, biggest.slug, first, last)
+    with dg.DagsterInstance.get() as instance:  # 8. period requests, the usage log, the D-1 plan
+        run_periods_demo(echo, instance, app, defs, biggest.slug, first, last)
     echo("results:")
     echo(f"  app database      {settings.database_url}")
     echo(f"  outbox            {outbox}")
