@@ -215,7 +215,8 @@ def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeou
         except ExtractTimeout:
             ready = len(days) - len(missing) + len(results)
             raise PeriodTimeout(ready, len(days) + request.includes_today, len(results), timeout_s or 0.0) from None
-    return PeriodDays(app, request, now, cached=[d for d in days if d not in set(missing)], computed=missing,
+    computed = sorted(r.day for r in results if r.status == "computed")  # reused: another run computed it
+    return PeriodDays(app, request, now, cached=[d for d in days if d not in set(computed)], computed=computed,
                       results=results)
 
 
