@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import tempfile
 from pathlib import Path
 
 import openpyxl
@@ -24,7 +25,17 @@ def table() -> pa.Table:
         "wait": [1.5, float("nan"), -2.0, None, 0.0, 12.25],
         "calls": [1, -5, 0, None, 2**60, 7],
         "day": [dt.date(2024, 3, 10)] * 6,
-        "at": pa.array([dt.datetime(2024, 3, 10, 7, tzinfo=UTC)] * 6, pa.timestamp("us", "UTC")),
+        "at": pa.array([dt.datetime(2024, 3, 10, 7, tzinfo=UTC)] * 5 + [None], pa.timestamp("us", "UTC")),
+        # sub-second parts, an instant before 1970, another zone, seconds and milliseconds
+        "odd": pa.array([dt.datetime(2024, 3, 10, 7, 0, 0, 120, tzinfo=UTC), dt.datetime(1969, 12, 31, 23, 59, 59, 500000,
+                         tzinfo=UTC), None, dt.datetime(2024, 3, 10, 7, 0, 0, 999999, tzinfo=UTC),
+                         dt.datetime(2000, 1, 1, tzinfo=UTC), dt.datetime(2024, 2, 29, 12, tzinfo=UTC)],
+                        pa.timestamp("us", "UTC")),
+        "ms": pa.array([1_700_000_000_123, -1, 0, None, 5, 1_000], pa.timestamp("ms", "UTC")),
+        "ny": pa.array([dt.datetime(2024, 3, 10, 7, tzinfo=UTC)] * 6, pa.timestamp("us", "America/New_York")),
+        "naive": pa.array([dt.datetime(2024, 3, 10, 7, 30)] * 6, pa.timestamp("s")),
+        "flag": [True, False, None, True, True, False],
+        "code": pa.array(["=a", "b", "=a", None, "b", "c"]).dictionary_encode(),
     })
 
 
@@ -60,11 +71,12 @@ def test_parquet_gets_one_row_group_per_batch_and_json_lines_typed_values(tmp_pa
     write_batches(parts(whole), whole.schema, tmp_path / "b.parquet", "parquet")
     stored = pq.ParquetFile(tmp_path / "b.parquet")
     assert stored.metadata.num_row_groups == 3  # the empty batch adds none
-    assert stored.read().to_pandas().equals(whole.to_pandas())  # (NaN equals NaN there)
+    reference = pq.read_table(write_table(whole, tmp_path / "a.parquet", "parquet").path)
+    assert stored.read().to_pandas().equals(reference.to_pandas())  # (NaN equals NaN there)
     write_batches(parts(whole), whole.schema, tmp_path / "b.jsonl", "json")
     rows = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert rows[0] == {"caller": "=HYPERLINK(\"x\")", "wait": 1.5, "calls": 1, "day": "2024-03-10",
-                       "at": "2024-03-10T07:00:00+00:00"}  # typed data for programs: not neutralised
+    assert {k: rows[0][k] for k in ("caller", "wait", "calls", "day", "at")} == {
+        "caller": "=HYPERLINK(\"x\")", "wait": 1.5, "calls": 1, "day": "2024-03-10", "at": "2024-03-10T07:00:00+00:00"}  # typed data for programs: not neutralised
     assert rows[1]["wait"] is None and rows[4]["calls"] == 2**60 and rows[3]["caller"] is None
 
 
@@ -72,7 +84,8 @@ def test_a_pipe_gets_the_csv_without_a_bom_and_refuses_binary_formats() -> None:
     whole = table()
     out = io.BytesIO()
     assert stream_batches(parts(whole), whole.schema, out, "csv") == (6, len(out.getvalue()))
-    assert out.getvalue().startswith(b"caller,wait,calls,day,at\r\n\"'=HYPERLINK(\"\"x\"\")\",1.5,")
+    assert out.getvalue() == write_table(whole, Path(tempfile.mkdtemp()) / "a.csv", "csv").path.read_bytes()[3:]
+    assert out.getvalue().startswith(b"caller,wait,calls,day,at,odd,ms,ny,naive,flag,code\r\n\"'=HYPERLINK(\"\"x\"\")\",1.5,")
     for fmt in ("xlsx", "parquet"):
         with pytest.raises(InvalidInput) as err:
             stream_batches(parts(whole), whole.schema, io.BytesIO(), fmt)

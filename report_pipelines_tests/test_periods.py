@@ -270,3 +270,27 @@ def test_period_settings_are_read_from_the_environment() -> None:
         with pytest.raises(InvalidInput) as err:
             Settings.from_env({"REPORT_PIPELINES_DATA_DIR": "/tmp/rp", f"REPORT_PIPELINES_{name}": value})
         assert err.value.field == f"REPORT_PIPELINES_{name}"
+
+
+def test_a_scheduled_build_is_recorded_with_the_days_it_computed(sqlite_engine: Engine, tmp_path: Path) -> None:
+    from report_pipelines.services.periods import record_schedule_build
+
+    seeded = seed(sqlite_engine, tmp_path)
+    app = app_at(seeded)
+    lisbon = seeded.clients["Europe/Lisbon"]
+    # what the schedule side does: read the period (two days computed now), write its file, record the build
+    read_report_arrow("queue_performance", lisbon.id, FIRST, dt.date(2024, 3, 9), app=app, now=NOW)
+    record_schedule_build(app, client_id=lisbon.id, report="queue_performance", start=FIRST, end=dt.date(2024, 3, 10),
+                          fmt="xlsx", requested_at=NOW, duration_s=0.5, rows=12, bytes=3000)
+    later = NOW + dt.timedelta(days=1)
+    record_schedule_build(app, client_id=lisbon.id, report="queue_performance", start=FIRST, end=dt.date(2024, 3, 9),
+                          fmt="xlsx", requested_at=later, duration_s=0.1, rows=12, bytes=3000, status="error",
+                          error="OSError: disk full")
+    record_schedule_build(app, client_id=999, report="queue_performance", start=FIRST, end=FIRST, fmt="csv",
+                          requested_at=later, duration_s=0.1, rows=0, bytes=0)  # no such client: logged, not raised
+    first, second = logged(sqlite_engine)
+    assert (first.channel, first.shape, first.format, first.status) == ("schedule", "summary", "xlsx", "ok")
+    # 8 and 9 March were computed at NOW (the build's start): computed; 10 March was not cached at all
+    assert (first.days_computed, first.days_cached, first.rows, first.duration_s) == (2, 0, 12, pytest.approx(0.5, abs=0.05))
+    assert (second.days_computed, second.days_cached, second.status, second.error) == (0, 2, "error", "OSError: disk full")
+    assert second.local_minute == 15 * 60  # 15:00 UTC is 15:00 in Lisbon in March (WET)

