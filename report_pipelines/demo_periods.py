@@ -48,7 +48,8 @@ def run_periods_demo(echo: Callable[[str], None], instance: dg.DagsterInstance, 
         echo(f"   {line}")
 
     now = app.now()
-    clients = sorted((s.client for s in servings(app.engine, now).values() if s.serves(s.today)), key=lambda c: c.id)
+    clients = sorted((s.client for s in servings(app.engine, now).values()
+                      if s.serves(s.today - dt.timedelta(days=1))), key=lambda c: c.id)  # yesterday is theirs
     for client in clients[:5]:  # their people open yesterday's report; the first client three times
         yesterday = local_date_of(now, parse_zone(client.timezone)) - dt.timedelta(days=1)
         for _ in range(3 if client == clients[0] else 1):

@@ -74,6 +74,13 @@ def prepare(engine: Engine, tmp_path: Path, quiet_hours: str | None = None) -> t
     return seeded, zones, instance
 
 
+def run_all(requests, seeded: Seeded, instance: dg.DagsterInstance, now: dt.datetime) -> list:
+    """Execute every run request of a tick against its job, as the daemon would launch it."""
+    results = [execute(request, JOB, instance, seeded.settings, now=now) for request in requests or []]
+    assert all(result.success for result in results)
+    return results
+
+
 def config_of(request: dg.RunRequest) -> dict:
     return request.run_config["ops"]["precache_client_days_op"]["config"]
 
@@ -92,6 +99,7 @@ def test_each_zone_is_precached_at_its_own_midnight_priority_clients_first(sqlit
         "d1:America/Los_Angeles:2024-03-07:priority",  # ready by 06:30 PST on the 8th (14:30 UTC) for its schedule
         "d1:Australia/Sydney:2024-03-07:others",  # Los Angeles has no other run: its other client is skipped
         "d1:Europe/Lisbon:2024-03-07:others"]
+    run_all(start.run_requests, seeded, instance, at(2024, 3, 8, 8, 20))
     cursor = start.cursor
     ticks = []
     for instant in (at(2024, 3, 8, 13, 10),  # 00:10 in Sydney on the 9th: within the grace period
@@ -153,14 +161,16 @@ def step_metadata(result: dg.ExecuteInProcessResult) -> dict:
 def test_the_others_wait_for_the_zones_quiet_hours(sqlite_engine: Engine, tmp_path: Path) -> None:
     seeded, zones, instance = prepare(sqlite_engine, tmp_path, quiet_hours="02:00-05:00")
     start = tick(d1_precache_sensor, instance, seeded.settings, at(2024, 3, 8, 12, 0))  # 23:00 in Sydney
+    run_all(start.run_requests, seeded, instance, at(2024, 3, 8, 12, 0))
     sydney = tick(d1_precache_sensor, instance, seeded.settings, at(2024, 3, 8, 13, 20), cursor=start.cursor)
     assert [r.run_key for r in sydney.run_requests] == ["d1:Australia/Sydney:2024-03-08:priority"]
+    run_all(sydney.run_requests, seeded, instance, at(2024, 3, 8, 13, 20))
     assert "Australia/Sydney others of 2024-03-08 at 2024-03-08 15:00 UTC" in str(
         tick(d1_precache_sensor, instance, seeded.settings, at(2024, 3, 8, 14, 0), cursor=sydney.cursor).skip_message)
     quiet = tick(d1_precache_sensor, instance, seeded.settings, at(2024, 3, 8, 15, 5), cursor=sydney.cursor)
     assert [r.run_key for r in quiet.run_requests] == ["d1:Australia/Sydney:2024-03-08:others"]  # 02:05 AEDT
-    [request] = quiet.run_requests
-    assert execute(request, JOB, instance, seeded.settings, now=at(2024, 3, 8, 15, 5)).success
+    run_all(quiet.run_requests, seeded, instance, at(2024, 3, 8, 15, 5))
+    assert not tick(d1_precache_sensor, instance, seeded.settings, at(2024, 3, 8, 15, 6), cursor=quiet.cursor).run_requests
 
 
 def test_a_schedule_of_yesterday_builds_from_the_precached_days(sqlite_engine: Engine, tmp_path: Path) -> None:
@@ -168,10 +178,10 @@ def test_a_schedule_of_yesterday_builds_from_the_precached_days(sqlite_engine: E
     la_scheduled = zones["America/Los_Angeles"][0]
     midnight = at(2024, 3, 9, 8, 20)  # 00:20 in Los Angeles on the 9th
     start = tick(d1_precache_sensor, instance, seeded.settings, midnight - dt.timedelta(hours=1))
+    run_all(start.run_requests, seeded, instance, midnight - dt.timedelta(hours=1))
     requests = tick(d1_precache_sensor, instance, seeded.settings, midnight, cursor=start.cursor).run_requests
-    [priority] = [r for r in requests if r.run_key == "d1:America/Los_Angeles:2024-03-08:priority"]
-    run = execute(priority, JOB, instance, seeded.settings, now=midnight)
-    assert run.success
+    assert [r.run_key for r in requests] == ["d1:America/Los_Angeles:2024-03-08:priority"]
+    [run] = run_all(requests, seeded, instance, midnight)
 
     def cached() -> dict:
         with sqlite_engine.connect() as conn:
@@ -244,5 +254,7 @@ def test_the_grace_period_after_a_zones_midnight(sqlite_engine: Engine, tmp_path
                                                  expected: list[str]) -> None:
     seeded, _, instance = prepare(sqlite_engine, tmp_path)
     start = tick(d1_precache_sensor, instance, seeded.settings, at(2024, 3, 8, 12))
+    run_all(start.run_requests, seeded, instance, at(2024, 3, 8, 12))
     result = tick(d1_precache_sensor, instance, seeded.settings, now, cursor=start.cursor)
     assert [r.run_key for r in result.run_requests or []] == expected
+    run_all(result.run_requests, seeded, instance, now)
