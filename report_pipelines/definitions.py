@@ -19,6 +19,7 @@ import dagster as dg
 from report_pipelines.app import load_settings
 from report_pipelines.defs.commercial.definitions import defs as commercial
 from report_pipelines.defs.events.definitions import defs as events
+from report_pipelines.defs.periods.definitions import defs as periods
 from report_pipelines.defs.reports.definitions import build as reports
 from report_pipelines.defs.reports.jobs import extract_reports_job
 from report_pipelines.defs.resources import app_resource
@@ -40,7 +41,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         resources={"app": app_resource(settings.deployment)},
         executor=executor_for(settings),
     )
-    return dg.Definitions.merge(events, reports(settings), schedules, commercial, shared)
+    return dg.Definitions.merge(events, reports(settings), schedules, commercial, periods, shared)
 
 
 defs = build_definitions(load_settings())

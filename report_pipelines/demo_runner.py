@@ -18,7 +18,8 @@ in the UI afterwards. The steps:
    ``report_file_sender_sensor`` / ``send_report_files_job`` e-mail it (to the local outbox);
 7. the report e-mail with its KPIs and chart, written next to the outbox with its Chromium screenshot;
 8. a real PBX's own export (a cdr_csv ``Master.csv`` and its ``queue_log``) imported, with its summary
-   and the queue report computed from it.
+   and the queue report computed from it;
+9. period requests (:mod:`report_pipelines.demo_periods`): an extract, a summary, the usage log, the D-1 plan.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def run_demo(app: App, echo: Callable[[str], None] = print, days: int = 7, last_
     from report_pipelines.adapters.db.repositories import CallEventRepository
     from report_pipelines.definitions import MAIN_JOB_NAME, defs
     from report_pipelines.defs.events.jobs import observe_call_events_job
+    from report_pipelines.demo_periods import run_periods_demo
     from report_pipelines.services.reading import summarize_report
     from report_pipelines.services.serving import served_zones
 
@@ -121,6 +123,8 @@ def run_demo(app: App, echo: Callable[[str], None] = print, days: int = 7, last_
     from report_pipelines.services.demo_import import import_demo_pbx
 
     import_demo_pbx(engine, settings.data_dir, echo, step="8")
+    with dg.DagsterInstance.get() as instance:  # 9. period requests, the usage log, the D-1 plan
+        run_periods_demo(echo, instance, app, defs, biggest.slug, first, last)
     echo("results:")
     echo(f"  app database      {settings.database_url}")
     echo(f"  outbox            {outbox}")

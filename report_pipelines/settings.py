@@ -29,6 +29,14 @@ built from them, through the :class:`~report_pipelines.app.App` it returns.
 | ``REPORT_PIPELINES_MAX_BUILD_ATTEMPTS`` | ``5`` | build attempts before a scheduled report file is failed |
 | ``REPORT_PIPELINES_SMTP_TIMEOUT_S`` | ``30`` | longest wait for one SMTP operation (connect, a reply) |
 | ``REPORT_PIPELINES_SEND_DEADLINE_S`` | ``300`` | a send run starts no message after this many seconds |
+| ``REPORT_PIPELINES_EXTRACT_DEADLINE_S`` | ``120`` | default deadline of a period request (``extract --deadline``) |
+| ``REPORT_PIPELINES_EXTRACT_MAX_DAYS`` | ``366`` | longest period a request may ask for, in local days |
+| ``REPORT_PIPELINES_PRECACHE_WINDOW_DAYS`` | ``28`` | days of the usage log the D-1 plan studies |
+| ``REPORT_PIPELINES_PRECACHE_MIN_SHARE`` | ``25`` | % of those days with a D-1 request that make a client ``priority`` |
+| ``REPORT_PIPELINES_PRECACHE_MIN_REQUESTS`` | ``3`` | ... and at least this many D-1 requests in the window |
+| ``REPORT_PIPELINES_PRECACHE_PERCENTILE`` | ``10`` | low percentile of the first D-1 request's local time: the ready-by time |
+| ``REPORT_PIPELINES_PRECACHE_GRACE_MINUTES`` | ``15`` | minutes after a zone's local midnight before its closed day is pre-cached |
+| ``REPORT_PIPELINES_PRECACHE_QUIET_HOURS`` | (empty: right after, at a lower run priority) | ``HH:MM-HH:MM`` local: the non-priority clients are pre-cached in these hours |
 
 Every value is checked when it is read; a bad one is refused naming the variable
 (``REPORT_PIPELINES_WORKERS: must be a whole number >= 1, not 'two'``).
@@ -174,6 +182,26 @@ class MailSettings:
 
 
 @dataclass(frozen=True)
+class PeriodSettings:
+    """Period requests and the D-1 pre-cache plan (see the table above for each value's meaning)."""
+
+    deadline_s: float = 120.0
+    max_days: int = 366
+    window_days: int = 28
+    min_share_percent: int = 25
+    min_requests: int = 3
+    percentile: int = 10
+    grace_minutes: int = 15
+    quiet_hours: str | None = None  # "HH:MM-HH:MM" local, or None: right after the priority run
+
+    def __post_init__(self) -> None:
+        if self.quiet_hours is not None:
+            from report_pipelines.domain.precache import parse_quiet_hours
+
+            parse_quiet_hours(self.quiet_hours, PREFIX + "PRECACHE_QUIET_HOURS")
+
+
+@dataclass(frozen=True)
 class Settings:
     """What the application is configured with. Frozen and picklable: worker processes get a copy."""
 
@@ -190,6 +218,7 @@ class Settings:
     deployment: str = "local"
     service_level_seconds: int = 20
     history_start: dt.date = dt.date(2020, 1, 1)
+    periods: PeriodSettings = PeriodSettings()
 
     @property
     def files_dir(self) -> Path:
@@ -239,4 +268,14 @@ class Settings:
             executor=read.choice("EXECUTOR", "in_process", EXECUTORS),
             deployment=read.choice("DEPLOYMENT", "local", DEPLOYMENTS),
             history_start=read.date("HISTORY_START", dt.date(2020, 1, 1)),
+            periods=PeriodSettings(
+                deadline_s=read.seconds("EXTRACT_DEADLINE_S", 120.0, 1.0),
+                max_days=read.whole("EXTRACT_MAX_DAYS", 366, 1, 3660),
+                window_days=read.whole("PRECACHE_WINDOW_DAYS", 28, 1, 366),
+                min_share_percent=read.whole("PRECACHE_MIN_SHARE", 25, 0, 100),
+                min_requests=read.whole("PRECACHE_MIN_REQUESTS", 3, 1, 10_000),
+                percentile=read.whole("PRECACHE_PERCENTILE", 10, 0, 100),
+                grace_minutes=read.whole("PRECACHE_GRACE_MINUTES", 15, 0, 720),
+                quiet_hours=read.text("PRECACHE_QUIET_HOURS"),
+            ),
         )

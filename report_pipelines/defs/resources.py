@@ -29,6 +29,11 @@ FIELDS = {
     "smtp_host": "SMTP_HOST", "smtp_port": "SMTP_PORT", "smtp_user": "SMTP_USER", "smtp_password": "SMTP_PASSWORD",
     "smtp_starttls": "SMTP_STARTTLS", "smtp_cafile": "SMTP_CAFILE", "max_attempts": "MAX_ATTEMPTS",
     "retention_days": "RETENTION_DAYS", "history_start": "HISTORY_START",
+    # period requests and the D-1 plan
+    "extract_deadline_s": "EXTRACT_DEADLINE_S", "extract_max_days": "EXTRACT_MAX_DAYS",
+    "precache_window_days": "PRECACHE_WINDOW_DAYS", "precache_min_share": "PRECACHE_MIN_SHARE",
+    "precache_min_requests": "PRECACHE_MIN_REQUESTS", "precache_percentile": "PRECACHE_PERCENTILE",
+    "precache_grace_minutes": "PRECACHE_GRACE_MINUTES", "precache_quiet_hours": "PRECACHE_QUIET_HOURS",
 }
 
 
@@ -61,6 +66,14 @@ class AppResource(dg.ConfigurableResource):
     max_attempts: str | None = Field(default=None, description="REPORT_PIPELINES_MAX_ATTEMPTS")
     retention_days: str | None = Field(default=None, description="REPORT_PIPELINES_RETENTION_DAYS")
     history_start: str | None = Field(default=None, description="REPORT_PIPELINES_HISTORY_START (partitions' first date)")
+    extract_deadline_s: str | None = Field(default=None, description="REPORT_PIPELINES_EXTRACT_DEADLINE_S")
+    extract_max_days: str | None = Field(default=None, description="REPORT_PIPELINES_EXTRACT_MAX_DAYS")
+    precache_window_days: str | None = Field(default=None, description="REPORT_PIPELINES_PRECACHE_WINDOW_DAYS")
+    precache_min_share: str | None = Field(default=None, description="REPORT_PIPELINES_PRECACHE_MIN_SHARE (%)")
+    precache_min_requests: str | None = Field(default=None, description="REPORT_PIPELINES_PRECACHE_MIN_REQUESTS")
+    precache_percentile: str | None = Field(default=None, description="REPORT_PIPELINES_PRECACHE_PERCENTILE")
+    precache_grace_minutes: str | None = Field(default=None, description="REPORT_PIPELINES_PRECACHE_GRACE_MINUTES")
+    precache_quiet_hours: str | None = Field(default=None, description="REPORT_PIPELINES_PRECACHE_QUIET_HOURS")
     now: str | None = Field(default=None, description="Pin the clock to this instant (tests, replays); empty = real")
 
     def overrides(self) -> dict[str, str]:
@@ -89,9 +102,18 @@ class AppResource(dg.ConfigurableResource):
             "smtp_password": mail.smtp_password, "smtp_starttls": str(mail.smtp_starttls).lower(),
             "smtp_cafile": mail.smtp_cafile, "max_attempts": str(mail.max_attempts),
             "retention_days": str(settings.retention_days), "history_start": settings.history_start.isoformat(),
+            **_period_values(settings),
             "now": now.isoformat() if now else None,
         }
         return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+def _period_values(settings: Settings) -> dict[str, str | None]:
+    p = settings.periods
+    return {"extract_deadline_s": repr(p.deadline_s), "extract_max_days": str(p.max_days),
+            "precache_window_days": str(p.window_days), "precache_min_share": str(p.min_share_percent),
+            "precache_min_requests": str(p.min_requests), "precache_percentile": str(p.percentile),
+            "precache_grace_minutes": str(p.grace_minutes), "precache_quiet_hours": p.quiet_hours}
 
 
 def _settings(overrides: tuple[tuple[str, str], ...]) -> Settings:

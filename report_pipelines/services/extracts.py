@@ -21,9 +21,9 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,6 +37,9 @@ from report_pipelines.domain.reports import REPORTS, DayContext, get_report
 from report_pipelines.domain.reports.screening import screen_calls
 from report_pipelines.domain.timezones import UTC, local_day_window, parse_zone
 from report_pipelines.settings import Settings
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: ``reuse_since`` value meaning: any fresh cached result will do.
 ANY_TIME = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -285,11 +288,17 @@ def _work(batch: list[ClientDay], reports: tuple[str, ...], now: dt.datetime, ru
 
 
 def make_batches(tasks: Iterable[ClientDay], max_calls: int = BATCH_CALLS,
-                 max_clients: int = BATCH_CLIENTS) -> list[list[ClientDay]]:
+                 max_clients: int = BATCH_CLIENTS, *, keep_order: bool = False) -> list[list[ClientDay]]:
     """Client-days cut into work items: the clients of one zone-day together (their calls read in one
     query, their manifest rows written in one transaction), at most ``max_calls`` expected calls and
     ``max_clients`` clients each, so a big contact centre's day is an item of its own and a zone of 200
-    small offices is one or a few. Items come largest first (by expected calls)."""
+    small offices is one or a few. Items come largest first (by expected calls).
+
+    ``keep_order``: the tasks' own order is the hand-out order (the D-1 pre-cache's earliest ready-by
+    first, a period's days in date order): only neighbours of the same zone-day share a batch, in order.
+    """
+    if keep_order:
+        return _ordered_batches(list(tasks), max_calls, max_clients)
     by_zone_day: dict[tuple[str, dt.date], list[ClientDay]] = {}
     for task in tasks:
         by_zone_day.setdefault((task.timezone, task.day), []).append(task)
@@ -308,6 +317,21 @@ def make_batches(tasks: Iterable[ClientDay], max_calls: int = BATCH_CALLS,
     return sorted(batches, key=lambda b: (-sum(t.weight for t in b), b[0].day, b[0].timezone, b[0].client_id))
 
 
+def _ordered_batches(tasks: list[ClientDay], max_calls: int, max_clients: int) -> list[list[ClientDay]]:
+    batches: list[list[ClientDay]] = []
+    weight = 0
+    for task in tasks:
+        current = batches[-1] if batches else None
+        if (current is None or (current[0].timezone, current[0].day) != (task.timezone, task.day)
+                or weight + task.weight > max_calls or len(current) >= max_clients):
+            batches.append([task])
+            weight = task.weight
+        else:
+            current.append(task)
+            weight += task.weight
+    return batches
+
+
 def run_client_days(
     app: App,
     tasks: Iterable[ClientDay],
@@ -322,6 +346,7 @@ def run_client_days(
     pool_min_calls: int = 200_000,
     batch_calls: int = BATCH_CALLS,
     batch_clients: int = BATCH_CLIENTS,
+    order: Literal["largest_first", "given"] = "largest_first",
 ) -> list[ClientDayResult]:
     """Compute client-days on at most ``workers`` processes, in zone-day batches, biggest first.
 
@@ -330,6 +355,8 @@ def run_client_days(
     or fewer expected calls (task weights) than ``pool_min_calls``; starting worker processes costs
     1-1.5 s here, more than ~200,000 calls take to compute. A failure of any batch stops the hand-out
     and is raised once the batches already running have finished (their results are cached and kept).
+    ``order="given"`` hands the tasks out in their own order instead (the D-1 pre-cache: earliest
+    ready-by first; a period request: its days in date order), batching only same zone-day neighbours.
     ``timeout_s`` bounds the whole call, waiting for other runs' locks included: past it, nothing new
     starts and :class:`ExtractTimeout` says how far it got. Results: one per client-day, in completion
     order.
@@ -340,7 +367,7 @@ def run_client_days(
     if workers < 1:
         raise InvalidInput("workers", "must be at least 1")
     ordered = list(tasks)
-    batches = make_batches(ordered, batch_calls, batch_clients)
+    batches = make_batches(ordered, batch_calls, batch_clients, keep_order=order == "given")
     now = now or app.now()
     deadline = None if timeout_s is None else time.time() + timeout_s
     results: list[ClientDayResult] = []
@@ -374,23 +401,44 @@ def run_client_days(
 
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["report_pipelines.services.extracts"])
-    pending = iter(batches)
-    running: set[Future[list[ClientDayResult]]] = set()
-    failure: BaseException | None = None
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=context,
+    slots = min(workers, len(batches))
+    pool = ProcessPoolExecutor(max_workers=slots, mp_context=context,
                                initializer=_init_worker, initargs=(app.settings, app.clock))
+    # One batch per worker in flight: a worker that becomes free gets the next one.
+    hand_out_in_flight(pool, _work, batches, slots=slots, args=(reports, now, run_id, reuse_since, deadline),
+                       deadline=deadline, on_result=done, timeout_error=timeout_error)
+    return results
+
+
+def hand_out_in_flight(pool: Executor, fn: Callable[..., R], items: Iterable[T], *, slots: int, args: tuple = (),
+                       deadline: float | None = None, on_result: Callable[[R], None],
+                       timeout_error: Callable[[], BaseException]) -> None:
+    """Run ``fn(item, *args)`` for every item on ``pool`` with exactly ``slots`` in flight: whenever one
+    finishes, the next item (in the given order) goes to the free worker. This is the in-flight balance
+    of :func:`run_client_days` (and of the load-balance replay, which proves it against the simulation).
+
+    A failure stops the hand-out and is raised once the running items have finished (their results are
+    passed to ``on_result`` first). Past ``deadline`` (a ``time.time()`` instant), or when an item raises
+    :class:`ExtractTimeout`, nothing new starts and ``timeout_error()`` is raised without waiting for what
+    is still running. The pool is shut down on the way out.
+    """
+    pending = iter(items)
+    running: set[Future[R]] = set()
+    failure: BaseException | None = None
     timed_out = False
 
+    def expired() -> bool:
+        return deadline is not None and time.time() > deadline
+
     def submit_next() -> bool:
-        batch = next(pending, None)
-        if batch is None:
+        item = next(pending, None)
+        if item is None:
             return False
-        running.add(pool.submit(_work, batch, reports, now, run_id, reuse_since, deadline))
+        running.add(pool.submit(fn, item, *args))
         return True
 
     try:
-        # One batch per worker in flight: a worker that becomes free gets the next (largest) one.
-        for _ in range(min(workers, len(batches))):
+        for _ in range(slots):
             submit_next()
         while running:
             remaining = None if deadline is None else max(0.0, deadline - time.time())
@@ -400,7 +448,7 @@ def run_client_days(
                 raise timeout_error()
             for future in finished:
                 try:
-                    done(future.result())
+                    on_result(future.result())
                 except ExtractTimeout:
                     timed_out = True
                     failure = failure or timeout_error()
@@ -415,4 +463,3 @@ def run_client_days(
         pool.shutdown(wait=not timed_out, cancel_futures=True)
     if next(pending, None) is not None:
         raise timeout_error()
-    return results

@@ -12,19 +12,28 @@ client whose licence ended reads its cached days, and a missing day is computed 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from report_pipelines.adapters.db.repositories import CacheManifestRepository
+from report_pipelines.adapters.db.repositories import CacheManifestRepository, CallEventRepository
 from report_pipelines.app import App, default_app
 from report_pipelines.domain.clients import ClientRecord
 from report_pipelines.domain.errors import InvalidInput, NotFound
 from report_pipelines.domain.reports import ReportDefinition, get_report
-from report_pipelines.domain.timezones import local_date_of, parse_zone
-from report_pipelines.services.extracts import ANY_TIME, ClientDay, Extractor, kept_day, run_client_days
+from report_pipelines.domain.timezones import local_date_of, local_day_window, parse_zone
+from report_pipelines.services.extracts import (
+    ANY_TIME,
+    ClientDay,
+    ClientDayResult,
+    Extractor,
+    ExtractTimeout,
+    kept_day,
+    run_client_days,
+)
 from report_pipelines.services.serving import Serving, servings
 
 
@@ -88,25 +97,90 @@ def validate_request(app: App, report: str, client: str | int, start: dt.date | 
     return PeriodRequest(report=definition, client=record, start=first, end=last, today=today, serving=serving)
 
 
-def read_report_arrow(report: str, client: str | int, start: dt.date | str, end: dt.date | str, *,
-                      app: App | None = None, now: dt.datetime | None = None,
-                      timeout_s: float | None = None, workers: int = 1) -> pa.Table:
-    """The day tables of ``report`` for ``client`` (slug or id) over local days ``start..end``.
+class PeriodTimeout(ExtractTimeout):
+    """A period request ran out of time; the days it finished stay cached, so asking again is faster."""
 
-    One row set per day, with ``client`` and ``date`` columns, days ascending. Closed days missing
-    from the cache are computed and cached first (within ``timeout_s``); today, if asked for, is
-    computed live from the calls so far. ``app`` defaults to one built from the environment.
+    def __init__(self, ready: int, total: int, computed: int, seconds: float) -> None:
+        self.ready, self.total, self.computed, self.seconds = ready, total, computed, seconds
+        super().__init__(f"deadline: {seconds:g} s passed with {ready} of {total} days ready ({computed} computed "
+                         "by this request); they stay cached, so asking again is faster")
 
-    ``workers > 1`` computes missing days on that many processes; like any multiprocessing code,
-    a script that asks for it must keep its top-level code under ``if __name__ == "__main__":``.
-    The Dagster assets, not this call, are where bulk computation belongs.
+    def __reduce__(self):
+        return (type(self), (self.ready, self.total, self.computed, self.seconds))
+
+
+@dataclass
+class PeriodDays:
+    """A validated period ready to be read: every closed day is in the cache (read as it was, or just
+    computed), and today, if asked for, is computed live when read. :meth:`tables` streams the days one
+    at a time (one day in memory); :meth:`table` reads them all at once."""
+
+    app: App
+    request: PeriodRequest
+    now: dt.datetime
+    cached: list[dt.date]
+    computed: list[dt.date]
+    results: list[ClientDayResult] = field(default_factory=list)
+    #: The day tables kept with the manifest rows (None: read the day's file), from one query.
+    kept: dict[dt.date, bytes | None] = field(default_factory=dict)
+
+    @property
+    def live(self) -> bool:
+        return self.request.includes_today
+
+    @property
+    def days(self) -> list[dt.date]:
+        return self.request.closed_days
+
+    def cached_rows(self) -> int:
+        """Rows of the closed days, from the manifest (what :meth:`tables` will give before today)."""
+        name = self.request.report.name
+        entries = CacheManifestRepository(self.app.engine).entries(self.request.client.id, self.request.start,
+                                                                  self.request.end, (name,))
+        return sum(e.rows for e in entries)
+
+    def _live_table(self) -> pa.Table:
+        request = self.request
+        client_id = request.client.id
+        live = Extractor(self.app).live_day(request.report.name, client_id, request.client.timezone, request.today,
+                                            self.now)
+        n = live.num_rows
+        return (live.append_column("client", pa.array([client_id] * n, pa.int64()))
+                .append_column("date", pa.array([request.today] * n, pa.date32())))
+
+    def tables(self) -> Iterator[pa.Table]:
+        """The day tables in date order, one at a time (with ``client`` and ``date`` columns), today last."""
+        request, store = self.request, self.app.store
+        for day in self.days:
+            yield store.read_days(request.report.name, request.client.id, [day], request.report.schema)
+        if self.live:
+            yield self._live_table()
+
+    def table(self) -> pa.Table:
+        request, store = self.request, self.app.store
+        tables = [_closed_days(self.app, request, self.days, self.kept)] if self.days else []
+        if self.live:
+            tables.append(self._live_table())
+        if not tables:
+            return store.read_days(request.report.name, request.client.id, [], request.report.schema)
+        return pa.concat_tables(tables)
+
+
+def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeout_s: float | None = None,
+                   workers: int = 1, refresh_stale: bool = False,
+                   on_day: Callable[[ClientDayResult], None] | None = None,
+                   on_plan: Callable[[int, int], None] | None = None) -> PeriodDays:
+    """Make every closed day of ``request`` cached: missing ones (and, with ``refresh_stale``, ones whose
+    calls changed since: one index-only count per cached day) are computed on the pool in date order,
+    under the client-day locks (a day another run is computing is waited for and reused, never computed
+    twice). Past ``timeout_s``: :class:`PeriodTimeout`, and what finished stays cached. ``on_plan`` is told
+    (days cached, days to compute) before any is computed, ``on_day`` each computed day's result.
+
+    A client whose licence ended may read its cached days; a day that would need new work is refused
+    (naming ``client``) before anything is computed.
     """
-    app = app or default_app()
-    now = now or app.now()
-    request = validate_request(app, report, client, start, end, now)
     name, client_id = request.report.name, request.client.id
     store = app.store
-
     days = request.closed_days
     manifest = CacheManifestRepository(app.engine)
     # One query: which days have a row, and the day tables kept with them. A day whose table is kept is
@@ -118,19 +192,40 @@ def read_report_arrow(report: str, client: str | int, start: dt.date | str, end:
         what = f"{len(unserved)} day(s) of this period ({unserved[0]}...) are not cached" if unserved else "today"
         raise InvalidInput("client", f"{request.client.slug!r} holds no reports licence for those days: its cached "
                                      f"days can be read, but {what} would need new work")
+    if refresh_stale:
+        entries = {e.local_date: e for e in manifest.entries(client_id, request.start, request.end, (name,))}
+        events = CallEventRepository(app.engine)
+        zone = parse_zone(request.client.timezone)
+        stale = [d for d in days if d not in missing and request.serving.serves(d)
+                 and not entries[d].is_fresh(events.day_source(client_id, *local_day_window(d, zone)))]
+        missing = sorted(set(missing) | set(stale))
+    results: list[ClientDayResult] = []
+    if on_plan:
+        on_plan(len(days) - len(missing), len(missing))
+
+    def done(result: ClientDayResult) -> None:
+        results.append(result)
+        if on_day:
+            on_day(result)
+
     if missing:
-        run_client_days(app, [ClientDay(client_id, request.client.timezone, d) for d in missing],
-                        workers=workers, now=now, reuse_since=ANY_TIME, timeout_s=timeout_s)
+        weights = {}
+        if workers > 1 and len(missing) > 1:
+            zone = parse_zone(request.client.timezone)
+            counts = CallEventRepository(app.engine)
+            weights = {d: counts.window_counts([client_id], *local_day_window(d, zone)).get(client_id, 0)
+                       for d in missing}
+        tasks = [ClientDay(client_id, request.client.timezone, d, weight=weights.get(d, 0)) for d in missing]
+        try:
+            run_client_days(app, tasks, workers=workers, now=now, reuse_since=ANY_TIME, timeout_s=timeout_s,
+                            on_result=done, order="given")
+        except ExtractTimeout:
+            ready = len(days) - len(missing) + len(results)
+            raise PeriodTimeout(ready, len(days) + request.includes_today, len(results), timeout_s or 0.0) from None
         kept = manifest.day_tables(client_id, days[0], days[-1], name)
-    tables = [_closed_days(app, request, days, kept)] if days else []
-    if request.includes_today:
-        live = Extractor(app).live_day(name, client_id, request.client.timezone, request.today, now)
-        n = live.num_rows
-        tables.append(live.append_column("client", pa.array([client_id] * n, pa.int64()))
-                      .append_column("date", pa.array([request.today] * n, pa.date32())))
-    if not tables:
-        return store.read_days(name, client_id, [], request.report.schema)
-    return pa.concat_tables(tables)
+    computed = sorted(r.day for r in results if r.status == "computed")  # reused: another run computed it
+    return PeriodDays(app, request, now, cached=[d for d in days if d not in set(computed)], computed=computed,
+                      results=results, kept=kept)
 
 
 def _closed_days(app: App, request: PeriodRequest, days: list[dt.date], kept: dict[dt.date, bytes | None]) -> pa.Table:
@@ -145,6 +240,27 @@ def _closed_days(app: App, request: PeriodRequest, days: list[dt.date], kept: di
     dates = np.repeat(np.array(days, dtype="datetime64[D]"), counts)
     return (combined.append_column("client", pa.array(np.full(int(counts.sum()), client_id, dtype=np.int64)))
             .append_column("date", pa.array(dates).cast(pa.date32())))
+
+
+def read_report_arrow(report: str, client: str | int, start: dt.date | str, end: dt.date | str, *,
+                      app: App | None = None, now: dt.datetime | None = None,
+                      timeout_s: float | None = None, workers: int = 1) -> pa.Table:
+    """The day tables of ``report`` for ``client`` (slug or id) over local days ``start..end``.
+
+    One row set per day, with ``client`` and ``date`` columns, days ascending. Closed days missing
+    from the cache are computed and cached first (within ``timeout_s``); today, if asked for, is
+    computed live from the calls so far. ``app`` defaults to one built from the environment.
+
+    ``workers > 1`` computes missing days on that many processes; like any multiprocessing code,
+    a script that asks for it must keep its top-level code under ``if __name__ == "__main__":``.
+    The Dagster assets, not this call, are where bulk computation belongs. This is the building block:
+    the public API (``report_pipelines.read_report`` ...) goes through the period service, which also
+    records the request in the usage log.
+    """
+    app = app or default_app()
+    now = now or app.now()
+    request = validate_request(app, report, client, start, end, now)
+    return prepare_period(app, request, now=now, timeout_s=timeout_s, workers=workers).table()
 
 
 def read_report(report: str, client: str | int, start: dt.date | str, end: dt.date | str, **options) -> pd.DataFrame:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Date,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -510,3 +511,61 @@ class CallEventChangeRow(Base):
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"))
     local_date: Mapped[dt.date] = mapped_column(Date)
     changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+# --- period requests: the usage log and the D-1 pre-cache choices (migration 0007) -------------------
+#: Where a request came from (the front doors, and the scheduled report builds).
+REQUEST_CHANNELS: tuple[str, ...] = ("cli", "dagster", "api", "schedule", "python")
+REQUEST_STATUSES: tuple[str, ...] = ("ok", "refused", "timeout", "error")
+
+
+class ReportRequestRow(Base):
+    """The usage log: one row per period request through any front door, and per scheduled build.
+
+    ``local_date`` / ``local_minute`` are the client's wall clock when the request came in (the D-1
+    study's "first request of the day"); ``asks_yesterday`` says the period ended on that date's
+    yesterday. A refused request for an unknown client keeps what was asked in ``client_ref``.
+    """
+
+    __tablename__ = "report_requests"
+    __table_args__ = (
+        CheckConstraint(_in("channel", REQUEST_CHANNELS), name="channel"),
+        CheckConstraint(_in("status", REQUEST_STATUSES), name="status"),
+        # `usage --client` and the D-1 study: one client's requests over a window.
+        Index("ix_report_requests_client_requested", "client_id", "requested_at"),
+        Index("ix_report_requests_requested", "requested_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"))
+    client_ref: Mapped[str] = mapped_column(String(200))
+    report: Mapped[str] = mapped_column(String(64))
+    period_start: Mapped[dt.date | None] = mapped_column(Date)
+    period_end: Mapped[dt.date | None] = mapped_column(Date)
+    shape: Mapped[str] = mapped_column(String(16))  # days / summary
+    format: Mapped[str | None] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    requested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    local_date: Mapped[dt.date | None] = mapped_column(Date)
+    local_minute: Mapped[int | None] = mapped_column(Integer)
+    asks_yesterday: Mapped[bool] = mapped_column(Boolean, default=False)
+    days_cached: Mapped[int] = mapped_column(Integer, default=0)
+    days_computed: Mapped[int] = mapped_column(Integer, default=0)
+    days_live: Mapped[int] = mapped_column(Integer, default=0)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    duration_s: Mapped[float] = mapped_column(Float, default=0.0)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class PrecacheChoiceRow(Base):
+    """An operator's D-1 pre-cache choice for one client (``precache set``): who, when, why."""
+
+    __tablename__ = "precache_choices"
+    __table_args__ = (CheckConstraint("decision IN ('priority', 'normal', 'skip', 'auto')", name="decision"),)
+
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True)
+    decision: Mapped[str] = mapped_column(String(16))
+    set_by: Mapped[str] = mapped_column(String(200))
+    set_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    note: Mapped[str | None] = mapped_column(Text)

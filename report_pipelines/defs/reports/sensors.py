@@ -29,7 +29,9 @@ def extract_request(day: dt.date, zones: list[str], run_key: str, trigger: str, 
     )
 
 
-@dg.sensor(job=extract_reports_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+# Stopped by default: d1_precache_sensor (defs/periods) requests every zone's closed day for all its served
+# clients too, in the planned order (priority clients first). Start this one instead for one unordered run.
+@dg.sensor(job=extract_reports_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED)
 def closed_days_sensor(context: dg.SensorEvaluationContext, app: AppResource) -> dg.SensorResult | dg.SkipReason:
     """When a zone's local day ends, request that date for that zone (every served client of it).
 
