@@ -58,7 +58,7 @@ from report_pipelines.app import App
 from report_pipelines.definitions import build_definitions
 from report_pipelines.defs.resources import AppResource
 from report_pipelines.services.clients import list_clients
-from report_pipelines.services.demo import seed_demo
+from report_pipelines.services.demo import ensure_reports_product, seed_demo
 from report_pipelines.services.extracts import ClientDay, run_client_days
 from report_pipelines.services.reading import read_report_arrow, summarize_report, validate_request
 from report_pipelines.services.zone_days import ZoneDay, plan_zone_days
@@ -174,27 +174,46 @@ def summaries(app: App, client, days: int, repeat: int) -> None:
            f"{detail_s / base_s:.2f}x the time (target <= 1.2)")
 
 
-# --- (d) --------------------------------------------------------------------------------------------
-def validation(app: App, fleet: int, repeat: int) -> float:
+# --- (d) ---------------------------------------------------------------------------------------------
+def fleet_app(stack: contextlib.ExitStack, folder: Path, fleet: int) -> App:
+    """A scratch database of its own holding ``fleet`` clients, each with a reports licence."""
+    url = stack.enter_context(scratch_postgres("rp_bench_fleet"))
+    app = App(Settings(data_dir=folder, database_url=url, store_root=str(folder / "reports")))
+    upgrade(app.engine)
+    ensure_reports_product(app.engine, NOW)
     with app.engine.begin() as conn:
-        have = conn.execute(select(Client.id)).scalars().all()
-        rows = [{"slug": f"fleet-{i:06d}", "name": f"Fleet {i}", "timezone": "Europe/Lisbon",
-                 "active_from": START, "created_at": NOW, "updated_at": NOW} for i in range(len(have), fleet)]
-        if rows:
-            before = set(conn.execute(select(Client.id)).scalars().all())
-            conn.execute(insert(Client), rows)
-            ids = sorted(set(conn.execute(select(Client.id)).scalars().all()) - before)
-            conn.execute(insert(ClientProductRow), [{
-                "client_id": i, "product_code": "REPORTS", "quantity": 1, "unit_price": Decimal("49.00"),
-                "discount": Decimal("0.00"),
-                "currency": "EUR", "valid_from": START, "valid_to": None, "trial": False, "source_proposal": None,
-                "note": "bench", "created_at": NOW} for i in ids])
+        conn.execute(insert(Client), [{"slug": f"fleet-{i:06d}", "name": f"Fleet {i}", "timezone": "Europe/Lisbon",
+                                       "active_from": START, "created_at": NOW, "updated_at": NOW}
+                                      for i in range(fleet)])
+        ids = sorted(conn.execute(select(Client.id)).scalars().all())
+        conn.execute(insert(ClientProductRow), [{
+            "client_id": i, "product_code": "REPORTS", "quantity": 1, "unit_price": Decimal("49.00"),
+            "discount": Decimal("0.00"), "currency": "EUR", "valid_from": START, "valid_to": None, "trial": False,
+            "source_proposal": None, "note": "bench", "created_at": NOW} for i in ids])
     with app.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("ANALYZE"))  # what autovacuum does after a bulk insert
-    client = list_clients(app.engine)[0]
-    seconds, _ = median_time(lambda: validate_request(app, "queue_performance", client.slug, START, START, NOW),
-                             repeat * 10)
-    return seconds
+        conn.execute(text("VACUUM ANALYZE"))  # what autovacuum does after a bulk insert
+    return app
+
+
+def validation(stack: contextlib.ExitStack, folder: Path, small: int, large: int, repeat: int) -> tuple[float, float]:
+    """One read's validation (client, licences, dates) against a fleet of ``small`` and one of ``large``
+    clients, in two databases side by side, timed in turns (A, B, A, B ...) so that the machine's noise
+    falls on both alike; the client asked for is in the middle of its fleet."""
+    apps = [fleet_app(stack, folder / f"fleet-{n}", n) for n in (small, large)]
+    slugs = [f"fleet-{n // 2:06d}" for n in (small, large)]
+    calls = [lambda a=a, s=s: validate_request(a, "queue_performance", s, START, START, NOW)
+             for a, s in zip(apps, slugs, strict=True)]
+    for call in calls:
+        call()  # warm-up: connections, caches
+    times: list[list[float]] = [[], []]
+    for _ in range(repeat * 20):
+        for which, call in enumerate(calls):
+            t0 = time.perf_counter()
+            call()
+            times[which].append(time.perf_counter() - t0)
+    for app in apps:
+        app.engine.dispose()
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 # --- (e) --------------------------------------------------------------------------------------------
@@ -228,23 +247,49 @@ def analyst_query(folder: Path, files: int, repeat: int) -> None:
 
 
 # --- (f) --------------------------------------------------------------------------------------------
-def dagster_events(app: App, home: Path, first: dt.date, last: dt.date) -> tuple[int, int, float]:
+def dagster_events(app: App, home: Path, first: dt.date, last: dt.date) -> tuple[int, int, float, float]:
+    """One run of the main job over ``first..last`` in process: its event-log records and bytes, its
+    wall time, and the time spent inside the asset's own code (planning, computing, writing, checks),
+    measured by wrapping it; the rest is Dagster's."""
+    from report_pipelines.defs.reports import assets
+
+    ours = [0.0]
+    original = assets._extract
+
+    def timed(*args, **kwargs):
+        generator = original(*args, **kwargs)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                item = next(generator)
+            except StopIteration:
+                ours[0] += time.perf_counter() - t0
+                return
+            ours[0] += time.perf_counter() - t0
+            yield item
+
     defs = build_definitions(app.settings)
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        t0 = time.perf_counter()
-        result = defs.resolve_job_def("extract_reports_job").execute_in_process(
-            instance=instance, resources={"app": AppResource.for_settings(app.settings, now=NOW)},
-            tags={"dagster/asset_partition_range_start": str(first), "dagster/asset_partition_range_end": str(last)},
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
-        elapsed = time.perf_counter() - t0
-        assert result.success
-        records = instance.get_records_for_run(result.run_id, limit=1_000_000).records
-        size = sum(len(dg.serialize_value(r.event_log_entry)) for r in records)
-        [event] = result.get_asset_materialization_events()[:1]
-        work = event.materialization.metadata["duration_s"].value  # the run's own computing, timed inside it
-    return len(records), size, elapsed, work
+    assets._extract = timed
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            t0 = time.perf_counter()
+            result = defs.resolve_job_def("extract_reports_job").execute_in_process(
+                # an hour later than the computations before it: the run recomputes every client-day (a pinned
+                # clock would make them look computed after the run started, and the run would reuse them)
+                instance=instance,
+                resources={"app": AppResource.for_settings(app.settings, now=NOW + dt.timedelta(hours=1))},
+                tags={"dagster/asset_partition_range_start": str(first),
+                      "dagster/asset_partition_range_end": str(last)},
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+            elapsed = time.perf_counter() - t0
+            assert result.success
+            records = instance.get_records_for_run(result.run_id, limit=1_000_000).records
+            size = sum(len(dg.serialize_value(r.event_log_entry)) for r in records)
+    finally:
+        assets._extract = original
+    return len(records), size, elapsed, ours[0]
 
 
 # --- (g) --------------------------------------------------------------------------------------------
@@ -316,8 +361,7 @@ def main() -> None:
             figure(f"(h) {n} clients of one zone-day", f"{seconds / n * 1000:.1f} ms a client-day")
 
         say("(d) a read's validation against the size of the fleet")
-        at_small = validation(app, 50, repeat)
-        at_large = validation(app, 2_000 if smoke else 20_000, repeat)
+        at_small, at_large = validation(stack, folder, 50, 2_000 if smoke else 20_000, repeat)
         figure(f"(d) validation at {2_000 if smoke else 20_000:,} clients vs at 50",
                f"{at_large / at_small:.2f}x the time ({at_large * 1000:.2f} ms vs {at_small * 1000:.2f} ms)")
 
@@ -335,8 +379,8 @@ def main() -> None:
         figure(f"(a) a day of {len(mixed_tasks)} mixed clients, batches vs per client-day", f"{old_s / new_s:.1f}x")
         records, _, job_s, compute_s = dagster_events(app, folder / "home-1", START, START)
         figure("(f) event-log records of one day's run of every zone", f"{records} (target <= 20)")
-        figure("(f) Dagster's share of a day's run", f"{max(0.0, job_s - compute_s) / job_s:.0%} "
-               f"({job_s:.2f} s run in process, {compute_s:.2f} s of it computing)")
+        figure("(f) Dagster's share of a day's run", f"{max(0.0, job_s - compute_s) / job_s:.0%} (target <= 20 %; "
+               f"{job_s:.2f} s run in process, {compute_s:.2f} s of it in the asset's own code)")
 
         say("(b), (c) a 30-day summary")
         month = GeneratorConfig(start=START, days=3 if smoke else 30, clients=2,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -36,11 +37,12 @@ def source_mismatches(engine: Engine, zone_days: list[ZoneDay], report: str = "c
     for zone_day in zone_days:
         members = [c.id for c in clients.in_zone(zone_day.timezone)]
         start, end = zone_day.window
-        for entry in manifest.entries_for_day(members, zone_day.day):
-            if entry.report != report:
-                continue
+        cached = [e for e in manifest.entries_for_day(members, zone_day.day) if e.report == report]
+        # one query for the zone-day's call ids, not one per client-day
+        source = events.zone_day_call_ids([e.client_id for e in cached], start, end)
+        for entry in cached:
             checked += 1
-            ids = events.day_call_ids(entry.client_id, start, end)
+            ids = source.get(entry.client_id, [])
             day = zone_day.day.isoformat()
             if len(ids) != entry.source_rows:
                 findings.append(Finding(entry.client_id, day, f"source has {len(ids)} calls, cache was built from {entry.source_rows}"))
@@ -53,21 +55,26 @@ def source_mismatches(engine: Engine, zone_days: list[ZoneDay], report: str = "c
 
 
 def missing_client_days(engine: Engine, store: ParquetReportStore, zone_days: list[ZoneDay],
-                        report: str, now: dt.datetime) -> tuple[int, list[Finding]]:
-    """Client-days of these zone-days that should be cached for ``report`` and are not (row or file).
-
-    Expected are exactly the client-days the pipelines serve (the rule planning uses), as of ``now``.
+                        report: str | Sequence[str], now: dt.datetime) -> tuple[int, list[Finding]]:
+    """Client-days of these zone-days that should be cached for ``report`` (or for each of several
+    reports) and are not (row or file). Expected are exactly the client-days the pipelines serve (the rule
+    planning uses), as of ``now``; one manifest query per zone-day, whatever the number of reports.
+    A finding's problem names the report when several are checked.
     """
+    reports = [report] if isinstance(report, str) else list(report)
     manifest = CacheManifestRepository(engine)
     expected = 0
     findings: list[Finding] = []
     for zone_day in zone_days:
         members = [c.id for c in served_clients(engine, zone_day.timezone, zone_day.day, now)]
-        expected += len(members)
-        cached = {e.client_id for e in manifest.entries_for_day(members, zone_day.day) if e.report == report}
-        for client_id in members:
-            if client_id not in cached:
-                findings.append(Finding(client_id, zone_day.day.isoformat(), "no manifest entry"))
-            elif not store.exists(report, client_id, zone_day.day):
-                findings.append(Finding(client_id, zone_day.day.isoformat(), "manifest entry but no file"))
+        entries = manifest.entries_for_day(members, zone_day.day)
+        for name in reports:
+            label = "" if isinstance(report, str) else f"{name}: "
+            expected += len(members)
+            cached = {e.client_id for e in entries if e.report == name}
+            for client_id in members:
+                if client_id not in cached:
+                    findings.append(Finding(client_id, zone_day.day.isoformat(), f"{label}no manifest entry"))
+                elif not store.exists(name, client_id, zone_day.day):
+                    findings.append(Finding(client_id, zone_day.day.isoformat(), f"{label}manifest entry but no file"))
     return expected, findings

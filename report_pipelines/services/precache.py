@@ -307,11 +307,8 @@ def precache_client_days(app: App, zone: str, day: dt.date, client_ids: list[int
 def zone_day_complete(app: App, zone: str, day: dt.date, reports: Iterable[str], now: dt.datetime) -> bool:
     """Every served client's ``day`` is cached for every report, the clients set to ``skip`` aside."""
     skipped = {i for i, c in PrecacheChoiceRepository(app.engine).choices().items() if c.decision == "skip"}
-    for report in reports:
-        _, findings = missing_client_days(app.engine, app.store, [ZoneDay(day, zone)], report, now)
-        if any(f.client_id not in skipped for f in findings):
-            return False
-    return True
+    _, findings = missing_client_days(app.engine, app.store, [ZoneDay(day, zone)], list(reports), now)
+    return all(f.client_id in skipped for f in findings)
 
 
 # --- operators' choices -------------------------------------------------------------------------------

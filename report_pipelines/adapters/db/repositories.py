@@ -229,6 +229,19 @@ class CallEventRepository:
         with self.engine.connect() as conn:
             return list(conn.scalars(query))
 
+    def zone_day_call_ids(self, client_ids: Sequence[int], start: dt.datetime,
+                          end: dt.datetime) -> dict[int, list[str]]:
+        """:meth:`day_call_ids` of several clients of one zone-day, in one query (clients without calls absent)."""
+        if not client_ids:
+            return {}
+        query = select(CallEvent.client_id, CallEvent.pbx_call_id).where(
+            CallEvent.client_id.in_(list(client_ids)), CallEvent.started_at >= start, CallEvent.started_at < end)
+        found: dict[int, list[str]] = {}
+        with self.engine.connect() as conn:
+            for client_id, call_id in conn.execute(query):
+                found.setdefault(client_id, []).append(call_id)
+        return found
+
     def day_sources(self, client_ids: Sequence[int], start: dt.datetime, end: dt.datetime) -> dict[int, SourceState]:
         """:meth:`day_source` of several clients of one zone-day, in one query (clients without calls absent)."""
         if not client_ids:

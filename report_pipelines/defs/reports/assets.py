@@ -184,11 +184,7 @@ def _check(name: str, app: App, zone_days: list[ZoneDay], reports: list[str], no
         checked, findings = source_mismatches(app.engine, zone_days, "call_detail")
         label = "client_days_checked"
     else:
-        checked, findings = 0, []
-        for report in reports:
-            expected, missing = missing_client_days(app.engine, app.store, zone_days, report, now)
-            checked += expected
-            findings += [type(f)(f.client_id, f.day, f"{report}: {f.problem}") for f in missing]
+        checked, findings = missing_client_days(app.engine, app.store, zone_days, reports, now)
         label = "client_day_reports_expected"
     return dg.AssetCheckResult(
         asset_key=ASSET, check_name=name, passed=not findings,
