@@ -141,3 +141,16 @@ def test_a_new_client_is_active_from_today_in_its_own_zone(engine: Engine) -> No
     assert list_clients(engine)[0].active_from == client.active_from
     explicit = add_client(engine, "since", "Since", "UTC", active_from=dt.date(2023, 1, 1))
     assert explicit.active_from == dt.date(2023, 1, 1)
+
+
+def test_a_new_client_is_stamped_with_the_applications_clock(engine: Engine) -> None:
+    from report_pipelines.adapters.db.models import Client
+
+    # 10:30 UTC on 29 Feb 2024 is already 1 March in Kiritimati (UTC+14) and still 29 Feb in Honolulu
+    pinned = dt.datetime(2024, 2, 29, 10, 30, tzinfo=UTC)
+    east = add_client(engine, "line-islands", "Line Islands", "Pacific/Kiritimati", now=pinned)
+    west = add_client(engine, "honolulu", "Honolulu", "Pacific/Honolulu", now=pinned)
+    assert (east.active_from, west.active_from) == (dt.date(2024, 3, 1), dt.date(2024, 2, 29))
+    with engine.connect() as conn:
+        stamps = conn.execute(select(Client.created_at, Client.updated_at).where(Client.id == east.id)).one()
+    assert tuple(s.astimezone(UTC) for s in stamps) == (pinned, pinned)

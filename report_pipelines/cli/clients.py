@@ -49,8 +49,9 @@ def clients_add(slug: str, name: str, timezone: str, active_from) -> None:
     """Add a client."""
     from report_pipelines.services.clients import add_client
 
-    record = add_client(_app().engine, slug=slug, name=name, timezone=timezone,
-                        active_from=active_from.date() if active_from else None)
+    app = _app()
+    record = add_client(app.engine, slug=slug, name=name, timezone=timezone,
+                        active_from=active_from.date() if active_from else None, now=app.now())
     click.echo(f"added client {record.slug} (id {record.id}, {record.timezone}, reports from {record.active_from})")
 
 

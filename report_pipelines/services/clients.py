@@ -10,14 +10,15 @@ from report_pipelines.adapters.db.repositories import ClientRepository
 from report_pipelines.domain.clients import ClientRecord, ClientSpec
 
 
-def add_client(engine: Engine, slug: str, name: str, timezone: str, active_from: dt.date | None = None) -> ClientRecord:
+def add_client(engine: Engine, slug: str, name: str, timezone: str, active_from: dt.date | None = None, *,
+               now: dt.datetime | None = None) -> ClientRecord:
     """Validate and store a new client; an unknown zone or a taken slug is refused, nothing written.
 
     ``active_from`` is the first local date the client has reports for (default: today, locally);
-    importing older calls moves it back.
+    importing older calls moves it back. ``now``: the application's clock (default the wall clock).
     """
     return ClientRepository(engine).add(ClientSpec.parse(slug=slug, name=name, timezone=timezone,
-                                                         active_from=active_from))
+                                                         active_from=active_from), now)
 
 
 def list_clients(engine: Engine) -> list[ClientRecord]:

@@ -35,8 +35,9 @@ class ClientRepository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def add(self, spec: ClientSpec) -> ClientRecord:
-        now = dt.datetime.now(UTC)
+    def add(self, spec: ClientSpec, now: dt.datetime | None = None) -> ClientRecord:
+        """Store a new client, stamped ``now`` (the application's clock; default the wall clock)."""
+        now = now or dt.datetime.now(UTC)
         active_from = spec.active_from or local_date_of(now, parse_zone(spec.timezone))
         with self.engine.begin() as conn:
             if conn.execute(select(Client.id).where(Client.slug == spec.slug)).first():
@@ -77,13 +78,13 @@ class ClientRepository:
         with self.engine.connect() as conn:
             return list(conn.scalars(select(Client.timezone).distinct().order_by(Client.timezone)))
 
-    def extend_active_from(self, client_id: int, day: dt.date) -> None:
+    def extend_active_from(self, client_id: int, day: dt.date, now: dt.datetime | None = None) -> None:
         """Move the client's first report date back to ``day`` if it is earlier (imported history)."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(Client)
                 .where(Client.id == client_id, Client.active_from > day)
-                .values(active_from=day, updated_at=dt.datetime.now(UTC))
+                .values(active_from=day, updated_at=now or dt.datetime.now(UTC))
             )
 
     def list(self) -> list[ClientRecord]:
