@@ -299,10 +299,14 @@ def extract_period(client: str | int, report: str, start: dt.date | str, end: dt
                          days_live=entry.days_live, duration_s=time.perf_counter() - entry.started)
 
 
-def _summary_table(period: PeriodDays) -> pa.Table:
+def _summary_frame(period: PeriodDays) -> pd.DataFrame:
     definition = period.request.report
     presented = definition.present(definition.combine(period.table().drop_columns(["client"])))
-    return pa.Table.from_pandas(presented, preserve_index=False)
+    return presented.reset_index(drop=True)  # what a round trip through Arrow gave before
+
+
+def _summary_table(period: PeriodDays) -> pa.Table:
+    return pa.Table.from_pandas(_summary_frame(period), preserve_index=False)
 
 
 def _shaped(period: PeriodDays, shape: str):
@@ -316,7 +320,7 @@ def _shaped(period: PeriodDays, shape: str):
 # --- the Python API -------------------------------------------------------------------------------------
 def _read(report: str, client: str | int, start: dt.date | str, end: dt.date | str, shape: str, fmt: str, *,
           app: App | None = None, now: dt.datetime | None = None, timeout_s: float | None = None,
-          workers: int = 1) -> pa.Table:
+          workers: int = 1) -> pa.Table | pd.DataFrame:
     app = app or default_app()
     now = now or app.now()
     entry = _Entry("python", str(client), str(report), shape, fmt, now)
@@ -325,8 +329,11 @@ def _read(report: str, client: str | int, start: dt.date | str, end: dt.date | s
         _taking(entry, request)
         period = prepare_period(app, request, now=now, timeout_s=timeout_s, workers=workers)
         _filled(entry, period)
-        table = _summary_table(period) if shape == "summary" else period.table()
-        entry.rows = table.num_rows
+        if shape == "days":
+            table = period.table()
+        else:  # the presented frame as it is for pandas callers: no round trip through Arrow
+            table = _summary_frame(period) if fmt == "pandas" else _summary_table(period)
+        entry.rows = len(table)
     except Exception as exc:
         _record(app, entry, _status_of(exc), _first_line(exc))
         raise
@@ -352,7 +359,7 @@ def read_report(report: str, client: str | int, start: dt.date | str, end: dt.da
 def summarize_report(report: str, client: str | int, start: dt.date | str, end: dt.date | str,
                      **options) -> pd.DataFrame:
     """The period as people read it: the days re-aggregated (sums over sums), then presented."""
-    return _read(report, client, start, end, "summary", "pandas", **options).to_pandas()
+    return _read(report, client, start, end, "summary", "pandas", **options)
 
 
 # --- `usage` --------------------------------------------------------------------------------------------

@@ -53,8 +53,16 @@ class UsageRepository:
         self.engine = engine
 
     def record(self, values: Mapping[str, object]) -> int:
-        """Insert one request row; returns its id."""
+        """Insert one request row; returns its id.
+
+        On PostgreSQL the commit does not wait for the WAL flush (``synchronous_commit = off`` for this
+        transaction only): the row is durable a fraction of a second later, and a server crash in that
+        window loses at most the last requests' log rows, never data (the log serves planning). It
+        saves the flush from every read's latency.
+        """
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             return conn.execute(ReportRequestRow.__table__.insert().values(**values)
                                 .returning(ReportRequestRow.id)).scalar_one()
 

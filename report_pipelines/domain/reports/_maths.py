@@ -98,9 +98,9 @@ def ratio(numerator: pd.Series | np.ndarray, denominator: pd.Series | np.ndarray
     return out
 
 
-def inbound_rates(frame: pd.DataFrame) -> pd.DataFrame:
+def inbound_rates(frame: pd.DataFrame | pa.Table) -> pd.DataFrame:
     """Add the contact-centre rates of inbound traffic to ``frame`` (columns of hourly_volume or
-    queue_performance), each a ratio of re-aggregated sums/counts; NaN when the denominator is 0.
+    queue_performance; a DataFrame, or an Arrow table converted once at the end), each a ratio of re-aggregated sums/counts; NaN when the denominator is 0.
 
     * ``answer_rate`` = answered / offered
     * ``abandon_rate`` = abandoned / offered
@@ -112,9 +112,12 @@ def inbound_rates(frame: pd.DataFrame) -> pd.DataFrame:
     * ``average_talk_seconds`` = talk_seconds_sum / answered
     * ``average_abandon_wait_seconds`` = abandoned_wait_seconds_sum / abandoned
     """
-    c = {name: frame[name].to_numpy(dtype=np.float64) for name in (
-        "offered", "answered", "abandoned", "missed", "answered_within_sl", "abandoned_within_sl",
-        "wait_seconds_sum", "talk_seconds_sum", "abandoned_wait_seconds_sum")}
+    names = ("offered", "answered", "abandoned", "missed", "answered_within_sl", "abandoned_within_sl",
+             "wait_seconds_sum", "talk_seconds_sum", "abandoned_wait_seconds_sum")
+    if isinstance(frame, pa.Table):  # rates added in Arrow, one conversion to pandas (no per-column copies)
+        c = {name: frame.column(name).to_numpy().astype(np.float64, copy=False) for name in names}
+    else:
+        c = {name: frame[name].to_numpy(dtype=np.float64) for name in names}
     rates = {
         "answer_rate": ratio(c["answered"], c["offered"]),
         "abandon_rate": ratio(c["abandoned"], c["offered"]),
@@ -125,6 +128,11 @@ def inbound_rates(frame: pd.DataFrame) -> pd.DataFrame:
         "average_talk_seconds": ratio(c["talk_seconds_sum"], c["answered"]),
         "average_abandon_wait_seconds": ratio(c["abandoned_wait_seconds_sum"], c["abandoned"]),
     }
+    if isinstance(frame, pa.Table):
+        kept = frame.drop_columns([name for name in rates if name in frame.column_names])
+        for name, values in rates.items():
+            kept = kept.append_column(name, pa.array(values, type=pa.float64()))
+        return kept.to_pandas()
     kept = frame.drop(columns=[name for name in rates if name in frame.columns])
     frame = pd.concat([kept, pd.DataFrame(rates, index=frame.index)], axis=1)  # one copy, not one per column
     return frame

@@ -73,7 +73,7 @@ class DailySummaryReport(ReportDefinition):
 
     def present(self, combined: pa.Table) -> pd.DataFrame:
         """Per day, with :func:`~report_pipelines.domain.reports._maths.inbound_rates` (sum over sum)."""
-        return inbound_rates(combined.to_pandas())
+        return inbound_rates(combined)
 
     def totals(self, combined: pa.Table) -> pd.DataFrame:
         """The whole period as one presented row: counts and sums added over the days, the maximum

@@ -103,7 +103,7 @@ class HourlyVolumeReport(ReportDefinition):
 
     def present(self, combined: pa.Table) -> pd.DataFrame:
         """The period per local hour with :func:`~report_pipelines.domain.reports._maths.inbound_rates` (sum over sum)."""
-        return inbound_rates(combined.to_pandas())
+        return inbound_rates(combined)
 
     def totals(self, combined: pa.Table) -> pd.DataFrame:
         """The period's rows added up into one presented row (see ``ReportDefinition.totals``)."""

@@ -76,7 +76,7 @@ class QueuePerformanceReport(ReportDefinition):
         """The period per queue with :func:`~report_pipelines.domain.reports._maths.inbound_rates`
         (answer, abandon and missed rates, service level, average speed of answer, average talk and
         abandon wait: each a sum over a sum)."""
-        return inbound_rates(combined.to_pandas())
+        return inbound_rates(combined)
 
     def totals(self, combined: pa.Table) -> pd.DataFrame:
         """The period's rows added up into one presented row (see ``ReportDefinition.totals``)."""
