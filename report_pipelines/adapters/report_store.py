@@ -26,6 +26,7 @@ import ctypes
 import datetime as dt
 import hashlib
 import os
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -268,9 +269,31 @@ class ParquetReportStore:
             return table.append_column("client", pa.array(np.full(n, client_id, dtype=np.int64))).append_column(
                 "date", pa.array(np.full(n, day, dtype="datetime64[D]")).cast(pa.date32()))
 
-        with ThreadPoolExecutor(max_workers=min(8, len(ordered))) as pool:
-            tables = list(pool.map(read, ordered))
+        tables = list(_reader_pool().map(read, ordered)) if len(ordered) > 1 else [read(ordered[0])]
         return pa.concat_tables(tables)
+
+
+_READERS: ThreadPoolExecutor | None = None
+_READERS_LOCK = threading.Lock()
+
+
+def _reader_pool() -> ThreadPoolExecutor:
+    """One long-lived pool of reader threads per process (starting threads per read cost more than a
+    month of small files takes to decode); a forked child starts its own."""
+    global _READERS
+    if _READERS is None:
+        with _READERS_LOCK:
+            if _READERS is None:
+                _READERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="report-store-read")
+    return _READERS
+
+
+def _forget_readers_in_child() -> None:
+    global _READERS, _READERS_LOCK
+    _READERS, _READERS_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_readers_in_child)
 
 
 def _with_keys(schema: pa.Schema) -> pa.Schema:
