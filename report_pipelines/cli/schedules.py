@@ -126,14 +126,24 @@ def schedules_add(client: str, report: str, period: str, period_days, frequency:
 @click.option("--condition", default=None)
 @click.option("--body", default=None)
 @click.option("--no-calls", "no_calls", default=None)
-@click.option("--message", default=None, help="An empty value removes it.")
-@click.option("--reply-to", "reply_to", default=None, help="An empty value removes it.")
+@click.option("--message", default=None)
+@click.option("--no-message", "no_message", is_flag=True, default=False, help="Remove the message.")
+@click.option("--reply-to", "reply_to", default=None)
+@click.option("--no-reply-to", "no_reply_to", is_flag=True, default=False, help="Remove the Reply-To.")
 @_friendly
 def schedules_edit(schedule_id: int, **options) -> None:
     """Change some fields (same options as add); a new rule is re-planned from now on."""
     from report_pipelines.services.scheduled_reports import edit_schedule
 
+    removed = [name for name, flag in (("message", options.pop("no_message")), ("reply_to", options.pop("no_reply_to")))
+               if flag]
     changes = {name: value for name, value in options.items() if value is not None}
+    for name in removed:
+        if name in changes:
+            click.echo(f"error: {name}: give --{name.replace('_', '-')} or --no-{name.replace('_', '-')}, not both",
+                       err=True)
+            sys.exit(2)
+        changes[name] = ""  # an empty value removes it
     if "weekdays" in changes:
         changes["weekdays"] = [w for w in changes["weekdays"].replace(" ", "").split(",") if w]
     if not changes:
