@@ -7,7 +7,7 @@ import email
 import email.policy
 from pathlib import Path
 
-from report_pipelines_tests.test_cli_schedules import NEW_YORK, ok, run  # noqa: F401  (the fixture)
+from report_pipelines_tests.test_cli_schedules import NEW_YORK, ok, run  # noqa: F401, F811  (the fixture)
 
 
 def refused(result, field: str) -> None:
@@ -17,7 +17,7 @@ def refused(result, field: str) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_options_alerts_and_preview_through_the_cli(run, tmp_path: Path) -> None:
+def test_options_alerts_and_preview_through_the_cli(run, tmp_path: Path) -> None:  # noqa: F811
     ok(run("db", "upgrade"))
     ok(run("demo", "seed", "--clients", "2", "--days", "3", "--largest", "200", "--end", "2024-10-27"))
     added = ok(run("schedules", "add", "--client", NEW_YORK, "--report", "queue_performance", "--body", "table",
