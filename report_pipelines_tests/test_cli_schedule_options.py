@@ -7,7 +7,7 @@ import email
 import email.policy
 from pathlib import Path
 
-from report_pipelines_tests.test_cli_schedules import NEW_YORK, ok, run  # noqa: F401, F811  (the fixture)
+from report_pipelines_tests.test_cli_schedules import NEW_YORK, ok, run  # noqa: F401  (the fixture)
 
 
 def refused(result, field: str) -> None:
