@@ -22,6 +22,7 @@ from report_pipelines.defs.schedules.sensors import (
 from report_pipelines.domain.errors import InvalidInput
 from report_pipelines.services.scheduled_reports import (
     add_schedule,
+    clean_files,
     due_occurrences,
     edit_schedule,
     get_schedule,
@@ -146,3 +147,18 @@ def test_the_processor_sensor_drives_alerts(engine: Engine, tmp_path: Path) -> N
     # the next tick asks for the next check only
     data = tick(report_file_processor_sensor, instance, seeded.settings, at(10, 31))
     assert [r.run_key for r in data.run_requests or []] == [f"report-file:{row.id}:{at(10, 30).isoformat()}"]
+
+
+def test_the_cleaner_deletes_skipped_checks_past_the_retention(sqlite_engine: Engine, tmp_path: Path) -> None:
+    seeded = seed(sqlite_engine, tmp_path)
+    row = alert(seeded)
+    plan_schedules(sqlite_engine, at(10, 0))
+    for check in (at(10, 15), at(10, 30)):
+        for occurrence in due_occurrences(sqlite_engine, check):
+            process_occurrence(sqlite_engine, seeded.settings, occurrence, "run", check)
+    assert [f.state for f in ReportFileRepository(sqlite_engine).list(row.id)] == ["skipped", "skipped"]
+    kept = clean_files(sqlite_engine, seeded.settings, at(11, 0))
+    assert kept.skipped_deleted == 0
+    later = at(10, 20) + dt.timedelta(days=seeded.settings.retention_days)
+    assert clean_files(sqlite_engine, seeded.settings, later).skipped_deleted == 1  # the 10:15 check only
+    assert len(ReportFileRepository(sqlite_engine).list(row.id)) == 1

@@ -65,7 +65,7 @@ from report_pipelines.adapters.mailer import (
     Send,
     TemporaryMailError,
 )
-from report_pipelines.app import app_for
+from report_pipelines.app import app_for, system_clock
 from report_pipelines.domain.alerts import (
     ALERT,
     CLEAR,
@@ -120,7 +120,7 @@ from report_pipelines.domain.schedules import (
     period_for,
     plan_missed,
 )
-from report_pipelines.domain.timezones import UTC, parse_zone
+from report_pipelines.domain.timezones import parse_zone
 from report_pipelines.services.periods import record_schedule_build
 from report_pipelines.services.reading import read_report_arrow
 from report_pipelines.services.report_mail import compose_report_message, write_report_attachment
@@ -216,7 +216,7 @@ def add_schedule(engine: Engine, client: str, *, report: str = "daily_summary", 
     """Create a schedule for a client (by slug); the planner gives it its first send instant.
 
     ``now`` is the caller's clock (the App's); the licence is checked at that instant."""
-    now = now or dt.datetime.now(UTC)
+    now = now or system_clock()
     try:
         record = ClientRepository(engine).get_by_slug(client)
     except NotFound:
@@ -245,7 +245,7 @@ CLEARABLE = ("subject", "message", "reply_to")
 def edit_schedule(engine: Engine, schedule_id: int, now: dt.datetime | None = None, **changes) -> ScheduleRow:
     """Change some fields; changing the rule re-plans the schedule from its new rule. An empty
     ``subject``, ``message`` or ``reply_to`` removes it."""
-    now = now or dt.datetime.now(UTC)
+    now = now or system_clock()
     row = get_schedule(engine, schedule_id)
     client = ClientRepository(engine).get(row.client_id)
     current = {"report": row.report, "period": row.period, "period_days": row.period_days,
@@ -300,7 +300,7 @@ def clock_from(now: dt.datetime | None) -> Clock:
     """A clock that reads ``now`` at first (the wall clock when ``None``) and then moves on with the
     time that really passes: leases and deadlines of a long step need a clock that moves, and a
     test that gives ``now`` keeps its own timeline."""
-    start = now or dt.datetime.now(UTC)
+    start = now or system_clock()
     origin = time.monotonic()
     return lambda: start + dt.timedelta(seconds=time.monotonic() - origin)
 
@@ -1021,6 +1021,7 @@ class CleanSummary:
     deleted: list[int] = field(default_factory=list)
     missing_on_disk: list[int] = field(default_factory=list)
     refused_paths: list[tuple[int, str]] = field(default_factory=list)
+    skipped_deleted: int = 0  # records of occurrences that sent nothing, past the retention
 
 
 def inside(folder: Path, path: Path) -> bool:
@@ -1029,12 +1030,13 @@ def inside(folder: Path, path: Path) -> bool:
 
 
 def clean_files(engine: Engine, settings: Settings, now: dt.datetime | None = None) -> CleanSummary:
-    """Delete sent files older than the retention: the file from disk first, then its row.
+    """Delete sent files older than the retention: the file from disk first, then its row (and the
+    records of skipped occurrences older than the retention).
 
     Only ``sent`` rows are ever considered; a path outside the files folder is refused (row kept,
     reported); a file already gone from disk is reported, and its row deleted.
     """
-    now = now or dt.datetime.now(UTC)
+    now = now or system_clock()
     files = ReportFileRepository(engine)
     summary = CleanSummary()
     for file in files.sent_before(now - dt.timedelta(days=settings.retention_days)):
@@ -1050,6 +1052,7 @@ def clean_files(engine: Engine, settings: Settings, now: dt.datetime | None = No
             body_path(path).unlink(missing_ok=True)
         if files.delete_sent(file.id):
             summary.deleted.append(file.id)
+    summary.skipped_deleted = files.delete_skipped_before(now - dt.timedelta(days=settings.retention_days))
     return summary
 
 
@@ -1084,7 +1087,13 @@ def preview_message(app, schedule_id: int, out: str | Path | None = None) -> Pre
     row = get_schedule(app.engine, schedule_id)
     now = app.now()
     occurrence = row.next_send_at or next_occurrence(row, now)
+    early = ""
     if row.kind == "alert":
+        occurrence = now.replace(microsecond=0)
+    elif period_for(period_of(row), occurrence, row.client_timezone)[1] >= now.astimezone(
+            parse_zone(row.client_timezone)).date():
+        # its period has days that have not closed yet: show what it would send if it were due now
+        early = f" (the period of {occurrence:%Y-%m-%d %H:%M} UTC has not closed yet: previewed as if due now)"
         occurrence = now.replace(microsecond=0)
     target = Path(out) if out is not None else Path(app.settings.outbox_dir) / f"preview-schedule-{row.id}.eml"
     if target.is_dir():
@@ -1096,21 +1105,21 @@ def preview_message(app, schedule_id: int, out: str | Path | None = None) -> Pre
     with tempfile.TemporaryDirectory(prefix="report-preview-") as folder:
         built = build_file(app.engine, app.settings, row, placeholder, now, app=app, folder=Path(folder))
         if "skip" in built:
-            return Preview(occurrence, None, f"nothing would be sent: {built['skip']}")
+            return Preview(occurrence, None, f"nothing would be sent: {built['skip']}{early}")
         period = built["period"]
         file = replace(placeholder, path=built["path"], period_start=period[0], period_end=period[1],
                        rows=built["rows"], bytes=built["size"],
                        message_id=f"<report-preview-{row.id}-{uuid.uuid4().hex[:12]}@report-pipelines>")
         message = build_message(app.settings, row, file, now)
     write_bytes(target, message.data)
-    return Preview(occurrence, target, f"{len(message.data):,} bytes to {', '.join(message.to)}")
+    return Preview(occurrence, target, f"{len(message.data):,} bytes to {', '.join(message.to)}{early}")
 
 
 # --- operators: send now, resend, history -------------------------------------------------------------
 def send_now(engine: Engine, settings: Settings, mailer: Mailer, schedule_id: int, owner: str,
              now: dt.datetime | None = None) -> FileRow:
     """Build and send an extra occurrence at ``now`` (the schedule's own plan is unchanged)."""
-    clock = clock_from((now or dt.datetime.now(UTC)).replace(microsecond=0))
+    clock = clock_from((now or system_clock()).replace(microsecond=0))
     now = clock()
     row = get_schedule(engine, schedule_id)
     files = ReportFileRepository(engine)

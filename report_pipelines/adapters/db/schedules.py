@@ -645,6 +645,12 @@ class ReportFileRepository:
                                 .order_by(F.c.sent_at).limit(limit))
             return [_file(r) for r in rows]
 
+    def delete_skipped_before(self, cutoff: dt.datetime) -> int:
+        """Delete ``skipped`` records (nothing on disk) whose occurrence is older than ``cutoff``: an
+        alert checked every 15 minutes leaves 96 a day."""
+        with self.engine.begin() as conn:
+            return conn.execute(delete(F).where(F.c.state == "skipped", F.c.occurrence < cutoff)).rowcount
+
     def delete_sent(self, file_id: int) -> bool:
         with self.engine.begin() as conn:
             return conn.execute(delete(F).where(F.c.id == file_id, F.c.state == "sent")).rowcount == 1
