@@ -61,7 +61,7 @@ def run_periods_demo(echo: Callable[[str], None], instance: dg.DagsterInstance, 
              f"p95 {line.p95_s:.2f} s, {line.cached_share:>4.0%} of days from the cache")
     if len(clients) > 2:  # a manager's daily e-mail of yesterday at 07:30 makes its client a priority
         row = add_schedule(app.engine, clients[1].slug, report="daily_summary", period="yesterday", frequency="daily",
-                           send_time="07:30", recipients=["manager@example.com"], fmt="csv")
+                           send_time="07:30", recipients=["manager@example.com"], fmt="csv", now=now)
         echo(f"   schedule {row.id}: daily_summary of yesterday for {clients[1].slug}, daily at 07:30 {row.timezone}")
         set_precache_choice(app, clients[-1].slug, "skip", by="demo-operator", note="never opens reports", now=now)
         echo(f"   `report-pipelines precache set {clients[-1].slug} --skip --by demo-operator`")

@@ -180,21 +180,30 @@ def _report_email(echo: Callable[[str], None], app: App, client_slug: str, first
 
 def _scheduled_report(echo: Callable[[str], None], instance: dg.DagsterInstance, app: App, defs: dg.Definitions,
                       client_slug: str) -> str:
+    import email
+    import email.policy
+
     from report_pipelines.adapters.db.schedules import ReportFileRepository, ScheduleRepository
+    from report_pipelines.adapters.screenshots import ChromiumMissing, inline_images, screenshot_html
     from report_pipelines.defs.schedules.sensors import (
         report_file_processor_sensor,
         report_file_sender_sensor,
         schedule_planner_sensor,
     )
-    from report_pipelines.services.scheduled_reports import add_schedule, get_schedule
+    from report_pipelines.services.scheduled_reports import add_schedule, get_schedule, preview_message
 
     engine = app.engine
     row = add_schedule(engine, client_slug, report="queue_performance", period="last_week", frequency="weekly",
-                       weekdays=["mon"], send_time="07:00", recipients=["supervisor@example.com"], fmt="xlsx")
+                       weekdays=["mon"], send_time="07:00", recipients=["supervisor@example.com"], fmt="xlsx",
+                       body="summary", reply_to="team-lead@example.com",
+                       message="Good morning: last week's queues at a glance. Reply to this e-mail with questions.",
+                       now=app.now())
     tick(instance, schedule_planner_sensor)
     planned = get_schedule(engine, row.id).next_send_at
-    echo(f"6. schedule {row.id}: queue_performance, last week, Mondays 07:00 {row.timezone}, xlsx; "
-         f"planned for {planned:%Y-%m-%d %H:%M} UTC")
+    echo(f"6. schedule {row.id}: queue_performance, last week, Mondays 07:00 {row.timezone}, xlsx, body summary "
+         f"(KPIs, chart, table), reply-to team-lead@example.com; planned for {planned:%Y-%m-%d %H:%M} UTC")
+    preview = preview_message(app, row.id, app.settings.outbox_dir / f"preview-schedule-{row.id}.eml")
+    echo(f"   `schedules preview {row.id}` (nothing sent or recorded): {preview.path}")
     # The demo cannot wait for Monday: its send time comes now.
     ScheduleRepository(engine).advance(row.id, planned, app.now().replace(microsecond=0) - dt.timedelta(seconds=1))
     execute(echo, instance, defs, list(tick(instance, report_file_processor_sensor).run_requests or []),
@@ -204,5 +213,29 @@ def _scheduled_report(echo: Callable[[str], None], instance: dg.DagsterInstance,
     for file in ReportFileRepository(engine).list(row.id, limit=1):
         echo(f"   file {file.id}: {file.state}, {file.rows} rows, local days {file.period_start}..{file.period_end}, "
              f"{file.path}")
+        eml = _outbox_file(app, file.message_id)
+        if eml is None:
+            continue
+        message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+        parts = ", ".join(p.get_content_type() for p in message.walk() if not p.is_multipart())
+        echo(f"   sent to the outbox: {eml} ({parts})")
+        page = eml.with_suffix(".html")
+        page.write_text(inline_images(message), encoding="utf-8")
+        try:
+            shot = screenshot_html(page.read_text(encoding="utf-8"), eml.with_suffix(".png"))
+            echo(f"   rendered in headless Chromium next to it: {shot}")
+        except ChromiumMissing as exc:
+            echo(f"   no screenshot: {exc}")
     echo(f"   next send: {get_schedule(engine, row.id).next_send_at:%Y-%m-%d %H:%M} UTC")
     return str(app.settings.outbox_dir)
+
+
+def _outbox_file(app: App, message_id: str | None):
+    """The ``.eml`` the outbox mailer wrote for a Message-ID (it names files after it)."""
+    import re
+    from pathlib import Path
+
+    if not message_id:
+        return None
+    path = Path(app.settings.outbox_dir) / (re.sub(r"[^A-Za-z0-9._-]", "_", message_id.strip("<>"))[:150] + ".eml")
+    return path if path.is_file() else None

@@ -70,7 +70,7 @@ def test_planner_plans_new_and_edited_schedules_from_their_rule(sqlite_engine: E
         ({"recipients": ["ops@example.com\r\nBcc: spy@evil.example"]}, "recipients"),
         ({"subject": "Report\r\nBcc: spy@evil.example"}, "subject"),
         ({"report": "salaries"}, "report"),
-        ({"fmt": "pdf"}, "format"),
+        ({"fmt": "docx"}, "format"),
         ({"period": "last_n_days", "period_days": 0}, "period_days"),
     ],
 )

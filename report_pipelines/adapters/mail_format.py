@@ -29,6 +29,7 @@ CONTENT_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "parquet": "application/vnd.apache.parquet",
     "zip": "application/zip",
+    "pdf": "application/pdf",
 }
 _CRLF = b"\r\n"
 
@@ -76,7 +77,7 @@ def _base64_lines(data: bytes) -> bytes:
 
 
 def compose(*, sender: str, to: tuple[str, ...], subject: str, message_id: str, date: dt.datetime, text: str,
-            attachment: Attachment | None) -> OutgoingMessage:
+            attachment: Attachment | None, reply_to: str | None = None) -> OutgoingMessage:
     """A ``multipart/mixed`` message: the note, then the attachment if there is one."""
     boundary = f"=_report_{uuid.uuid4().hex}"
     note = text.replace("\r\n", "\n").replace("\n", "\r\n")
@@ -88,7 +89,8 @@ def compose(*, sender: str, to: tuple[str, ...], subject: str, message_id: str, 
         note_headers, note_body = b"Content-Transfer-Encoding: base64", _base64_lines(text.encode("utf-8"))
     parts = [
         header("From", sender), address_header("To", to), header("Subject", subject),
-        header("Message-ID", message_id), header("Date", format_datetime(date)), b"MIME-Version: 1.0",
+        header("Message-ID", message_id), header("Date", format_datetime(date)),
+        *([header("Reply-To", reply_to)] if reply_to else []), b"MIME-Version: 1.0",
         f'Content-Type: multipart/mixed;\r\n boundary="{boundary}"'.encode("ascii"), b"",
         f"--{boundary}".encode("ascii"), b'Content-Type: text/plain; charset="utf-8"', note_headers, b"",
     ]

@@ -84,6 +84,10 @@ def render_html(digest: ReportDigest, chart_cids: Mapping[str, str]) -> str:
         f'style="display:block;width:100%;max-width:600px;height:auto;border:0" alt="{escape(CHART_ALT.get(name, name))}">'
         f"</td></tr>" for name, cid in chart_cids.items())
     notes = "".join(f'<div style="{FONT};font-size:13px;color:{INK};padding:4px 6px">{escape(n)}</div>' for n in digest.notes)
+    if digest.message:
+        own = "<br>".join(escape(line) for line in digest.message.split("\n"))
+        notes = (f'<div style="{FONT};font-size:14px;color:{INK};padding:6px 6px 8px;border-left:3px solid {MUTED}">'
+                 f"{own}</div>{notes}")
     table = _table(digest.table) if digest.table is not None else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -109,6 +113,8 @@ Every figure is re-aggregated from the period's calls (rates are sums over sums)
 def render_text(digest: ReportDigest) -> str:
     """The plain-text part: the same figures, for clients that show no HTML."""
     lines = [f"{digest.report_title}: {digest.client_name}", digest.period_text, digest.previous_text, ""]
+    if digest.message:
+        lines += [*digest.message.split("\n"), ""]
     lines += list(digest.notes)
     width = max((len(line.label) for line in digest.kpi_lines), default=0)
     for line in digest.kpi_lines:

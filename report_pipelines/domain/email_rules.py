@@ -143,6 +143,40 @@ def validate_subject(value: str, field: str = "subject") -> str:
     return subject
 
 
+# --- the subscriber's own paragraph, and reply-to ------------------------------------------------------
+MAX_MESSAGE = 1000
+MAX_MESSAGE_LINES = 20
+
+
+def validate_message(value: str, field: str = "message") -> str:
+    """A custom paragraph for the e-mail's body: 1-1000 characters, at most 20 lines.
+
+    It goes in the body only (never a header), escaped in the HTML part; still, a CR and every
+    other control or invisible character but a plain line feed is refused, so that nothing typed
+    can be taken for a header line or hide text. ``\r\n`` is not accepted either: give ``\n``.
+    """
+    if not isinstance(value, str):
+        raise InvalidInput(field, f"{_show(value)} is not text")
+    for line in value.split("\n"):
+        _refuse_control_characters(line, field, "a message")
+    text = "\n".join(line.rstrip() for line in value.strip().split("\n"))
+    if not text:
+        raise InvalidInput(field, "a message cannot be empty (leave the option out for none)")
+    if len(text) > MAX_MESSAGE:
+        raise InvalidInput(field, f"{len(text)} characters; at most {MAX_MESSAGE}")
+    if text.count("\n") >= MAX_MESSAGE_LINES:
+        raise InvalidInput(field, f"{text.count(chr(10)) + 1} lines; at most {MAX_MESSAGE_LINES}")
+    return text
+
+
+def validate_reply_to(value: str, field: str = "reply_to") -> str:
+    """One bare address for the Reply-To header (the rules of :func:`parse_recipients`)."""
+    addresses = parse_recipients(value, field)
+    if len(addresses) != 1:
+        raise InvalidInput(field, f"{len(addresses)} addresses given; a reply-to is one address")
+    return addresses[0]
+
+
 # --- attachment names ---------------------------------------------------------------------------------
 def safe_attachment_name(value: str) -> str:
     """Turn e.g. ``f"{slug}_{report}_{start}_{end}.csv"`` into a name :func:`validate_attachment_name` accepts.
@@ -191,9 +225,12 @@ def validate_attachment_name(value: str, field: str = "file_name") -> str:
 __all__ = [
     "MAX_FILE_NAME",
     "MAX_RECIPIENTS",
+    "MAX_MESSAGE",
     "MAX_SUBJECT",
     "parse_recipients",
     "safe_attachment_name",
     "validate_attachment_name",
+    "validate_message",
+    "validate_reply_to",
     "validate_subject",
 ]

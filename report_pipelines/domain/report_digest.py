@@ -430,6 +430,7 @@ class ReportDigest:
     series: TrafficSeries  # what the charts draw (an e-mail shows them in a "summary" body; a PDF always)
     table: DigestTable | None
     notes: tuple[str, ...] = field(default=())
+    message: str | None = None  # the subscriber's own paragraph (lines), shown first
 
     @property
     def period_text(self) -> str:

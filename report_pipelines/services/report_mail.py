@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -82,8 +82,9 @@ def body_message(digest: ReportDigest, charts: Mapping[str, bytes]) -> EmailMess
     message = EmailMessage()
     charts = charts if digest.body == "summary" else {}
     if digest.body == "none":
+        own = "".join(f"\n{line}" for line in digest.message.split("\n")) + "\n" if digest.message else ""
         message.set_content(f"{digest.report_title} for {digest.client_name}, {digest.period_text}: "
-                            "the report is attached.\n")
+                            f"the report is attached.\n{own}")
         return message
     cids = {name: f"<{name}.{uuid.uuid4().hex[:16]}@report-pipelines>" for name in charts}  # short: never folded
     message.set_content(render_text(digest))
@@ -134,11 +135,12 @@ def _client(engine: Engine, client: str | int):
 def compose_report_message(app: App, client: str | int, report: str, start: dt.date,
                            end: dt.date, *, now: dt.datetime, body: str = "summary",
                            recipients: tuple[str, ...] = (), subject: str | None = None,
-                           message_id: str | None = None,
+                           message_id: str | None = None, note: str | None = None,
                            service_level_target: float = DEFAULT_SERVICE_LEVEL_TARGET) -> ComposedMessage:
     """The e-mail of ``report`` for ``client`` (slug or id) over its local days ``start..end``,
     compared with the previous period of the same length when the client existed then; headers set
-    (From from the settings, To, Subject, Message-ID, Date), no attachment yet."""
+    (From from the settings, To, Subject, Message-ID, Date), no attachment yet. ``note``: the
+    subscriber's own paragraph (a schedule's ``--message``), shown first, escaped in the HTML."""
     if body not in BODY_OPTIONS:
         raise InvalidInput("body", f"{body!r} is not one of {', '.join(BODY_OPTIONS)}")
     record = _client(app.engine, client)
@@ -150,6 +152,8 @@ def compose_report_message(app: App, client: str | int, report: str, start: dt.d
         previous_tables = {"daily_summary": read_report_arrow("daily_summary", record.id, *previous, app=app, now=now)}
     digest = build_digest(record.name, record.timezone, report, start, end, tables, previous_tables, body=body,
                           previous=previous, service_level_target=service_level_target)
+    if note:
+        digest = replace(digest, message=note)
     charts = render_charts(digest)
     message = body_message(digest, charts)
     period = str(start) if start == end else f"{start} to {end}"

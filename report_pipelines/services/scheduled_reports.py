@@ -23,20 +23,28 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import email
+import email.policy
 import hashlib
 import io
 import random
+import tempfile
 import threading
 import time
+import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from email.message import EmailMessage
+from email.utils import format_datetime
+from html import escape as html_escape
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute
 from sqlalchemy import Engine
 
-from report_pipelines.adapters.db.repositories import ClientRepository
+from report_pipelines.adapters.db.repositories import CallEventRepository, ClientRepository
 from report_pipelines.adapters.db.schedules import (
     Advance,
     AttemptRow,
@@ -47,8 +55,8 @@ from report_pipelines.adapters.db.schedules import (
     ScheduleRow,
     SendOutcome,
 )
-from report_pipelines.adapters.exports import FORMATS, write_table
-from report_pipelines.adapters.mail_format import Attachment, compose
+from report_pipelines.adapters.exports import FORMATS, write_bytes
+from report_pipelines.adapters.mail_format import CONTENT_TYPES, Attachment, address_header, compose, header
 from report_pipelines.adapters.mailer import (
     Cancelled,
     Mailer,
@@ -57,7 +65,22 @@ from report_pipelines.adapters.mailer import (
     Send,
     TemporaryMailError,
 )
-from report_pipelines.app import app_for
+from report_pipelines.app import app_for, system_clock
+from report_pipelines.domain.alerts import (
+    ALERT,
+    CLEAR,
+    AlertCondition,
+    Evaluation,
+    Incident,
+    Step,
+    WindowFigures,
+    evaluate,
+    in_business_hours,
+    last_check_at,
+    next_check_at,
+    step,
+    window_of,
+)
 from report_pipelines.domain.delivery import (
     ACCEPTED,
     BACKOFF_BASE,
@@ -78,19 +101,66 @@ from report_pipelines.domain.delivery import (
     lease_holds,
     reply_state,
 )
-from report_pipelines.domain.email_rules import parse_recipients, safe_attachment_name, validate_subject
+from report_pipelines.domain.email_rules import (
+    parse_recipients,
+    safe_attachment_name,
+    validate_message,
+    validate_reply_to,
+    validate_subject,
+)
 from report_pipelines.domain.errors import InvalidInput, NotFound, ReportPipelinesError
+from report_pipelines.domain.report_digest import BODY_OPTIONS, period_kpis
 from report_pipelines.domain.reports import get_report
-from report_pipelines.domain.schedules import PeriodSpec, ScheduleRule, next_send_at, period_for, plan_missed
-from report_pipelines.domain.timezones import UTC, parse_zone
+from report_pipelines.domain.reports.base import DayContext
+from report_pipelines.domain.schedules import (
+    MissedPlan,
+    PeriodSpec,
+    ScheduleRule,
+    next_send_at,
+    period_for,
+    plan_missed,
+)
+from report_pipelines.domain.timezones import parse_zone
+from report_pipelines.services.periods import record_schedule_build
 from report_pipelines.services.reading import read_report_arrow
+from report_pipelines.services.report_mail import compose_report_message, write_report_attachment
 from report_pipelines.services.serving import served_today, serving_of
 from report_pipelines.settings import Settings
 
-
 # --- schedules as users see them --------------------------------------------------------------------
+KINDS = ("report", "alert")
+NO_CALLS = ("send", "skip", "notice")
+#: What an alert schedule stores in the fields of a report schedule that it does not use.
+_ALERT_FIELDS = {"report": "daily_summary", "period": "yesterday", "period_days": None, "frequency": "interval",
+                 "weekdays": None, "month_day": None, "send_time": "00:00", "format": "none", "body": "none",
+                 "no_calls": "send"}
+
+
 def rule_of(row: ScheduleRow) -> ScheduleRule:
     return ScheduleRule.parse(row.frequency, row.send_time, row.timezone, row.weekdays, row.month_day)
+
+
+def condition_of(row: ScheduleRow) -> AlertCondition:
+    return AlertCondition.parse(row.condition or "")
+
+
+def next_occurrence(row: ScheduleRow, after: dt.datetime) -> dt.datetime:
+    """The schedule's first occurrence strictly after ``after``: its rule's (a report), its check
+    interval's (an alert)."""
+    if row.kind == "alert":
+        return next_check_at(condition_of(row), after)
+    return next_send_at(rule_of(row), after)
+
+
+def missed_plan(row: ScheduleRow, due: dt.datetime, now: dt.datetime) -> MissedPlan:
+    """What to do about a due schedule (:func:`plan_missed`); an alert checks only its latest
+    instant, and the checks it missed are not recorded (they would say nothing)."""
+    if row.kind != "alert":
+        return plan_missed(rule_of(row), due, now)
+    if due > now:
+        return MissedPlan(send=None, skipped=(), next_after=due)
+    latest = max(due, last_check_at(condition_of(row), now))
+    return MissedPlan(send=latest, skipped=(), next_after=latest)
 
 
 def period_of(row: ScheduleRow) -> PeriodSpec:
@@ -99,40 +169,66 @@ def period_of(row: ScheduleRow) -> PeriodSpec:
 
 def _validated(client_zone: str, *, report: str, period: str, period_days: int | None, frequency: str,
                send_time: str, weekdays: Iterable[str | int], month_day: int | None, timezone: str | None,
-               recipients: str | Iterable[str], subject: str | None, fmt: str) -> dict:
+               recipients: str | Iterable[str], subject: str | None, fmt: str, kind: str = "report",
+               body: str = "summary", no_calls: str = "send", message: str | None = None,
+               reply_to: str | None = None, condition: str | None = None) -> dict:
     """Every field checked, each refusal naming its field; returns the column values to store."""
-    get_report(report)
-    spec = PeriodSpec.parse(period, period_days)
+    if kind not in KINDS:
+        raise InvalidInput("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
+    common = {
+        "kind": kind, "recipients": ",".join(parse_recipients(recipients)),
+        "subject": validate_subject(subject) if subject is not None else None,
+        "message": validate_message(message) if message is not None else None,
+        "reply_to": validate_reply_to(reply_to) if reply_to is not None else None,
+    }
     # None: not given (the default applies); anything else, an empty string too, must be valid.
     zone = parse_zone(timezone, "timezone").key if timezone is not None else client_zone
+    if kind == "alert":
+        if condition is None:
+            raise InvalidInput("condition", "an alert needs a condition, e.g. 'service_level<80 queue=support window=1h'")
+        return {**common, **_ALERT_FIELDS, "timezone": zone, "condition": AlertCondition.parse(condition).text}
+    if condition is not None:
+        raise InvalidInput("condition", "a condition is only for --kind alert")
+    get_report(report)
+    spec = PeriodSpec.parse(period, period_days)
     rule = ScheduleRule.parse(frequency, send_time, zone, weekdays, month_day)
-    if fmt not in FORMATS:
-        raise InvalidInput("format", f"{fmt!r} is not one of {', '.join(FORMATS)}")
+    if fmt not in SCHEDULE_FORMATS:
+        raise InvalidInput("format", f"{fmt!r} is not one of {', '.join(SCHEDULE_FORMATS)}")
+    if body not in BODY_OPTIONS:
+        raise InvalidInput("body", f"{body!r} is not one of {', '.join(BODY_OPTIONS)}")
+    if no_calls not in NO_CALLS:
+        raise InvalidInput("no_calls", f"{no_calls!r} is not one of {', '.join(NO_CALLS)}")
     return {
-        "report": report, "period": spec.rule.value, "period_days": spec.days, "frequency": rule.frequency.value,
-        "weekdays": ",".join(str(d) for d in sorted(rule.weekdays)) or None, "month_day": rule.month_day,
-        "send_time": rule.send_time.strftime("%H:%M"), "timezone": rule.timezone,
-        "recipients": ",".join(parse_recipients(recipients)),
-        "subject": validate_subject(subject) if subject is not None else None, "format": fmt,
+        **common, "report": report, "period": spec.rule.value, "period_days": spec.days,
+        "frequency": rule.frequency.value, "weekdays": ",".join(str(d) for d in sorted(rule.weekdays)) or None,
+        "month_day": rule.month_day, "send_time": rule.send_time.strftime("%H:%M"), "timezone": rule.timezone,
+        "format": fmt, "body": body, "no_calls": no_calls, "condition": None,
     }
 
 
-def add_schedule(engine: Engine, client: str, *, report: str, period: str = "yesterday", period_days: int | None = None,
-                 frequency: str = "daily", send_time: str = "07:00", weekdays: Iterable[str | int] = (),
-                 month_day: int | None = None, timezone: str | None = None, recipients: str | Iterable[str] = (),
-                 subject: str | None = None, fmt: str = "csv") -> ScheduleRow:
-    """Create a schedule for a client (by slug); the planner gives it its first send instant."""
+def add_schedule(engine: Engine, client: str, *, report: str = "daily_summary", period: str = "yesterday",
+                 period_days: int | None = None, frequency: str = "daily", send_time: str = "07:00",
+                 weekdays: Iterable[str | int] = (), month_day: int | None = None, timezone: str | None = None,
+                 recipients: str | Iterable[str] = (), subject: str | None = None, fmt: str = "csv",
+                 kind: str = "report", body: str = "summary", no_calls: str = "send", message: str | None = None,
+                 reply_to: str | None = None, condition: str | None = None,
+                 now: dt.datetime | None = None) -> ScheduleRow:
+    """Create a schedule for a client (by slug); the planner gives it its first send instant.
+
+    ``now`` is the caller's clock (the App's); the licence is checked at that instant."""
+    now = now or system_clock()
     try:
         record = ClientRepository(engine).get_by_slug(client)
     except NotFound:
         raise NotFound("client", f"no client {client!r} (see: report-pipelines clients list)") from None
-    if serving_of(engine, record.id, dt.datetime.now(UTC)).state != "served":
+    if serving_of(engine, record.id, now).state != "served":
         raise InvalidInput("client", f"client {record.slug!r} holds no active licence of the reports product")
     values = _validated(record.timezone, report=report, period=period, period_days=period_days, frequency=frequency,
                         send_time=send_time, weekdays=weekdays, month_day=month_day, timezone=timezone,
-                        recipients=recipients, subject=subject, fmt=fmt)
+                        recipients=recipients, subject=subject, fmt=fmt, kind=kind, body=body, no_calls=no_calls,
+                        message=message, reply_to=reply_to, condition=condition)
     repo = ScheduleRepository(engine)
-    return repo.get(repo.add(dict(values, client_id=record.id)))
+    return repo.get(repo.add(dict(values, client_id=record.id), now))
 
 
 def get_schedule(engine: Engine, schedule_id: int) -> ScheduleRow:
@@ -142,17 +238,34 @@ def get_schedule(engine: Engine, schedule_id: int) -> ScheduleRow:
     return row
 
 
-def edit_schedule(engine: Engine, schedule_id: int, **changes) -> ScheduleRow:
-    """Change some fields; changing the rule re-plans the schedule from its new rule."""
+#: Options that ``edit_schedule`` takes to mean "remove it" when given as an empty string.
+CLEARABLE = ("subject", "message", "reply_to")
+
+
+def edit_schedule(engine: Engine, schedule_id: int, now: dt.datetime | None = None, **changes) -> ScheduleRow:
+    """Change some fields; changing the rule re-plans the schedule from its new rule. An empty
+    ``subject``, ``message`` or ``reply_to`` removes it."""
+    now = now or system_clock()
     row = get_schedule(engine, schedule_id)
     client = ClientRepository(engine).get(row.client_id)
     current = {"report": row.report, "period": row.period, "period_days": row.period_days,
                "frequency": row.frequency, "send_time": row.send_time, "weekdays": row.weekdays,
                "month_day": row.month_day, "timezone": row.timezone, "recipients": row.recipients,
-               "subject": row.subject, "fmt": row.format}
+               "subject": row.subject, "fmt": row.format, "kind": row.kind, "body": row.body,
+               "no_calls": row.no_calls, "message": row.message, "reply_to": row.reply_to, "condition": row.condition}
     unknown = set(changes) - set(current)
     if unknown:
         raise InvalidInput(sorted(unknown)[0], "not a schedule field")
+    if "kind" in changes and changes["kind"] != row.kind:
+        raise InvalidInput("kind", "a schedule's kind cannot change; add a new schedule")
+    for name in CLEARABLE:
+        if isinstance(changes.get(name), str) and not changes[name].strip():
+            changes[name] = None
+    if row.kind == "alert":
+        refused = sorted(set(changes) & {"report", "period", "period_days", "frequency", "send_time", "weekdays",
+                                         "month_day", "fmt", "body", "no_calls"})
+        if refused:
+            raise InvalidInput(refused[0], "an alert has no such option (its cadence is the condition's every=)")
     merged = {**current, **changes}
     # A new frequency or period drops the old one's own fields unless they are given again.
     if "frequency" in changes and merged["frequency"] != "monthly" and "month_day" not in changes:
@@ -163,15 +276,19 @@ def edit_schedule(engine: Engine, schedule_id: int, **changes) -> ScheduleRow:
         merged["period_days"] = None
     values = _validated(client.timezone, **merged)
     old = _validated(client.timezone, **current)
-    ScheduleRepository(engine).edit(schedule_id, {k: v for k, v in values.items() if old.get(k) != v})
+    ScheduleRepository(engine).edit(schedule_id, {k: v for k, v in values.items() if old.get(k) != v}, now)
     return get_schedule(engine, schedule_id)
+
+
+#: What a report schedule can attach: the export formats and the PDF of the e-mail's content.
+SCHEDULE_FORMATS: tuple[str, ...] = (*FORMATS, "pdf")
 
 
 # --- 1. plan -----------------------------------------------------------------------------------------
 def plan_schedules(engine: Engine, now: dt.datetime, limit: int = 5000) -> int:
     """Give unplanned active schedules their next send instant; returns how many were planned."""
     repo = ScheduleRepository(engine)
-    plans = [(row.id, row.revision, next_send_at(rule_of(row), now)) for row in repo.unplanned(limit)]
+    plans = [(row.id, row.revision, next_occurrence(row, now)) for row in repo.unplanned(limit)]
     return repo.plan(plans)
 
 
@@ -183,7 +300,7 @@ def clock_from(now: dt.datetime | None) -> Clock:
     """A clock that reads ``now`` at first (the wall clock when ``None``) and then moves on with the
     time that really passes: leases and deadlines of a long step need a clock that moves, and a
     test that gives ``now`` keeps its own timeline."""
-    start = now or dt.datetime.now(UTC)
+    start = now or system_clock()
     origin = time.monotonic()
     return lambda: start + dt.timedelta(seconds=time.monotonic() - origin)
 
@@ -285,8 +402,7 @@ def due_occurrences(engine: Engine, now: dt.datetime, limit: int = 10_000) -> li
     for row in rows:
         if row.client_id not in served:
             continue  # its licence ended: the daily commercial job pauses the schedule with the reason
-        rule = rule_of(row)
-        missed = plan_missed(rule, row.next_send_at, now)
+        missed = missed_plan(row, row.next_send_at, now)
         if missed.send is None:
             continue
         attempt, waiting_since = 0, missed.send
@@ -297,7 +413,7 @@ def due_occurrences(engine: Engine, now: dt.datetime, limit: int = 10_000) -> li
             waiting_since = lease_end or missed.send
         window = int(now.timestamp() // RERUN_AFTER.total_seconds()) if now - waiting_since > RERUN_AFTER else None
         found.append(DueOccurrence(row.id, row.next_send_at, missed.send, tuple(missed.skipped),
-                                   next_send_at(rule, missed.next_after), attempt, window))
+                                   next_occurrence(row, missed.next_after), attempt, window))
     return found
 
 
@@ -338,6 +454,7 @@ def _build_and_record(engine: Engine, settings: Settings, row: ScheduleRow, file
                       give_up: bool = False) -> FileRow | None:
     files = ReportFileRepository(engine)
     started = clock()
+    app = app_for(settings, clock)
     with _heartbeat(files, file.id, owner, policy, clock):
         try:
             built = build_file(engine, settings, row, file, started)
@@ -345,14 +462,36 @@ def _build_and_record(engine: Engine, settings: Settings, row: ScheduleRow, file
             error = f"{type(exc).__name__}: {exc}"
             last = give_up or file.build_attempts >= policy.max_attempts
             end = clock()
+            _usage(app, row, file, started, end, {}, status="error", error=error)
             retry_at = end + backoff_delay(file.build_attempts, base=policy.backoff_base, cap=policy.backoff_cap)
             if files.fail_build(file.id, owner, error, now=end, started_at=started, retry_at=retry_at, give_up=last,
                                 advance=advance) == "failed":
                 raise BuildFailed(file.id, file.build_attempts, error) from exc
             raise
-    if not files.finish_build(file.id, owner, **built, now=clock(), started_at=started, advance=advance):
+    end = clock()
+    if row.kind == "report":
+        _usage(app, row, file, started, end, built)
+    schedule_values = built.pop("schedule_values", None)
+    if "skip" in built:
+        recorded = files.skip_build(file.id, owner, built["skip"], period=built.get("period"), now=end,
+                                    started_at=started, advance=advance, schedule_values=schedule_values)
+    else:
+        recorded = files.finish_build(file.id, owner, **built, now=end, started_at=started, advance=advance,
+                                      schedule_values=schedule_values)
+    if not recorded:
         return None  # the lease was lost (a build longer than its heartbeat): the new holder records it
     return files.get(file.id)
+
+
+def _usage(app, row: ScheduleRow, file: FileRow, started: dt.datetime, end: dt.datetime, built: dict,
+           status: str = "ok", error: str | None = None) -> None:
+    """The build in the usage log (channel ``schedule``); an alert's checks are not report requests."""
+    if row.kind != "report":
+        return
+    period = built.get("period") or period_for(period_of(row), file.occurrence, row.client_timezone)
+    record_schedule_build(app, client_id=row.client_id, report=row.report, start=period[0], end=period[1],
+                          fmt=row.format, requested_at=started, duration_s=(end - started).total_seconds(),
+                          rows=built.get("rows") or 0, bytes=built.get("size") or 0, status=status, error=error)
 
 
 @contextlib.contextmanager
@@ -379,28 +518,141 @@ def _heartbeat(files: ReportFileRepository, file_id: int, owner: str, policy: Bu
         thread.join()
 
 
-def build_file(engine: Engine, settings: Settings, row: ScheduleRow, file: FileRow, now: dt.datetime) -> dict:
-    """The period's report as a file under ``settings.files_dir``; returns what ``finish_build`` records.
+BODY_SUFFIX = ".body"
+#: A header of the stored body that says "send it without the file" (a no-calls notice); removed before sending.
+_NO_ATTACHMENT = "X-Report-Pipelines-No-Attachment"
+
+
+def body_path(path: str | Path) -> Path:
+    """Where the e-mail's body (the MIME text, HTML and inline charts, no headers) of a built file is
+    kept: beside the file, so that a retry or a resend sends the same body."""
+    return Path(f"{path}{BODY_SUFFIX}")
+
+
+def build_file(engine: Engine, settings: Settings, row: ScheduleRow, file: FileRow, now: dt.datetime, *,
+               app=None, folder: Path | None = None) -> dict:
+    """The period's report as a file under ``settings.files_dir`` (or ``folder``), and its e-mail's
+    body beside it; returns what ``finish_build`` records (or, when the period had no calls and
+    the schedule says ``--no-calls skip``, ``{"skip": reason}``).
 
     The period is made of the *client's* local days (the days its data are cut in) that have closed
-    at the occurrence; the schedule's own zone only decides when it is sent.
+    at the occurrence; the schedule's own zone only decides when it is sent. The body is the
+    schedule's ``body`` (summary, table or none) with its ``message``; ``--no-calls notice`` makes
+    it a one-line notice, sent without the file.
     """
+    app = app or app_for(settings)
+    if row.kind == "alert":
+        return build_alert(engine, row, file, now, app=app, folder=folder)
     report = get_report(row.report)
     start, end = period_for(period_of(row), file.occurrence, row.client_timezone)
     client = ClientRepository(engine).get(row.client_id)
     first = max(start, client.active_from)  # a new client's first "last month" starts when it does
     if first <= end:
-        days = read_report_arrow(row.report, row.client_id, first, end, app=app_for(settings), now=now)
-        table = pa.Table.from_pandas(report.present(report.combine(days.drop_columns(["client"]))),
-                                     preserve_index=False)
+        days = read_report_arrow(row.report, row.client_id, first, end, app=app, now=now)
+        summary = days if row.report == "daily_summary" else read_report_arrow(
+            "daily_summary", row.client_id, first, end, app=app, now=now)
+        calls = int(pa.compute.sum(summary["calls"]).as_py() or 0) if summary.num_rows else 0
     else:
-        table = pa.Table.from_pandas(report.present(report.combine(
-            report.schema.append(pa.field("date", pa.date32())).empty_table())), preserve_index=False)
-    name = safe_attachment_name(f"{row.client_slug}_{row.report}_{start}_{end}.{row.format}")
-    path = settings.files_dir / f"client={row.client_id}" / f"schedule={row.id}" / f"{file.id}-{name}"
-    written = write_table(table, path, row.format)
-    return {"path": str(written.path), "size": written.bytes, "checksum": written.sha256, "rows": table.num_rows,
+        days, calls = report.schema.append(pa.field("date", pa.date32())).empty_table(), 0
+    if calls == 0 and row.no_calls == "skip":
+        return {"skip": f"no calls in {start}..{end}; not sent (--no-calls skip)", "period": (start, end)}
+    fmt = row.format if row.format != "pdf" or (first <= end and not (calls == 0 and row.no_calls == "notice")) \
+        else "csv"  # a pdf is the e-mail's content: with nothing to show, the (empty) table is kept as csv
+    name = safe_attachment_name(f"{row.client_slug}_{row.report}_{start}_{end}.{fmt}")
+    target = (folder or settings.files_dir / f"client={row.client_id}" / f"schedule={row.id}") / f"{file.id}-{name}"
+    combined = report.combine(days.drop_columns([c for c in ("client",) if c in days.column_names]))
+    rows = len(report.present(combined))
+    period = str(start) if start == end else f"{start} to {end}"
+    if calls == 0 and row.no_calls == "notice":
+        body = EmailMessage()
+        body.set_content(f"No calls for {row.client_name} in {period} ({row.client_timezone}): "
+                         f"nothing to report in {report.title}.\n"
+                         + (f"\n{row.message}\n" if row.message else ""))
+        body[_NO_ATTACHMENT] = "yes"
+        composed = None
+    elif first <= end:
+        composed = compose_report_message(app, row.client_id, row.report, first, end, now=now, body=row.body,
+                                          note=row.message)
+        body = composed.message
+    else:  # the client did not exist yet in the period: nothing to show but the (empty) file
+        composed, body = None, EmailMessage()
+        body.set_content(f"{report.title} for {row.client_name}, local days {period} ({row.client_timezone}): "
+                         "no data yet (the client's reports start later).\n"
+                         + (f"\n{row.message}\n" if row.message else ""))
+    written = write_report_attachment(row.report, days, target, fmt, client_name=row.client_name,
+                                      timezone=row.client_timezone, start=first, end=end, composed=composed)
+    for name in ("From", "To", "Subject", "Message-ID", "Date"):
+        del body[name]
+    write_bytes(body_path(written.path), body.as_bytes(policy=email.policy.SMTP))
+    return {"path": str(written.path), "size": written.bytes, "checksum": written.sha256, "rows": rows,
             "period": (start, end), "message_id": message_id_for(file.id), "recipients": row.recipients}
+
+
+# --- alerts --------------------------------------------------------------------------------------------
+def window_figures(engine: Engine, client_id: int, timezone: str, condition: AlertCondition,
+                   at: dt.datetime, service_level_seconds: int) -> WindowFigures | None:
+    """The figures of the condition's window before ``at`` (``None``: outside its business hours),
+    computed by the ``daily_summary`` maths over the window's calls (the queue's only, if named)."""
+    if not in_business_hours(condition, at, timezone):
+        return None
+    start, end = window_of(condition, at, timezone)
+    calls = CallEventRepository(engine).day_calls(client_id, start, end)
+    if condition.queue is not None:
+        calls = calls.filter(pa.compute.equal(calls["queue"], condition.queue))
+    local = at.astimezone(parse_zone(timezone)).date()
+    table = get_report("daily_summary").compute_day(calls, DayContext(client_id, timezone, local,
+                                                                      service_level_seconds))
+    kpis = period_kpis(table.append_column("date", pa.array([local] * table.num_rows, pa.date32())))
+    return WindowFigures(offered=kpis.offered, answered=kpis.answered, abandoned=kpis.abandoned,
+                         service_level=kpis.service_level, abandoned_rate=kpis.abandon_rate,
+                         answer_rate=kpis.answer_rate, average_speed_of_answer=kpis.average_speed_of_answer)
+
+
+def evaluate_alert(engine: Engine, row: ScheduleRow, at: dt.datetime,
+                   service_level_seconds: int) -> tuple[Evaluation, Step]:
+    """Check an alert schedule's condition at ``at`` and what its incident becomes."""
+    condition = condition_of(row)
+    evaluation = evaluate(condition, window_figures(engine, row.client_id, row.client_timezone, condition, at,
+                                                    service_level_seconds))
+    incident = Incident(row.alert_state or CLEAR, row.alert_since)
+    return evaluation, step(incident, evaluation.holds, at, condition.grace)
+
+
+def build_alert(engine: Engine, row: ScheduleRow, file: FileRow, now: dt.datetime, *, app,
+                folder: Path | None = None) -> dict:
+    """One check of an alert schedule at its occurrence: the incident's new state (stored with the
+    file's record, in one transaction), and an e-mail only when an incident starts or clears;
+    otherwise the occurrence is recorded ``skipped`` with what was found."""
+    evaluation, moved = evaluate_alert(engine, row, file.occurrence, app.settings.service_level_seconds)
+    values = {"alert_state": moved.incident.state, "alert_since": moved.incident.since}
+    condition = condition_of(row)
+    local = file.occurrence.astimezone(parse_zone(row.client_timezone))
+    if moved.event is None:
+        return {"skip": f"{evaluation.text}; incident {moved.incident.state}", "schedule_values": values}
+    if moved.event == ALERT:
+        subject = row.subject or f"Alert for {row.client_name}: {condition.describe}"
+        lead = f"Alert: {evaluation.text}."
+    else:
+        since = f" since {row.alert_since:%Y-%m-%d %H:%M} UTC" if row.alert_since else ""
+        subject = f"Recovered for {row.client_name}: {condition.describe} no longer holds"
+        lead = f"Recovered: the condition has not held for {_span(condition.grace)}{since}. Now: {evaluation.text}."
+    text = (f"{lead}\n\nClient: {row.client_name}\nChecked at {local:%Y-%m-%d %H:%M %Z} ({row.client_timezone})\n"
+            f"Condition: {condition.text}\n" + (f"\n{row.message}\n" if row.message else ""))
+    body = EmailMessage()
+    body.set_content(text)
+    body["Subject"] = subject
+    target = (folder or app.settings.files_dir / f"client={row.client_id}" / f"schedule={row.id}") / \
+        f"{file.id}-alert-{moved.event}.eml"
+    written = write_bytes(target, body.as_bytes(policy=email.policy.SMTP))
+    day = local.date()
+    return {"path": str(written.path), "size": written.bytes, "checksum": written.sha256, "rows": 0,
+            "period": (day, day), "message_id": message_id_for(file.id), "recipients": row.recipients,
+            "schedule_values": values}
+
+
+def _span(value: dt.timedelta) -> str:
+    minutes = int(value.total_seconds() // 60)
+    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
 
 
 # --- 3. send -----------------------------------------------------------------------------------------
@@ -417,38 +669,99 @@ class SendSummary:
 
 def build_message(settings: Settings, row: ScheduleRow, file: FileRow, now: dt.datetime,
                   to: tuple[str, ...] | None = None) -> OutgoingMessage:
-    """The e-mail for one file: the file attached, zipped if too large, or a clear note if still too large.
+    """The e-mail for one file: its stored body (``multipart/alternative`` text + HTML with ``cid:``
+    charts, or plain text) with the file attached, zipped if too large, or a clear note if still
+    too large; an alert's message as it was built.
 
     ``to`` is the file's recipients (frozen when it was built); the schedule's by default.
     """
+    path = Path(file.path or "")
+    if row.kind == "alert" or path.suffix == ".eml" and row.format == "none":
+        stored = email.message_from_bytes(path.read_bytes(), _class=EmailMessage, policy=email.policy.default)
+        return _finish(settings, row, file, now, to, stored, stored["Subject"])
+    body = body_path(path)
+    if not body.is_file():
+        return _plain_message(settings, row, file, now, to)
+    report = get_report(row.report)
+    stored = email.message_from_bytes(body.read_bytes(), _class=EmailMessage, policy=email.policy.default)
+    if stored[_NO_ATTACHMENT]:
+        del stored[_NO_ATTACHMENT]
+        return _finish(settings, row, file, now, to, stored, None)
+    attachment, note = _attachment(settings, row, file)
+    if note:
+        _append_note(stored, note)
+    if attachment is not None:
+        maintype, subtype = CONTENT_TYPES.get(attachment.kind, "application/octet-stream").split("/")
+        stored.add_attachment(attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename)
+    period = f"{file.period_start} to {file.period_end}" if file.period_start != file.period_end else str(file.period_start)
+    return _finish(settings, row, file, now, to, stored, f"{report.title} for {row.client_name}: {period}")
+
+
+def _finish(settings: Settings, row: ScheduleRow, file: FileRow, now: dt.datetime, to: tuple[str, ...] | None,
+            message: EmailMessage, subject: str | None) -> OutgoingMessage:
+    """Headers set on a stored body (values validated when the schedule was saved; a control
+    character that got here anyway is refused by ``header``), as the wire bytes."""
     report = get_report(row.report)
     period = f"{file.period_start} to {file.period_end}" if file.period_start != file.period_end else str(file.period_start)
+    subject = row.subject or subject or f"{report.title} for {row.client_name}: {period}"
+    message_id = file.message_id or message_id_for(file.id)
+    recipients = to or row.recipients
+    for name in ("From", "To", "Subject", "Message-ID", "Date", "Reply-To", "MIME-Version"):
+        del message[name]
+    heads = [header("From", settings.mail.mail_from), address_header("To", recipients), header("Subject", subject),
+             header("Message-ID", message_id), header("Date", format_datetime(now))]
+    if row.reply_to:
+        heads.append(header("Reply-To", row.reply_to))
+    heads.append(b"MIME-Version: 1.0")
+    data = b"\r\n".join(heads) + b"\r\n" + message.as_bytes(policy=email.policy.SMTP)
+    return OutgoingMessage(message_id=message_id, sender=settings.mail.mail_from, to=tuple(recipients), data=data)
+
+
+def _append_note(message: EmailMessage, note: str) -> None:
+    """A line (the attachment was zipped, or left out) at the end of the text and HTML parts."""
+    for part in message.walk():
+        if part.get_content_type() == "text/plain" and not part.is_attachment():
+            part.set_content(part.get_content().rstrip("\n") + f"\n\n{note}\n")
+        elif part.get_content_type() == "text/html":
+            html = part.get_content().replace("</body>", f'<p style="font-family:Arial,sans-serif;font-size:13px">'
+                                                          f"{html_escape(note)}</p></body>", 1)
+            part.set_content(html, subtype="html")
+
+
+def _attachment(settings: Settings, row: ScheduleRow, file: FileRow) -> tuple[Attachment | None, str | None]:
+    """The file as it can be attached (zipped when too large), and the note that says so."""
     path = Path(file.path or "")
     data = path.read_bytes()
     name = path.name.split("-", 1)[1] if "-" in path.name else path.name
     limit = settings.mail.max_attachment_bytes
+    if fits(len(data), limit):
+        return Attachment(data, name, path.suffix.lstrip(".")), None
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, data)
+    zipped = buffer.getvalue()
+    if fits(len(zipped), limit):
+        return (Attachment(zipped, f"{name}.zip", "zip"),
+                f"The file is zipped: {len(data) / 1e6:.1f} MB would exceed the {limit / 1e6:.0f} MB limit.")
+    return None, (f"The file is too large to attach: {base64_size(len(zipped)) / 1e6:.1f} MB even zipped, over the "
+                  f"{limit / 1e6:.0f} MB limit. Choose a shorter period or the parquet format, or ask us for the file "
+                  f"(reference: report file {file.id}).")
+
+
+def _plain_message(settings: Settings, row: ScheduleRow, file: FileRow, now: dt.datetime,
+                   to: tuple[str, ...] | None) -> OutgoingMessage:
+    """A file built without a stored body (before bodies were stored): a note and the file."""
+    report = get_report(row.report)
+    period = f"{file.period_start} to {file.period_end}" if file.period_start != file.period_end else str(file.period_start)
     lines = [f"{report.title} for {row.client_name}, local days {period} ({row.client_timezone}).",
              f"{file.rows} rows, {row.format.upper()}."]
-    attachment: Attachment | None = None
-    if fits(len(data), limit):
-        attachment = Attachment(data, name, row.format)
-    else:
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(name, data)
-        zipped = buffer.getvalue()
-        if fits(len(zipped), limit):
-            attachment = Attachment(zipped, f"{name}.zip", "zip")
-            lines.append(f"The file is zipped: {len(data) / 1e6:.1f} MB would exceed the {limit / 1e6:.0f} MB limit.")
-        else:
-            lines.append(
-                f"The file is too large to attach: {base64_size(len(zipped)) / 1e6:.1f} MB even zipped, over the "
-                f"{limit / 1e6:.0f} MB limit. Choose a shorter period or the parquet format, or ask us for the file "
-                f"(reference: report file {file.id}).")
+    attachment, note = _attachment(settings, row, file)
+    if note:
+        lines.append(note)
     return compose(sender=settings.mail.mail_from, to=to or row.recipients,
                    subject=row.subject or f"{report.title} for {row.client_name}: {period}",
                    message_id=file.message_id or message_id_for(file.id), date=now, text="\n".join(lines) + "\n",
-                   attachment=attachment)
+                   attachment=attachment, reply_to=row.reply_to)
 
 
 def send_files(engine: Engine, settings: Settings, mailer: Mailer, owner: str, *, now: dt.datetime | None = None,
@@ -708,6 +1021,7 @@ class CleanSummary:
     deleted: list[int] = field(default_factory=list)
     missing_on_disk: list[int] = field(default_factory=list)
     refused_paths: list[tuple[int, str]] = field(default_factory=list)
+    skipped_deleted: int = 0  # records of occurrences that sent nothing, past the retention
 
 
 def inside(folder: Path, path: Path) -> bool:
@@ -716,12 +1030,13 @@ def inside(folder: Path, path: Path) -> bool:
 
 
 def clean_files(engine: Engine, settings: Settings, now: dt.datetime | None = None) -> CleanSummary:
-    """Delete sent files older than the retention: the file from disk first, then its row.
+    """Delete sent files older than the retention: the file from disk first, then its row (and the
+    records of skipped occurrences older than the retention).
 
     Only ``sent`` rows are ever considered; a path outside the files folder is refused (row kept,
     reported); a file already gone from disk is reported, and its row deleted.
     """
-    now = now or dt.datetime.now(UTC)
+    now = now or system_clock()
     files = ReportFileRepository(engine)
     summary = CleanSummary()
     for file in files.sent_before(now - dt.timedelta(days=settings.retention_days)):
@@ -734,8 +1049,10 @@ def clean_files(engine: Engine, settings: Settings, now: dt.datetime | None = No
                 path.unlink()
             except FileNotFoundError:
                 summary.missing_on_disk.append(file.id)
+            body_path(path).unlink(missing_ok=True)
         if files.delete_sent(file.id):
             summary.deleted.append(file.id)
+    summary.skipped_deleted = files.delete_skipped_before(now - dt.timedelta(days=settings.retention_days))
     return summary
 
 
@@ -746,17 +1063,63 @@ def delete_schedule(engine: Engine, settings: Settings, schedule_id: int) -> int
     for path in ScheduleRepository(engine).delete(schedule_id):
         if inside(settings.files_dir, Path(path)):
             Path(path).unlink(missing_ok=True)
+            body_path(path).unlink(missing_ok=True)
             removed += 1
     return removed
 
 
 
 
+# --- preview -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Preview:
+    occurrence: dt.datetime
+    path: Path | None  # the .eml written; None when the occurrence would send nothing
+    note: str  # what it would send, or why nothing
+
+
+def preview_message(app, schedule_id: int, out: str | Path | None = None) -> Preview:
+    """Write the message the schedule's next occurrence would send (``out``, default
+    ``<outbox>/preview-schedule-<id>.eml``), without sending or recording anything: no file row,
+    no schedule change, no usage-log row (missing closed days may be computed into the report
+    cache, as any read does). An alert is checked on the window that ends now, against its
+    current incident state."""
+    row = get_schedule(app.engine, schedule_id)
+    now = app.now()
+    occurrence = row.next_send_at or next_occurrence(row, now)
+    early = ""
+    if row.kind == "alert":
+        occurrence = now.replace(microsecond=0)
+    elif period_for(period_of(row), occurrence, row.client_timezone)[1] >= now.astimezone(
+            parse_zone(row.client_timezone)).date():
+        # its period has days that have not closed yet: show what it would send if it were due now
+        early = f" (the period of {occurrence:%Y-%m-%d %H:%M} UTC has not closed yet: previewed as if due now)"
+        occurrence = now.replace(microsecond=0)
+    target = Path(out) if out is not None else Path(app.settings.outbox_dir) / f"preview-schedule-{row.id}.eml"
+    if target.is_dir():
+        raise InvalidInput("out", f"{str(target)[:200]!r} is a folder; give a file name")
+    placeholder = FileRow(id=0, schedule_id=row.id, occurrence=occurrence, period_start=None, period_end=None,
+                          format=row.format, path=None, bytes=None, checksum=None, rows=None, state="building",
+                          attempts=0, build_attempts=0, last_error=None, next_attempt_at=None, lease_owner=None,
+                          lease_expires_at=None, message_id=None, created_at=now, sent_at=None)
+    with tempfile.TemporaryDirectory(prefix="report-preview-") as folder:
+        built = build_file(app.engine, app.settings, row, placeholder, now, app=app, folder=Path(folder))
+        if "skip" in built:
+            return Preview(occurrence, None, f"nothing would be sent: {built['skip']}{early}")
+        period = built["period"]
+        file = replace(placeholder, path=built["path"], period_start=period[0], period_end=period[1],
+                       rows=built["rows"], bytes=built["size"],
+                       message_id=f"<report-preview-{row.id}-{uuid.uuid4().hex[:12]}@report-pipelines>")
+        message = build_message(app.settings, row, file, now)
+    write_bytes(target, message.data)
+    return Preview(occurrence, target, f"{len(message.data):,} bytes to {', '.join(message.to)}{early}")
+
+
 # --- operators: send now, resend, history -------------------------------------------------------------
 def send_now(engine: Engine, settings: Settings, mailer: Mailer, schedule_id: int, owner: str,
              now: dt.datetime | None = None) -> FileRow:
     """Build and send an extra occurrence at ``now`` (the schedule's own plan is unchanged)."""
-    clock = clock_from((now or dt.datetime.now(UTC)).replace(microsecond=0))
+    clock = clock_from((now or system_clock()).replace(microsecond=0))
     now = clock()
     row = get_schedule(engine, schedule_id)
     files = ReportFileRepository(engine)

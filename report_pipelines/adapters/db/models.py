@@ -145,8 +145,12 @@ class ReportSchedule(Base):
 
     __tablename__ = "report_schedules"
     __table_args__ = (
-        CheckConstraint("frequency IN ('daily', 'weekly', 'monthly')", name="frequency"),
-        CheckConstraint("format IN ('csv', 'xlsx', 'parquet')", name="format"),
+        CheckConstraint("frequency IN ('daily', 'weekly', 'monthly', 'interval')", name="frequency"),
+        CheckConstraint("format IN ('csv', 'xlsx', 'parquet', 'pdf', 'none')", name="format"),
+        CheckConstraint("kind IN ('report', 'alert')", name="kind"),
+        CheckConstraint("body IN ('summary', 'table', 'none')", name="body"),
+        CheckConstraint("no_calls IN ('send', 'skip', 'notice')", name="no_calls"),
+        CheckConstraint("alert_state IS NULL OR alert_state IN ('clear', 'firing', 'clearing')", name="alert_state"),
         # The planner and the processor look for active schedules by next send instant.
         Index("ix_report_schedules_due", "active", "next_send_at"),
         Index("ix_report_schedules_client", "client_id"),
@@ -172,6 +176,16 @@ class ReportSchedule(Base):
     revision: Mapped[int] = mapped_column(Integer, default=1)  # bumped by every edit
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), server_default=func.now())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    #: ``report`` (a file every occurrence) or ``alert`` (a condition checked every occurrence,
+    #: e-mailed when an incident starts and when it has cleared; frequency ``interval``)
+    kind: Mapped[str] = mapped_column(String(16), server_default="report")
+    body: Mapped[str] = mapped_column(String(16), server_default="summary")  # summary, table or none
+    no_calls: Mapped[str] = mapped_column(String(16), server_default="send")  # send, skip or notice
+    message: Mapped[str | None] = mapped_column(Text)  # the subscriber's own paragraph
+    reply_to: Mapped[str | None] = mapped_column(String(320))
+    condition: Mapped[str | None] = mapped_column(Text)  # an alert's condition, canonical text
+    alert_state: Mapped[str | None] = mapped_column(String(16))  # clear, firing, clearing
+    alert_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class ReportFile(Base):

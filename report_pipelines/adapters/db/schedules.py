@@ -57,7 +57,7 @@ RETURNING s.id
 """
 
 RULE_FIELDS = frozenset({"report", "period", "period_days", "frequency", "weekdays", "month_day", "send_time",
-                         "timezone"})
+                         "timezone", "condition"})
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,14 @@ class ScheduleRow:
     paused_reason: str | None
     next_send_at: dt.datetime | None
     revision: int
+    kind: str = "report"
+    body: str = "summary"
+    no_calls: str = "send"
+    message: str | None = None
+    reply_to: str | None = None
+    condition: str | None = None
+    alert_state: str | None = None
+    alert_since: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,8 @@ def _schedule(row) -> ScheduleRow:
         month_day=s["month_day"], send_time=s["send_time"], timezone=s["timezone"],
         recipients=tuple(r for r in s["recipients"].split(",") if r), subject=s["subject"], format=s["format"],
         active=s["active"], paused_reason=s["paused_reason"], next_send_at=s["next_send_at"], revision=s["revision"],
+        kind=s["kind"], body=s["body"], no_calls=s["no_calls"], message=s["message"], reply_to=s["reply_to"],
+        condition=s["condition"], alert_state=s["alert_state"], alert_since=s["alert_since"],
     )
 
 
@@ -184,8 +194,7 @@ class ScheduleRepository:
         return select(ReportSchedule.__table__, Client.slug.label("client_slug"), Client.name.label("client_name"),
                       Client.timezone.label("client_timezone")).join(Client, Client.id == ReportSchedule.client_id)
 
-    def add(self, values: dict) -> int:
-        now = dt.datetime.now(UTC)
+    def add(self, values: dict, now: dt.datetime) -> int:
         with self.engine.begin() as conn:
             return conn.execute(insert(ReportSchedule).values(
                 **values, active=True, revision=1, next_send_at=None, created_at=now, updated_at=now,
@@ -210,18 +219,21 @@ class ScheduleRepository:
         with self.engine.connect() as conn:
             return [_schedule(r) for r in conn.execute(query)]
 
-    def edit(self, schedule_id: int, changes: dict) -> bool:
-        """Change fields; a change of the rule empties ``next_send_at`` so the planner re-plans it."""
-        values = dict(changes, updated_at=dt.datetime.now(UTC), revision=ReportSchedule.revision + 1)
+    def edit(self, schedule_id: int, changes: dict, now: dt.datetime) -> bool:
+        """Change fields; a change of the rule empties ``next_send_at`` so the planner re-plans it
+        (and a new alert condition starts from a clear incident)."""
+        values = dict(changes, updated_at=now, revision=ReportSchedule.revision + 1)
+        if "condition" in changes:
+            values.update(alert_state=None, alert_since=None)
         if RULE_FIELDS & set(changes):
             values["next_send_at"] = None
         with self.engine.begin() as conn:
             return conn.execute(update(ReportSchedule).where(ReportSchedule.id == schedule_id).values(**values)).rowcount == 1
 
-    def set_active(self, schedule_id: int, active: bool, reason: str | None = None) -> bool:
+    def set_active(self, schedule_id: int, active: bool, reason: str | None = None, *, now: dt.datetime) -> bool:
         """Pause (with a reason) or resume; resuming re-plans from now (no burst of missed sends)."""
         values: dict = {"active": active, "paused_reason": None if active else reason,
-                        "updated_at": dt.datetime.now(UTC), "revision": ReportSchedule.revision + 1}
+                        "updated_at": now, "revision": ReportSchedule.revision + 1}
         if active:
             values["next_send_at"] = None
         with self.engine.begin() as conn:
@@ -289,6 +301,13 @@ def _advance(conn, advance: Advance | None) -> bool:
     ).values(next_send_at=following)).rowcount == 1
 
 
+
+
+def _schedule_values(conn, file_id: int, values: dict | None) -> None:
+    """Set columns of the file's schedule (an alert's incident) in the caller's transaction."""
+    if values:
+        schedule_id = select(ReportFile.schedule_id).where(ReportFile.id == file_id).scalar_subquery()
+        conn.execute(update(ReportSchedule).where(ReportSchedule.id == schedule_id).values(**values))
 
 
 F = ReportFile.__table__
@@ -397,9 +416,11 @@ class ReportFileRepository:
 
     def finish_build(self, file_id: int, owner: str, *, path: str, size: int, checksum: str, rows: int,
                      period: tuple[dt.date, dt.date], message_id: str, recipients: tuple[str, ...], now: dt.datetime,
-                     started_at: dt.datetime, advance: Advance | None = None) -> bool:
+                     started_at: dt.datetime, advance: Advance | None = None,
+                     schedule_values: dict | None = None) -> bool:
         """Record the file ready with its recipients (pending), its history row, and advance the
-        schedule: one transaction, only if ``owner`` still holds the build."""
+        schedule (with ``schedule_values``: an alert's incident state): one transaction, only if
+        ``owner`` still holds the build."""
         with self.engine.begin() as conn:
             number = conn.execute(update(F).where(F.c.id == file_id, F.c.state == "building", F.c.lease_owner == owner)
                                   .values(state="ready", path=path, bytes=size, checksum=checksum, rows=rows,
@@ -414,6 +435,29 @@ class ReportFileRepository:
             _history(conn, [{"file_id": file_id, "kind": "build", "number": number, "owner": owner, "outcome": "ready",
                              "error": None, "recipients": None, "started_at": started_at, "finished_at": now}])
             _advance(conn, advance)
+            _schedule_values(conn, file_id, schedule_values)
+            return True
+
+    def skip_build(self, file_id: int, owner: str, reason: str, *, period: tuple[dt.date, dt.date] | None,
+                   now: dt.datetime, started_at: dt.datetime, advance: Advance | None = None,
+                   schedule_values: dict | None = None) -> bool:
+        """Record an occurrence that sends nothing (no calls and ``--no-calls skip``; an alert
+        check that changes nothing to say) ``skipped`` with the reason, and advance the schedule:
+        one transaction, only if ``owner`` still holds the build. It is never tried again."""
+        with self.engine.begin() as conn:
+            number = conn.execute(update(F).where(F.c.id == file_id, F.c.state == "building", F.c.lease_owner == owner)
+                                  .values(state="skipped", last_error=reason[:2000], lease_owner=None,
+                                          lease_expires_at=None, next_attempt_at=None,
+                                          period_start=period[0] if period else None,
+                                          period_end=period[1] if period else None)
+                                  .returning(F.c.build_attempts)).scalar()
+            if number is None:
+                return False
+            _history(conn, [{"file_id": file_id, "kind": "build", "number": number, "owner": owner,
+                             "outcome": "skipped", "error": reason[:2000], "recipients": None,
+                             "started_at": started_at, "finished_at": now}])
+            _advance(conn, advance)
+            _schedule_values(conn, file_id, schedule_values)
             return True
 
     def fail_build(self, file_id: int, owner: str, error: str, *, now: dt.datetime, started_at: dt.datetime,
@@ -600,6 +644,12 @@ class ReportFileRepository:
             rows = conn.execute(select(F).where(F.c.state == "sent", F.c.sent_at < cutoff)
                                 .order_by(F.c.sent_at).limit(limit))
             return [_file(r) for r in rows]
+
+    def delete_skipped_before(self, cutoff: dt.datetime) -> int:
+        """Delete ``skipped`` records (nothing on disk) whose occurrence is older than ``cutoff``: an
+        alert checked every 15 minutes leaves 96 a day."""
+        with self.engine.begin() as conn:
+            return conn.execute(delete(F).where(F.c.state == "skipped", F.c.occurrence < cutoff)).rowcount
 
     def delete_sent(self, file_id: int) -> bool:
         with self.engine.begin() as conn:

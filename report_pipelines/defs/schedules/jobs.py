@@ -112,6 +112,7 @@ def clean_report_files(context: dg.OpExecutionContext, config: CleanConfig, app:
         context.log.error("file %s: path %s is outside %s; left alone", file_id, path, settings.files_dir)
     context.add_output_metadata({"deleted": len(summary.deleted), "missing_on_disk": len(summary.missing_on_disk),
                                  "refused_paths": len(summary.refused_paths),
+                                 "skipped_records_deleted": summary.skipped_deleted,
                                  "retention_days": settings.retention_days})
 
 

@@ -1,9 +1,9 @@
 """Sensors and schedules of the scheduled reports: they decide, runs act (stable run keys)."""
 
-import datetime as dt
 
 import dagster as dg
 
+from report_pipelines.app import system_clock
 from report_pipelines.defs.resources import AppResource
 from report_pipelines.defs.schedules.jobs import clean_report_files_job, process_report_file_job, send_report_files_job
 from report_pipelines.domain.timezones import UTC
@@ -55,5 +55,5 @@ def report_file_sender_sensor(context: dg.SensorEvaluationContext, app: AppResou
 def clean_report_files_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Every night: delete sent report files older than REPORT_PIPELINES_RETENTION_DAYS (counted
     from the tick's scheduled time, which the run is given)."""
-    when = context.scheduled_execution_time or dt.datetime.now(UTC)
+    when = context.scheduled_execution_time or system_clock()
     return dg.RunRequest(run_config={"ops": {"clean_report_files": {"config": {"now": when.astimezone(UTC).isoformat()}}}})
