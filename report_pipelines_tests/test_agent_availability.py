@@ -24,7 +24,7 @@ from report_pipelines.adapters.db.repositories import AgentIntervalRepository
 from report_pipelines.app import App
 from report_pipelines.domain.errors import InvalidInput
 from report_pipelines.domain.queue_log import AGENT_INTERVAL_SCHEMA
-from report_pipelines.domain.reports import get_report
+from report_pipelines.domain.reports import REPORTS, get_report
 from report_pipelines.domain.reports.base import DayContext
 from report_pipelines.services.cdr_import import import_cdr
 from report_pipelines.services.extracts import ClientDay, Extractor
@@ -120,14 +120,19 @@ def settings_for(engine: Engine, tmp_path: Path) -> Settings:
                     store_root=str(tmp_path / "store"))
 
 
-@pytest.fixture
-def imported(engine: Engine, tmp_path: Path):
+def import_fixture(engine: Engine, tmp_path: Path):
+    """The client, and the summary of importing :data:`CDR` with :data:`QUEUE_LOG`."""
     client = licensed_client(engine, "berlin-agents", "Berlin agents", ZONE)
     (tmp_path / "Master.csv").write_text("\n".join(CDR) + "\n")
     (tmp_path / "queue_log").write_text(QUEUE_LOG)
     summary = import_cdr(engine, client.slug, "asterisk-csv", tmp_path / "Master.csv",
                          queue_log_path=tmp_path / "queue_log", data_dir=tmp_path)
     return client, summary
+
+
+@pytest.fixture
+def imported(engine: Engine, tmp_path: Path):
+    return import_fixture(engine, tmp_path)
 
 
 def test_the_import_keeps_sessions_pauses_and_agent_logins(imported, engine: Engine) -> None:
@@ -292,3 +297,49 @@ def test_bad_agent_intervals_are_refused_naming_the_input() -> None:
                                  "ended_at": None, "reason": None}], schema=AGENT_INTERVAL_SCHEMA)
     with pytest.raises(InvalidInput, match="kind"):
         REPORT.compute_day(CALL_EVENT_SCHEMA.empty_table(), ctx, agent_intervals=bad)
+
+
+# --- through Dagster, and the other reports' path -----------------------------------------------------------
+def test_the_report_days_asset_materializes_it_on_the_dst_gap_day(sqlite_engine: Engine, tmp_path: Path) -> None:
+    import pyarrow.dataset as ds
+
+    from report_pipelines.definitions import defs
+    from report_pipelines.defs.resources import AppResource
+    from report_pipelines_tests.dagster_support import QUIET, persistent_instance
+
+    client, _ = import_fixture(sqlite_engine, tmp_path)  # the Dagster path is the same on PostgreSQL (test_report_assets)
+    settings = settings_for(sqlite_engine, tmp_path)
+    result = defs.resolve_job_def("extract_reports_job").execute_in_process(
+        instance=persistent_instance(tmp_path / "dagster_home"), partition_key="2024-03-31",
+        run_config={**QUIET, "ops": {"report_days": {"config": {"zones": [ZONE]}}}},
+        resources={"app": AppResource.for_settings(settings, now=NOW)})
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    meta = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert meta["rows"]["agent_availability"] == len(EXPECTED[dt.date(2024, 3, 31)])
+    assert all(c.passed for c in result.get_asset_check_evaluations())
+    # The Parquet layout: <root>/agent_availability/client=<id>/date=<day>/part-0.parquet, readable without our code.
+    keys = ds.partitioning(pa.schema([("client", pa.int64()), ("date", pa.date32())]), flavor="hive")
+    table = ds.dataset(tmp_path / "store" / "agent_availability", format="parquet", partitioning=keys).to_table(
+        filter=(ds.field("client") == client.id) & (ds.field("date") == dt.date(2024, 3, 31)))
+    assert table.select(REPORT.schema.names).to_pylist() == EXPECTED[dt.date(2024, 3, 31)]
+
+
+def test_the_other_reports_never_read_agent_intervals_and_are_unchanged(imported, engine: Engine, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path: without agent_availability in the run no interval is read; with it, the other
+    reports' day files are byte for byte the same."""
+    client, _ = imported
+    day = dt.date(2024, 3, 30)
+    others = [name for name in REPORTS if name != "agent_availability"]
+    with_it = Extractor(App(settings_for(engine, tmp_path / "with")))
+    with_it.compute(ClientDay(client.id, ZONE, day), [*others, "agent_availability"], now=NOW)
+    expected = {name: Path(with_it.store.day_path(name, client.id, day)).read_bytes() for name in others}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("agent intervals read for reports that do not need them")
+
+    monkeypatch.setattr(AgentIntervalRepository, "zone_day_intervals", refuse)
+    without = Extractor(App(settings_for(engine, tmp_path / "without")))
+    without.compute(ClientDay(client.id, ZONE, day), others, now=NOW)
+    assert {name: Path(without.store.day_path(name, client.id, day)).read_bytes() for name in others} == expected
