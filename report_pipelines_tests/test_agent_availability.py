@@ -29,6 +29,7 @@ from report_pipelines.domain.reports.base import DayContext
 from report_pipelines.services.cdr_import import import_cdr
 from report_pipelines.services.extracts import ClientDay, Extractor
 from report_pipelines.services.periods import read_report_arrow, summarize_report
+from report_pipelines.services.staleness import find_stale_client_days
 from report_pipelines.settings import Settings
 from report_pipelines_tests.test_cdr_pbx_exports import licensed_client, master_line
 
@@ -193,7 +194,8 @@ def test_the_period_reads_through_summarize_report(imported, engine: Engine, tmp
 
 def test_an_end_in_a_later_file_closes_the_stored_interval(engine: Engine, tmp_path: Path) -> None:
     """logrotate cut the queue_log while 301 was logged in and paused: the next file's REMOVEMEMBER and
-    UNPAUSE close what the first file left open (else the session would never end)."""
+    UNPAUSE close what the first file left open (else the session would never end), and the days cached
+    meanwhile go stale although none of their calls changed."""
     client = licensed_client(engine, "rotated", "Rotated", "UTC")
     cdr = tmp_path / "Master.csv"
     cdr.write_text(master_line("+4930303", "301", "from-did-direct", "SIP/provider-00000301", "SIP/301-00000302", "Dial",
@@ -203,18 +205,33 @@ def test_an_end_in_a_later_file_closes_the_stored_interval(engine: Engine, tmp_p
     # 2024-05-06 22:00 UTC ADDMEMBER, 23:30 PAUSE; 2024-05-07 00:30 UNPAUSE, 01:00 REMOVEMEMBER.
     first.write_text("1715032800|NONE|support|SIP/301|ADDMEMBER|\n1715038200|NONE|support|SIP/301|PAUSE|coffee\n")
     second.write_text("1715041800|NONE|support|SIP/301|UNPAUSE|coffee\n1715043600|NONE|support|SIP/301|REMOVEMEMBER|\n")
-    import_cdr(engine, client.slug, "asterisk-csv", cdr, queue_log_path=first, data_dir=tmp_path)
-    import_cdr(engine, client.slug, "asterisk-csv", cdr, queue_log_path=second, data_dir=tmp_path)
+    days = [dt.date(2024, 5, 6), dt.date(2024, 5, 7)]
+
+    def figures(extractor: Extractor) -> list[tuple]:
+        table = extractor.store.read_days("agent_availability", client.id, days, REPORT.schema).to_pylist()
+        return [(r["logged_in_seconds"], r["paused_seconds"], r["talk_seconds_sum"], r["sessions"], r["pauses"],
+                 r["open_intervals"]) for r in table if r["pause_reason"] is None]
+
+    import_cdr(engine, client.slug, "asterisk-csv", cdr, queue_log_path=first, data_dir=tmp_path,
+               now=dt.datetime(2024, 5, 7, 0, 5, tzinfo=UTC))
+    extractor = Extractor(App(settings_for(engine, tmp_path)))
+    for day in days:
+        extractor.compute(ClientDay(client.id, "UTC", day), ["agent_availability"], now=NOW)
+    # Both open: in no figure but open_intervals (2, on 05-06, with the 60 s of talk); nothing on 05-07.
+    assert figures(extractor) == [(0.0, 0.0, 60.0, 0, 0, 2)]
+    before = App(settings_for(engine, tmp_path)).now()
+    import_cdr(engine, client.slug, "asterisk-csv", cdr, queue_log_path=second, data_dir=tmp_path, now=before)
     intervals = AgentIntervalRepository(engine).zone_day_intervals(
         [client.id], dt.datetime(2024, 5, 7, tzinfo=UTC), dt.datetime(2024, 5, 8, tzinfo=UTC))[client.id]
     assert [(r["kind"], r["ended_at"]) for r in intervals.to_pylist()] == [
         ("pause", dt.datetime(2024, 5, 7, 0, 30, tzinfo=UTC)), ("session", dt.datetime(2024, 5, 7, 1, tzinfo=UTC))]
-    app = App(settings_for(engine, tmp_path))
-    days = read_report_arrow("agent_availability", client.slug, "2024-05-06", "2024-05-07", app=app, now=NOW)
-    own = {(r["date"], r["agent"]): r for r in days.to_pylist() if r["pause_reason"] is None}
-    # 05-06: logged in 22:00-24:00 = 7,200 s, paused 23:30-24:00 = 1,800 s, talk 60 s; 05-07: 3,600 / 1,800.
-    assert [(r["logged_in_seconds"], r["paused_seconds"], r["talk_seconds_sum"], r["sessions"], r["pauses"])
-            for r in own.values()] == [(7_200.0, 1_800.0, 60.0, 1, 1), (3_600.0, 1_800.0, 0.0, 0, 0)]
+    stale, _ = find_stale_client_days(engine, before - dt.timedelta(seconds=1), NOW)
+    assert [(s.client_id, s.day) for s in stale] == [(client.id, days[0]), (client.id, days[1])]
+    for day in days:
+        extractor.compute(ClientDay(client.id, "UTC", day), ["agent_availability"], now=NOW)
+    # 05-06: logged in 22:00-24:00 = 7,200 s, paused 23:30-24:00 = 1,800 s, talk 60 s; 05-07: 3,600 / 1,800 s.
+    assert figures(extractor) == [(7_200.0, 1_800.0, 60.0, 1, 1, 0), (3_600.0, 1_800.0, 0.0, 0, 0, 0)]
+    assert find_stale_client_days(engine, before - dt.timedelta(seconds=1), NOW)[0] == []
 
 
 # --- re-aggregation equals recomputing from raw (brute force, second by second) -------------------------
