@@ -602,6 +602,12 @@ def test_the_demo_imports_the_sample_pair_and_shows_the_queue_report(sqlite_engi
     # 2 missed; service level 2 / 6; average speed of answer 40 / 3 s.
     [support] = [line.split() for line in printed if line.split()[:1] == ["support"]]
     assert support == ["support", "6", "3", "1", "2", "0.333", "13.333"]
+    # Agent availability by hand: 201 in support 09:55-11:10 UTC = 4,500 s, G's 115 s of talk (CONNECT 11:00:05,
+    # TRANSFER 11:02:00): occupancy 115 / 4,500; 202 never removed (open), paused 300 s for lunch, A's 258 s.
+    agents = {tuple(line.split()[:2]): line.split()[2:] for line in printed if line.split()[:1] in (["201"], ["202"])}
+    assert agents == {("201", "(agent)"): ["4500.0", "0.0", "0.0", "115.0", "0", "0.026"],
+                      ("202", "(agent)"): ["0.0", "300.0", "0.0", "258.0", "1", "NaN"],
+                      ("202", "lunch"): ["0.0", "0.0", "300.0", "0.0", "0", "NaN"]}
     # Run again (make demo on a kept database): nothing new.
     assert import_demo_pbx(sqlite_engine, tmp_path, echo=lambda line: None)[1].startswith("   imported 0 calls (7 already")
 

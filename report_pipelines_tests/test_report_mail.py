@@ -314,6 +314,11 @@ def test_every_report_composes_with_its_own_table(sqlite_engine: Engine, tmp_pat
             busiest = found.sort_values(["answered", "queue"], ascending=[False, True])["queue"].fillna("(no queue)").iloc[0]
             assert rows[0][0] == "All queues" and rows[0][1] == f"{found['answered'].sum():,}"
             assert rows[1][0] == busiest and rows[1][2].startswith("≈ ") and rows[1][2].endswith(" s)")
+        if report == "agent_availability":  # no queue_log here: talk from the calls, as agent_performance's
+            agents = summarize_report("agent_performance", ny.slug, *WEEK, app=seeded.app, now=NOW)
+            busiest = agents.sort_values(["talk_seconds_sum", "agent"], ascending=[False, True]).iloc[0]
+            assert composed.digest.table.rows[0][0] == busiest["agent"]
+            assert composed.digest.table.rows[0][1:3] == ("0 s", "0 s")
         if report == "abandonment_curve":
             total = summarize_report("queue_performance", ny.slug, *WEEK, app=seeded.app, now=NOW)
             assert sum(int(row[1].replace(",", "")) for row in composed.digest.table.rows) <= total["abandoned"].sum()
@@ -321,4 +326,5 @@ def test_every_report_composes_with_its_own_table(sqlite_engine: Engine, tmp_pat
         "call_detail": "Busiest local hours of the period", "hourly_volume": "Busiest local hours of the period",
         "agent_performance": "Top agents by calls handled", "queue_performance": "Top queues by offered calls",
         "daily_summary": "Busiest days", "wait_distribution": "Speed of answer per queue (p50, p90)",
-        "abandonment_curve": "When callers hang up (share of each queue's abandoned calls)"}
+        "abandonment_curve": "When callers hang up (share of each queue's abandoned calls)",
+        "agent_availability": "Agents by logged-in time"}

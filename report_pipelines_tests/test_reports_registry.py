@@ -25,7 +25,7 @@ CTX = DayContext(client_id=1, timezone="America/New_York", day=dt.date(2024, 11,
 
 def test_known_reports() -> None:
     assert report_names() == ("call_detail", "hourly_volume", "agent_performance", "queue_performance",
-                              "daily_summary", "wait_distribution", "abandonment_curve")
+                              "daily_summary", "wait_distribution", "abandonment_curve", "agent_availability")
     assert len(REPORT_MODULES) == len(REPORTS)
     for name in report_names():
         report = get_report(name)
@@ -42,7 +42,7 @@ def test_unknown_report_is_not_found_and_names_the_known_ones() -> None:
     assert caught.value.field == "report"
     assert str(caught.value) == (
         "report: unknown report 'hourly'; known: call_detail, hourly_volume, agent_performance, queue_performance, "
-        "daily_summary, wait_distribution, abandonment_curve")
+        "daily_summary, wait_distribution, abandonment_curve, agent_availability")
 
 
 @pytest.mark.parametrize("name", list(REPORTS))

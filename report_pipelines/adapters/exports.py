@@ -371,7 +371,7 @@ def readable_kind(name: str, kind: str) -> str:
     share shown as a percentage), or the column's own kind."""
     if kind not in ("int", "float", "decimal"):
         return kind
-    if name in ("service_level", "service_level_of_offered") or name.endswith(("_rate", "_share")):
+    if name in ("service_level", "service_level_of_offered", "occupancy") or name.endswith(("_rate", "_share")):
         return "rate"
     if name not in _SECONDS_LABELS and (name.endswith(("_seconds", "_seconds_sum", "_seconds_max"))
                                         or name == "average_speed_of_answer"):

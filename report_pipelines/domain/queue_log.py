@@ -17,9 +17,16 @@ member's name or interface, ``NONE`` when there is none). The events read, with 
 ``EXITWITHKEY``    key, position, origposition, waittime the caller left with a key: missed
 ``ADDMEMBER`` / ``REMOVEMEMBER``                       a member's session in a queue starts / ends
 ``PAUSE`` / ``UNPAUSE`` (``PAUSEALL``/``UNPAUSEALL``)   reason                   a member's pause
+``AGENTLOGIN`` / ``AGENTLOGOFF`` channel (, logged-in seconds)  an agent's login (app_agent_pool), in no queue
 ================== =================================== ==============================================
 
-Other events (``QUEUESTART``, ``CONFIGRELOAD``, ``DID``, ``AGENTLOGIN``...) are counted and skipped.
+Other events (``QUEUESTART``, ``CONFIGRELOAD``, ``DID``...) are counted and skipped.
+
+Sessions (ADDMEMBER..REMOVEMEMBER per queue, AGENTLOGIN..AGENTLOGOFF in queue ``NONE``) and pauses
+(PAUSE..UNPAUSE per queue, PAUSEALL..UNPAUSEALL in queue ``NONE``) are intervals per (queue, agent);
+an interval whose end is not in the file stays open (``ended_at`` None). An end whose start is not in
+the file (the log was rotated while the agent was logged in or paused) is kept in
+:attr:`QueueLog.orphan_ends`, so the import can close the interval it stored from an earlier file.
 
 :func:`join_calls` joins the attempts to collapsed CDR calls by call id (``callid`` = the call's
 ``linkedid`` or the ``uniqueid`` of one of its legs). For a call with attempts: the attempt that
@@ -48,7 +55,12 @@ from report_pipelines.domain.errors import InvalidInput
 UTC = dt.UTC
 ATTEMPT_EVENTS = frozenset({"ENTERQUEUE", "RINGNOANSWER", "CONNECT", "COMPLETEAGENT", "COMPLETECALLER", "TRANSFER",
                             "BLINDTRANSFER", "ATTENDEDTRANSFER", "ABANDON", "EXITWITHTIMEOUT", "EXITEMPTY", "EXITWITHKEY"})
-MEMBER_EVENTS = frozenset({"ADDMEMBER", "REMOVEMEMBER", "PAUSE", "UNPAUSE", "PAUSEALL", "UNPAUSEALL"})
+MEMBER_EVENTS = frozenset({"ADDMEMBER", "REMOVEMEMBER", "PAUSE", "UNPAUSE", "PAUSEALL", "UNPAUSEALL",
+                           "AGENTLOGIN", "AGENTLOGOFF"})
+#: Member events in no queue: their intervals are stored with queue ``NONE``.
+_QUEUELESS = frozenset({"PAUSEALL", "UNPAUSEALL", "AGENTLOGIN", "AGENTLOGOFF"})
+_SESSION_STARTS, _SESSION_ENDS = frozenset({"ADDMEMBER", "AGENTLOGIN"}), frozenset({"REMOVEMEMBER", "AGENTLOGOFF"})
+_PAUSE_STARTS = frozenset({"PAUSE", "PAUSEALL"})
 #: Outcome of an attempt -> the disposition of a call no agent took.
 OUTCOME_DISPOSITIONS = {"abandoned": Disposition.ABANDONED, "timeout": Disposition.NO_ANSWER,
                         "empty": Disposition.NO_ANSWER, "key": Disposition.NO_ANSWER}
@@ -139,6 +151,27 @@ class AgentInterval:
     reason: str | None = None
 
 
+#: The agent intervals a report reads (``kind``: ``session`` or ``pause``), one table per client.
+AGENT_INTERVAL_SCHEMA = pa.schema([
+    pa.field("kind", pa.string(), nullable=False),
+    pa.field("queue", pa.string(), nullable=False),
+    pa.field("agent", pa.string(), nullable=False),
+    pa.field("started_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("ended_at", pa.timestamp("us", tz="UTC")),
+    pa.field("reason", pa.string()),
+])
+
+
+@dataclass(frozen=True, slots=True)
+class OrphanEnd:
+    """The end of a session or pause whose start is not in the file (``kind``: session or pause)."""
+
+    kind: str
+    queue: str
+    agent: str
+    at: dt.datetime
+
+
 @dataclass
 class QueueLog:
     """What a queue_log file said, built event by event (:meth:`add`)."""
@@ -146,6 +179,7 @@ class QueueLog:
     attempts: list[QueueAttempt] = field(default_factory=list)
     sessions: list[AgentInterval] = field(default_factory=list)
     pauses: list[AgentInterval] = field(default_factory=list)
+    orphan_ends: list[OrphanEnd] = field(default_factory=list)
     events: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
     _open: dict[tuple[str, str], QueueAttempt] = field(default_factory=dict)
@@ -200,17 +234,19 @@ class QueueLog:
         if agent is None:
             self.skipped[e.event] += 1
             return
-        queue = "NONE" if e.event in ("PAUSEALL", "UNPAUSEALL") else e.queue or "NONE"
+        queue = "NONE" if e.event in _QUEUELESS else e.queue or "NONE"
         key = (queue, agent)
-        if e.event == "ADDMEMBER":
+        if e.event in _SESSION_STARTS:
             if key not in self._sessions:
                 self._sessions[key] = interval = AgentInterval(queue, agent, e.at)
                 self.sessions.append(interval)
-        elif e.event == "REMOVEMEMBER":
+        elif e.event in _SESSION_ENDS:
             interval = self._sessions.pop(key, None)
             if interval is not None:
                 interval.ended_at = e.at
-        elif e.event in ("PAUSE", "PAUSEALL"):
+            else:
+                self.orphan_ends.append(OrphanEnd("session", queue, agent, e.at))
+        elif e.event in _PAUSE_STARTS:
             if key not in self._pauses:
                 reason = (e.data[0] if e.data else "") or None
                 self._pauses[key] = interval = AgentInterval(queue, agent, e.at, reason=reason)
@@ -219,6 +255,8 @@ class QueueLog:
             interval = self._pauses.pop(key, None)
             if interval is not None:
                 interval.ended_at = e.at
+            else:
+                self.orphan_ends.append(OrphanEnd("pause", queue, agent, e.at))
 
     def by_callid(self) -> dict[str, list[QueueAttempt]]:
         found: dict[str, list[QueueAttempt]] = {}

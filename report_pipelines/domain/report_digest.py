@@ -346,6 +346,7 @@ def report_table(report_name: str, tables: Mapping[str, pa.Table], limit: int) -
     """The table a report's e-mail shows (at most ``limit`` rows): the top queues by offered calls
     (queue_performance), the top agents by calls handled (agent_performance), the speed-of-answer
     percentiles per queue (wait_distribution), when callers hang up per queue (abandonment_curve),
+    the agents by logged-in time with their paused and talk time and occupancy (agent_availability),
     every day (daily_summary: the busiest first in a summary), or else the busiest local hours of
     the period (from hourly_volume)."""
     def combined(name: str) -> pd.DataFrame | None:
@@ -368,6 +369,13 @@ def report_table(report_name: str, tables: Mapping[str, pa.Table], limit: int) -
         return _percentile_table(tables[report_name], limit)
     if report_name == "abandonment_curve" and (frame := combined(report_name)) is not None:
         return _abandonment_table(frame, limit)
+    if report_name == "agent_availability" and (frame := combined(report_name)) is not None:
+        frame = frame[frame["pause_reason"].isna()]  # each agent's own row; the reason rows are in the attachment
+        frame = frame.sort_values(["logged_in_seconds", "talk_seconds_sum", "agent"], ascending=[False, False, True])
+        return _table("Agents by logged-in time", frame.head(limit), (
+            ("Agent", "agent", _text), ("Logged in", "logged_in_seconds", _duration_or_dash),
+            ("Paused", "paused_seconds", _duration_or_dash), ("Talk", "talk_seconds_sum", _duration_or_dash),
+            ("Occupancy", "occupancy", _rate_or_dash)))
     if report_name == "daily_summary" and (frame := combined(report_name)) is not None:
         frame = frame.sort_values(["offered", "date"], ascending=[False, True]) if limit <= SUMMARY_ROWS else frame
         return _table("Busiest days" if limit <= SUMMARY_ROWS else "Days", frame.head(limit),

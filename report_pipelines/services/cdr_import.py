@@ -523,7 +523,8 @@ def import_cdr(
 
                     session.extend_active_from(local_date_of(merged.earliest, client_zone), now)
                 if queue_log is not None:
-                    session.store_queue_log(queue_log.attempts, queue_log.sessions, queue_log.pauses, replace=replace)
+                    session.store_queue_log(queue_log.attempts, queue_log.sessions, queue_log.pauses, replace=replace,
+                                            orphan_ends=queue_log.orphan_ends, zone=client_zone, now=now)
                 state["client_has_inbound"] = session.has_inbound()
     finally:
         stream.close()

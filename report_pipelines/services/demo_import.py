@@ -1,6 +1,7 @@
 """The demo's PBX import (``make demo``): a small Asterisk ``Master.csv`` + ``queue_log`` pair of a
 Berlin contact centre (``report_pipelines/demo_data/``) imported for its client, the import summary,
-and the queue report of that day computed from the imported calls."""
+and the queue and agent availability reports of that day computed from the imported calls and agent
+sessions."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from report_pipelines.adapters.db.repositories import CallEventRepository, ClientRepository
+from report_pipelines.adapters.db.repositories import AgentIntervalRepository, CallEventRepository, ClientRepository
 from report_pipelines.domain.errors import NotFound
 from report_pipelines.domain.reports import get_report
 from report_pipelines.domain.reports.base import DayContext
@@ -23,7 +24,7 @@ SLUG, ZONE, DAY = "berlin-contact-centre", "Europe/Berlin", dt.date(2024, 3, 9)
 
 def import_demo_pbx(engine: Engine, data_dir: str | Path, echo: Callable[[str], None] = print,
                     step: str = "7") -> list[str]:
-    """Import the sample pair, print the summary and the day's queue report; return what was printed."""
+    """Import the sample pair, print the summary and the day's queue and agent reports; return what was printed."""
     from report_pipelines.services.cdr_import import import_cdr
     from report_pipelines.services.clients import add_client
 
@@ -44,13 +45,24 @@ def import_demo_pbx(engine: Engine, data_dir: str | Path, echo: Callable[[str], 
         say(f"   {line.strip()}")
     for warning in summary.warnings:
         say(f"   warning: {warning}")
-    calls = CallEventRepository(engine).day_calls(client.id, *local_day_window(DAY, parse_zone(ZONE)))
+    window = local_day_window(DAY, parse_zone(ZONE))
+    calls = CallEventRepository(engine).day_calls(client.id, *window)
     ctx = DayContext(client.id, ZONE, DAY)
-    report = get_report("queue_performance")
-    table = report.present(report.combine(report.compute_day(screen_calls(calls, ctx).clean, ctx)))
-    columns = ["queue", "offered", "answered", "abandoned", "missed", "service_level", "average_speed_of_answer"]
-    say(f"   queue_performance of {DAY} (waits from the queue entry the queue_log gives):")
-    table["queue"] = table["queue"].fillna("(no queue)")
-    for line in table[columns].round(3).to_string(index=False).splitlines():
-        say(f"   {line}")
+    screened = screen_calls(calls, ctx).clean
+    inputs = {"agent_intervals": AgentIntervalRepository(engine).zone_day_intervals([client.id], *window)[client.id]}
+
+    def show(name: str, columns: list[str], title: str, blanks: dict[str, str]) -> None:
+        report = get_report(name)
+        table = report.present(report.combine(report.compute_day_from(screened, ctx, inputs)))
+        table = table.fillna(blanks)
+        say(f"   {name} of {DAY} ({title}):")
+        for line in table[columns].round(3).to_string(index=False).splitlines():
+            say(f"   {line}")
+
+    show("queue_performance", ["queue", "offered", "answered", "abandoned", "missed", "service_level",
+                               "average_speed_of_answer"], "waits from the queue entry the queue_log gives",
+         {"queue": "(no queue)"})
+    show("agent_availability", ["agent", "pause_reason", "logged_in_seconds", "paused_seconds", "reason_paused_seconds",
+                                "talk_seconds_sum", "open_intervals", "occupancy"],
+         "sessions and pauses from the queue_log, talk from the calls", {"pause_reason": "(agent)"})
     return printed

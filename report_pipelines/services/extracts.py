@@ -28,7 +28,11 @@ from typing import Literal, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from report_pipelines.adapters.db.repositories import CacheManifestRepository, CallEventRepository
+from report_pipelines.adapters.db.repositories import (
+    AgentIntervalRepository,
+    CacheManifestRepository,
+    CallEventRepository,
+)
 from report_pipelines.adapters.locks import LockTimeout
 from report_pipelines.app import App, Clock
 from report_pipelines.domain.cache import CachedDay, SourceState, call_ids_checksum
@@ -89,6 +93,7 @@ class Extractor:
         self.store = app.store
         self.locks = app.locks
         self.events = CallEventRepository(app.engine)
+        self.agent_intervals = AgentIntervalRepository(app.engine)
         self.manifest = CacheManifestRepository(app.engine)
 
     def compute(self, task: ClientDay, reports: Sequence[str], *, now: dt.datetime, run_id: str | None = None,
@@ -152,6 +157,7 @@ class Extractor:
         if not todo:
             return _spread(results, time.perf_counter() - started)
         calls_by_client = self.events.zone_day_calls([t.client_id for t in todo], *window)
+        inputs_by_client = self._extra_inputs(reports, [t.client_id for t in todo], window)
         computed_at = self.app.now()
         written: list[tuple[ClientDay, dict[str, pa.Table], dict[str, str], list[CachedDay]]] = []
         for task in todo:
@@ -160,7 +166,8 @@ class Extractor:
             screened = screen_calls(calls, ctx, *window)
             watermark = pc.max(calls.column("ingested_at")).as_py() if calls.num_rows else None
             source_checksum = call_ids_checksum(calls.column("pbx_call_id").to_pylist())
-            tables = {name: get_report(name).compute_day(screened.clean, ctx) for name in reports}
+            inputs = {name: by_client[task.client_id] for name, by_client in inputs_by_client.items()}
+            tables = {name: get_report(name).compute_day_from(screened.clean, ctx, inputs) for name in reports}
             provenance = day_provenance(task.timezone, calls.num_rows, source_checksum, watermark, screened.rejected)
             entries = [CachedDay(
                 report=name, client_id=task.client_id, local_date=day, path="", rows=0, bytes=0, checksum="",
@@ -184,6 +191,14 @@ class Extractor:
             by_client.setdefault(entry.client_id, []).append(entry)
         results += [_result(t, "computed", by_client[t.client_id], 0.0) for t in todo]
         return _spread(results, time.perf_counter() - started)
+
+    def _extra_inputs(self, reports: Sequence[str], client_ids: list[int],
+                      window: tuple[dt.datetime, dt.datetime]) -> dict[str, dict[int, pa.Table]]:
+        """The inputs besides the calls that ``reports`` declare (``extra_inputs``), per client, each
+        read in one query for the zone-day; nothing is read when no report needs one."""
+        needed = {name for report in reports for name in get_report(report).extra_inputs}
+        readers = {"agent_intervals": self.agent_intervals.zone_day_intervals}
+        return {name: readers[name](client_ids, *window) for name in sorted(needed)}
 
     def _reusable(self, tasks: Sequence[ClientDay], reports: Sequence[str], window: tuple[dt.datetime, dt.datetime],
                   since: dt.datetime) -> dict[int, list[CachedDay]]:
@@ -211,7 +226,9 @@ class Extractor:
         start, end = local_day_window(day, parse_zone(timezone))
         ctx = DayContext(client_id, timezone, day, self.settings.service_level_seconds)
         calls = self.events.day_calls(client_id, start, min(end, now))
-        return get_report(report).compute_day(screen_calls(calls, ctx, start, end).clean, ctx)
+        extra = self._extra_inputs([report], [client_id], (start, min(end, now)))
+        inputs = {name: by_client[client_id] for name, by_client in extra.items()}
+        return get_report(report).compute_day_from(screen_calls(calls, ctx, start, end).clean, ctx, inputs)
 
 
 #: A day table this small (Arrow IPC bytes) is kept with its manifest row too: the summaries' are (a

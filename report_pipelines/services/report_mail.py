@@ -55,7 +55,7 @@ from report_pipelines.services.reading import read_report_arrow
 
 #: Reports whose own day tables make the e-mail's table (the others show the busiest hours).
 _OWN_TABLE = ("queue_performance", "agent_performance", "wait_distribution", "abandonment_curve", "daily_summary",
-              "hourly_volume")
+              "hourly_volume", "agent_availability")
 
 
 def mail_reports(report: str) -> tuple[str, ...]:

@@ -30,7 +30,8 @@ def find_stale_client_days(engine: Engine, since: dt.datetime, now: dt.datetime)
     never cached, and a day the pipelines no longer serve (:mod:`~report_pipelines.services.serving`) is
     not work: its cache stays as it was, readable. Days an ``import-cdr --replace`` touched after
     ``since`` are looked at too (``call_event_changes``): a day whose calls were all deleted has no new
-    ingest to be found by.
+    ingest to be found by; so are days a queue_log import changed the agent sessions or pauses of
+    (their calls may not have changed): such a day is stale when it was computed before the change.
     """
     events = CallEventRepository(engine)
     manifest = CacheManifestRepository(engine)
@@ -46,10 +47,12 @@ def find_stale_client_days(engine: Engine, since: dt.datetime, now: dt.datetime)
         day = local_date_of(bucket, parse_zone(client.timezone))
         key = (client_id, day)
         newest[key] = max(newest.get(key, ingested), ingested)
+    changed_at: dict[tuple[int, dt.date], dt.datetime] = {}
     for client_id, day, changed in CallEventChanges(engine).since(since):
         seen = changed if seen is None else max(seen, changed)
         if client_id in clients:
             newest[(client_id, day)] = max(newest.get((client_id, day), changed), changed)
+            changed_at[(client_id, day)] = max(changed_at.get((client_id, day), changed), changed)
     stale = []
     for (client_id, day), ingested in sorted(newest.items()):
         client = clients[client_id]
@@ -60,6 +63,7 @@ def find_stale_client_days(engine: Engine, since: dt.datetime, now: dt.datetime)
         if not entries:
             continue
         source = events.day_source(client_id, *window)
-        if any(not e.is_fresh(source) for e in entries):
+        change = changed_at.get((client_id, day))
+        if any(not e.is_fresh(source) or (change is not None and e.computed_at < change) for e in entries):
             stale.append(StaleClientDay(client.timezone, day, client_id, ingested))
     return stale, seen

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
 from report_pipelines.adapters.db.models import (
     CALL_EVENT_COLUMNS,
@@ -31,7 +31,7 @@ from report_pipelines.adapters.db.models import (
 )
 from report_pipelines.adapters.db.repositories import _as_utc
 from report_pipelines.domain.pbx import PbxConfig, config_from_json
-from report_pipelines.domain.queue_log import AgentInterval, QueueAttempt
+from report_pipelines.domain.queue_log import AgentInterval, OrphanEnd, QueueAttempt
 
 UTC = dt.UTC
 STAGED = (*CALL_EVENT_COLUMNS, "first_line")
@@ -175,9 +175,19 @@ class CallImport:
 
     # --- queue_log --------------------------------------------------------------------------------
     def store_queue_log(self, attempts: list[QueueAttempt], sessions: list[AgentInterval], pauses: list[AgentInterval],
-                        *, replace: bool) -> int:
+                        *, replace: bool, orphan_ends: list[OrphanEnd] = (), zone: dt.tzinfo | None = None,
+                        now: dt.datetime | None = None) -> int:
         """Store a queue_log's attempts, sessions and pauses (ignoring what is stored already; with
-        ``replace``, the client's rows in the log's time range are deleted first). Returns attempts stored."""
+        ``replace``, the client's rows in the log's time range are deleted first). Returns attempts stored.
+
+        A session or pause stored open (its end was not in an earlier file) is closed by this file:
+        by the same interval, now with its end (a longer copy of the file), or by an end whose start
+        is not in this file (``orphan_ends``: the log was rotated meanwhile), which closes the latest
+        open interval of that queue and agent that started before it.
+
+        With ``zone`` and ``now``, every local day these sessions and pauses cover (the intervals
+        closed included) is recorded in ``call_event_changes``, so the late-data path recomputes a
+        cached day whose agent figures this file changed even when its calls did not change."""
         instants = [a.entered_at for a in attempts] + [i.started_at for i in (*sessions, *pauses)]
         if replace and instants:
             low, high = min(instants), max(instants)
@@ -194,7 +204,44 @@ class CallImport:
         keys = ("client_id", "queue", "agent", "started_at")
         self._copy_ignore("queue_agent_sessions", interval, sessions, keys)
         self._copy_ignore("queue_agent_pauses", {**interval, "reason": text}, pauses, keys)
+        closed = self._close_open(sessions, pauses, orphan_ends)
+        if zone is not None and now is not None:
+            spans = [(i.started_at, i.ended_at or i.started_at) for i in (*sessions, *pauses)] + closed
+            self._record_changes(spans, zone, now)
         return stored
+
+    def _record_changes(self, spans: list[tuple[dt.datetime, dt.datetime]], zone: dt.tzinfo, now: dt.datetime) -> None:
+        from report_pipelines.domain.timezones import local_date_of
+
+        days: set[dt.date] = set()
+        for start, end in spans:
+            first, last = local_date_of(start, zone), local_date_of(max(start, end), zone)
+            days.update(first + dt.timedelta(days=i) for i in range((last - first).days + 1))
+        if days:
+            self.conn.execute(insert(CallEventChangeRow), [
+                {"client_id": self.client_id, "local_date": day, "changed_at": now} for day in sorted(days)])
+
+    def _close_open(self, sessions: list[AgentInterval], pauses: list[AgentInterval],
+                    orphan_ends: list[OrphanEnd]) -> list[tuple[dt.datetime, dt.datetime]]:
+        """Close what earlier files left open (see :meth:`store_queue_log`); the spans closed by orphan ends."""
+        closed: list[tuple[dt.datetime, dt.datetime]] = []
+        for model, intervals, kind in ((QueueAgentSessionRow, sessions, "session"), (QueueAgentPauseRow, pauses, "pause")):
+            ended = [i for i in intervals if i.ended_at is not None]
+            if ended:
+                self.conn.execute(
+                    update(model).where(model.client_id == self.client_id, model.queue == bindparam("q"),
+                                        model.agent == bindparam("a"), model.started_at == bindparam("s"),
+                                        model.ended_at.is_(None)).values(ended_at=bindparam("e")),
+                    [{"q": i.queue, "a": i.agent, "s": i.started_at, "e": i.ended_at} for i in ended])
+            for end in (o for o in orphan_ends if o.kind == kind):
+                latest = self.conn.execute(
+                    select(model.id, model.started_at).where(model.client_id == self.client_id, model.queue == end.queue,
+                                           model.agent == end.agent, model.ended_at.is_(None), model.started_at <= end.at)
+                    .order_by(model.started_at.desc()).limit(1)).first()
+                if latest is not None:
+                    self.conn.execute(update(model).where(model.id == latest[0]).values(ended_at=end.at))
+                    closed.append((_as_utc(latest[1]), end.at))
+        return closed
 
     def _copy_ignore(self, table: str, columns: dict[str, pa.DataType], items: list, keys: tuple[str, ...]) -> int:
         """Insert the items' ``columns`` (and this client) into ``table``, skipping rows whose ``keys``

@@ -493,6 +493,8 @@ class QueueAgentSessionRow(_AgentIntervalColumns, Base):
     __tablename__ = "queue_agent_sessions"
     __table_args__ = (
         UniqueConstraint("client_id", "queue", "agent", "started_at", name="uq_queue_agent_sessions_start"),
+        Index("ix_queue_agent_sessions_client_started", "client_id", "started_at"),
+        Index("ix_queue_agent_sessions_client_ended", "client_id", "ended_at"),
         {"sqlite_autoincrement": True},
     )
 
@@ -503,6 +505,8 @@ class QueueAgentPauseRow(_AgentIntervalColumns, Base):
     __tablename__ = "queue_agent_pauses"
     __table_args__ = (
         UniqueConstraint("client_id", "queue", "agent", "started_at", name="uq_queue_agent_pauses_start"),
+        Index("ix_queue_agent_pauses_client_started", "client_id", "started_at"),
+        Index("ix_queue_agent_pauses_client_ended", "client_id", "ended_at"),
         {"sqlite_autoincrement": True},
     )
 

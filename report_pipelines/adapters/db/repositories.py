@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from sqlalchemy import BigInteger, Engine, Integer, delete, func, select, update
+from sqlalchemy import BigInteger, Engine, Integer, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -292,6 +292,42 @@ class CallEventRepository:
     def count(self, client_id: int) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).where(CallEvent.client_id == client_id)).scalar_one())
+
+
+class AgentIntervalRepository:
+    """The agent sessions and pauses imported from queue_logs (``queue_agent_sessions``,
+    ``queue_agent_pauses``), as the ``agent_availability`` report reads them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def zone_day_intervals(self, client_ids: Sequence[int], start: dt.datetime, end: dt.datetime) -> dict[int, pa.Table]:
+        """Each client's sessions and pauses that overlap or touch ``[start, end]`` (started before
+        ``end``; ended at or after ``start``, or still open), one table of ``AGENT_INTERVAL_SCHEMA``
+        per client (every client given, empty when it has none), in two queries.
+
+        An interval that merely ends at ``start`` is included so that an agent's back-to-back
+        intervals across ``start`` are seen as one (the report counts a session on the day it began).
+        Ordered by kind, agent, start and queue, so a client's table does not depend on the others."""
+        from report_pipelines.adapters.db.models import QueueAgentPauseRow, QueueAgentSessionRow
+        from report_pipelines.domain.queue_log import AGENT_INTERVAL_SCHEMA
+
+        ids = sorted(set(client_ids))
+        rows: dict[int, list[tuple]] = {cid: [] for cid in ids}
+        if ids:
+            with self.engine.connect() as conn:
+                for kind, model in (("pause", QueueAgentPauseRow), ("session", QueueAgentSessionRow)):
+                    reason = model.reason if model is QueueAgentPauseRow else None
+                    query = select(model.client_id, model.queue, model.agent, model.started_at, model.ended_at,
+                                   *([reason] if reason is not None else [])).where(
+                        model.client_id.in_(ids), model.started_at < end,
+                        or_(model.ended_at.is_(None), model.ended_at >= start),
+                    ).order_by(model.client_id, model.agent, model.started_at, model.queue)
+                    for r in conn.execute(query):
+                        rows[r[0]].append((kind, r[1], r[2], _as_utc(r[3]), _as_utc(r[4]), r[5] if reason is not None else None))
+        names = AGENT_INTERVAL_SCHEMA.names
+        return {cid: pa.Table.from_pylist([dict(zip(names, row, strict=True)) for row in found], schema=AGENT_INTERVAL_SCHEMA)
+                for cid, found in rows.items()}
 
 
 def _sqlite_text(instant: dt.datetime) -> str:

@@ -30,6 +30,7 @@ REPORT_MODULES: tuple[str, ...] = (
     "daily_summary",
     "wait_distribution",
     "abandonment_curve",
+    "agent_availability",
 )
 
 

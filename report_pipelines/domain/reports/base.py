@@ -24,6 +24,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -82,6 +83,11 @@ class ReportDefinition(abc.ABC):
     schema: ClassVar[pa.Schema]
     #: Schema of the period table :meth:`combine` returns.
     period_schema: ClassVar[pa.Schema]
+    #: Inputs besides the calls that :meth:`compute_day` takes, as keyword arguments (Arrow tables of
+    #: the same client, covering the day): ``"agent_intervals"`` (the queue_log's agent sessions and
+    #: pauses, :data:`~report_pipelines.domain.queue_log.AGENT_INTERVAL_SCHEMA`). The extractor reads
+    #: an input only when a report it computes needs it; most reports need none.
+    extra_inputs: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def compute_day(self, calls: pa.Table, ctx: DayContext) -> pa.Table:
@@ -97,6 +103,11 @@ class ReportDefinition(abc.ABC):
     def combine(self, days: pa.Table) -> pa.Table:
         """The period table: stored day tables (concatenated, plus a ``date`` date32 column)
         re-aggregated exactly (sums, counts, maxima). Rows in a deterministic order."""
+
+    def compute_day_from(self, calls: pa.Table, ctx: DayContext, inputs: Mapping[str, pa.Table | None]) -> pa.Table:
+        """:meth:`compute_day` with the :attr:`extra_inputs` it declares taken from ``inputs``
+        (a missing one is None: the report computes without it)."""
+        return self.compute_day(calls, ctx, **{name: inputs.get(name) for name in self.extra_inputs})
 
     def present(self, combined: pa.Table) -> pd.DataFrame:
         """The period as people read it. The default shows the period table as it is."""
