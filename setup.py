@@ -39,6 +39,10 @@ setup(
         "fpdf2>=2.7,<3",  # PDF attachments (pure Python, no browser)
         "charset-normalizer>=3.3,<4",
         "python-calamine>=0.2,<1",
+        # the HTTP API (report-pipelines serve)
+        "fastapi>=0.115,<1",
+        "uvicorn>=0.30,<1",
+        "httpx>=0.27,<1",
     ],
     extras_require={
         "test": [
@@ -48,6 +52,7 @@ setup(
             "openpyxl>=3.1,<4",
             "ruff>=0.17,<0.18",
             "pypdf>=4,<8",
+            "schemathesis>=4.0,<5",
         ],
         "bench": ["duckdb>=1.0"],
     },

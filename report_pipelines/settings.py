@@ -37,6 +37,13 @@ built from them, through the :class:`~report_pipelines.app.App` it returns.
 | ``REPORT_PIPELINES_PRECACHE_PERCENTILE`` | ``10`` | low percentile of the first D-1 request's local time: the ready-by time |
 | ``REPORT_PIPELINES_PRECACHE_GRACE_MINUTES`` | ``15`` | minutes after a zone's local midnight before its closed day is pre-cached |
 | ``REPORT_PIPELINES_PRECACHE_QUIET_HOURS`` | (empty: right after, at a lower run priority) | ``HH:MM-HH:MM`` local: the non-priority clients are pre-cached in these hours |
+| ``REPORT_PIPELINES_API_DEADLINE_S`` | ``30`` | longest a ``GET /v1/reports/{report}`` computes before answering 504 (longer work: ``POST /v1/extractions``) |
+| ``REPORT_PIPELINES_API_MAX_BODY_KB`` | ``64`` | larger request bodies are refused (413) |
+| ``REPORT_PIPELINES_API_RATE_PER_MINUTE`` | ``600`` | requests per key per minute (bursts up to it), then 429 with ``Retry-After`` |
+| ``REPORT_PIPELINES_API_CORS_ORIGINS`` | (empty: no cross-origin access) | comma-separated origins allowed by CORS |
+| ``REPORT_PIPELINES_API_PUBLIC_TRIALS`` | ``false`` | ``POST /v1/trials`` without a key (public sign-up) |
+| ``REPORT_PIPELINES_API_PUBLIC_TRIALS_PER_HOUR`` | ``5`` | public trial sign-ups per client address per hour |
+| ``REPORT_PIPELINES_API_EXTRACTION_WORKERS`` | ``2`` | asynchronous extractions running at once in one API process |
 
 Every value is checked when it is read; a bad one is refused naming the variable
 (``REPORT_PIPELINES_WORKERS: must be a whole number >= 1, not 'two'``).
@@ -202,6 +209,27 @@ class PeriodSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """The HTTP API's limits (see the table above)."""
+
+    deadline_s: float = 30.0
+    max_body_bytes: int = 64 * 1024
+    rate_per_minute: int = 600
+    cors_origins: tuple[str, ...] = ()
+    public_trials: bool = False
+    public_trials_per_hour: int = 5
+    extraction_workers: int = 2
+
+
+def _origins(text: str | None) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in (text or "").split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?", origin):
+            raise InvalidInput(PREFIX + "API_CORS_ORIGINS", f"{origin[:80]!r} is not an origin such as https://app.example.com")
+    return origins
+
+
+@dataclass(frozen=True)
 class Settings:
     """What the application is configured with. Frozen and picklable: worker processes get a copy."""
 
@@ -219,6 +247,7 @@ class Settings:
     service_level_seconds: int = 20
     history_start: dt.date = dt.date(2020, 1, 1)
     periods: PeriodSettings = PeriodSettings()
+    api: ApiSettings = ApiSettings()
 
     @property
     def files_dir(self) -> Path:
@@ -277,5 +306,14 @@ class Settings:
                 percentile=read.whole("PRECACHE_PERCENTILE", 10, 0, 100),
                 grace_minutes=read.whole("PRECACHE_GRACE_MINUTES", 15, 0, 720),
                 quiet_hours=read.text("PRECACHE_QUIET_HOURS"),
+            ),
+            api=ApiSettings(
+                deadline_s=read.seconds("API_DEADLINE_S", 30.0, 1.0),
+                max_body_bytes=read.whole("API_MAX_BODY_KB", 64, 1, 100_000) * 1024,
+                rate_per_minute=read.whole("API_RATE_PER_MINUTE", 600, 1, 10_000_000),
+                cors_origins=_origins(read.text("API_CORS_ORIGINS")),
+                public_trials=read.boolean("API_PUBLIC_TRIALS", False),
+                public_trials_per_hour=read.whole("API_PUBLIC_TRIALS_PER_HOUR", 5, 1, 100_000),
+                extraction_workers=read.whole("API_EXTRACTION_WORKERS", 2, 1, 64),
             ),
         )

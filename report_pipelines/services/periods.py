@@ -229,6 +229,14 @@ def _validate_period(app: App, report: str, client: str | int, start: dt.date | 
     return request
 
 
+def validate_period_request(app: App, report: str, client: str | int, start: dt.date | str, end: dt.date | str, *,
+                            shape: str = "days", format: str = "csv", now: dt.datetime | None = None) -> PeriodRequest:
+    """Every check :func:`extract_period` makes before any work (for a front door that answers before
+    the work starts, such as the HTTP API's asynchronous extractions); nothing is recorded."""
+    _validate_options(shape, format, "api", None)
+    return _validate_period(app, report, client, start, end, now or app.now())
+
+
 class _Tracker:
     """Turns the period's plan and each computed day into :class:`Progress` reports."""
 
@@ -407,4 +415,5 @@ def usage_summary(app: App, *, client: str | None = None, since: dt.date | None 
 
 
 __all__ = ["SHAPES", "ExtractResult", "PeriodTimeout", "Progress", "UsageLine", "extract_period", "read_report",
-           "read_report_arrow", "record_schedule_build", "summarize_report", "usage_summary"]
+           "read_report_arrow", "record_schedule_build", "summarize_report", "usage_summary",
+           "validate_period_request"]

@@ -587,3 +587,79 @@ class PrecacheChoiceRow(Base):
     set_by: Mapped[str] = mapped_column(String(200))
     set_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     note: Mapped[str | None] = mapped_column(Text)
+
+
+# --- the HTTP API: keys, the audit of writes, asynchronous extractions (migration 0010) ------------------
+API_ROLES: tuple[str, ...] = ("client", "sales", "operator")
+EXTRACTION_STATES: tuple[str, ...] = ("running", "done", "failed")
+
+
+class ApiKeyRow(Base):
+    """An API key: only its public prefix and a salted scrypt hash of its secret are kept (never the key).
+
+    A ``client`` key belongs to one tenant (``client_id``); ``sales`` and ``operator`` keys to none.
+    ``revoked_at`` set: refused from the next request on."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint(_in("role", API_ROLES), name="role"),
+        CheckConstraint("(role = 'client') = (client_id IS NOT NULL)", name="client_iff_client_role"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    salt: Mapped[bytes] = mapped_column(LargeBinary(32))
+    hash: Mapped[bytes] = mapped_column(LargeBinary(64))
+    role: Mapped[str] = mapped_column(String(16))
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(200))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class ApiAuditRow(Base):
+    """Every write through the API (and every key created or revoked): who, what, when, and the answer."""
+
+    __tablename__ = "api_audit"
+    __table_args__ = (Index("ix_api_audit_at", "at"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(200))  # "key <prefix>", "cli", "public"
+    role: Mapped[str | None] = mapped_column(String(16))
+    client_id: Mapped[int | None] = mapped_column(Integer)  # no foreign key: the audit outlives its tenant
+    action: Mapped[str] = mapped_column(String(200))  # "POST /v1/schedules", "api-keys create"
+    status: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class ApiExtractionRow(Base):
+    """A period request too long for one HTTP request: its progress, then its file until ``expires_at``."""
+
+    __tablename__ = "api_extractions"
+    __table_args__ = (
+        CheckConstraint(_in("state", EXTRACTION_STATES), name="state"),
+        Index("ix_api_extractions_client", "client_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    report: Mapped[str] = mapped_column(String(64))
+    period_start: Mapped[dt.date] = mapped_column(Date)
+    period_end: Mapped[dt.date] = mapped_column(Date)
+    shape: Mapped[str] = mapped_column(String(16))
+    format: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    days_done: Mapped[int] = mapped_column(Integer, default=0)
+    days_total: Mapped[int] = mapped_column(Integer, default=0)
+    file_name: Mapped[str | None] = mapped_column(String(300))
+    path: Mapped[str | None] = mapped_column(Text)
+    rows: Mapped[int | None] = mapped_column(BigInteger)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
