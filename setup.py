@@ -39,6 +39,9 @@ setup(
         "fpdf2>=2.7,<3",  # PDF attachments (pure Python, no browser)
         "charset-normalizer>=3.3,<4",
         "python-calamine>=0.2,<1",
+        # REPORT_PIPELINES_POOL=celery: the run's batches on Celery workers (Redis broker and results)
+        "celery>=5.5,<6",
+        "redis>=5,<9",
     ],
     extras_require={
         "test": [
