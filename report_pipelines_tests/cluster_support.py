@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from report_pipelines.worker_processes import Worker, wait_for  # noqa: F401  (the tests' too)
+from report_pipelines.worker_processes import start_worker as start_local_worker
 
 LOOPBACK = "127.0.0.1"
 
@@ -144,52 +145,7 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
 
 
-@dataclass
-class Worker:
-    host: Host
-    hostname: str
-    process: subprocess.Popen
-    log: Path
-
-    def kill(self) -> None:
-        """SIGKILL the worker and its pool processes (a host lost at once)."""
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def lines(self, marker: str = "client-day ") -> list[str]:
-        return [line for line in self.log.read_text(errors="replace").splitlines() if marker in line]
-
-
 def start_worker(host: Host, hostname: str, env: dict[str, str], log: Path, *, concurrency: int = 1) -> Worker:
     """``report-pipelines worker`` on ``host``, its services' addresses replaced by the host's gateway."""
-    own = {**os.environ, **{k: v.replace(LOOPBACK, host.gateway) for k, v in env.items()}}
-    exe = str(Path(sys.executable).with_name("report-pipelines"))
-    handle = log.open("w")
-    process = subprocess.Popen(host.command([exe, "worker", "--concurrency", str(concurrency), "--hostname", hostname]),
-                               env=own, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-    handle.close()
-    return Worker(host, hostname, process, log)
-
-
-def wait_for(predicate, timeout: float, what: str, workers: list[Worker] = ()) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        for w in workers:
-            if w.process.poll() is not None:
-                raise AssertionError(f"worker {w.hostname} exited ({w.process.returncode}):\n{w.log.read_text()[-3000:]}")
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return start_local_worker(hostname, {k: v.replace(LOOPBACK, host.gateway) for k, v in env.items()}, log,
+                              concurrency=concurrency, prefix=host.command([]))
