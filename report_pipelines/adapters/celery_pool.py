@@ -57,6 +57,7 @@ from report_pipelines.settings import PoolSettings, Settings
 
 TASK = "report_pipelines.call"
 POLL_S = 0.05
+INSPECT_S = 0.5  # how long the workers have to answer "who consumes the queue?" (ms on a LAN)
 READY_STATES = celery_states.READY_STATES
 
 log = logging.getLogger("report_pipelines.worker")
@@ -224,12 +225,15 @@ class CeleryPool(Executor):
             time.sleep(0.5)
 
     def workers(self) -> dict[str, int]:
-        """Worker host name -> processes, for the workers consuming our queue that answer within 1 s."""
-        inspect = self.app.control.inspect(timeout=1.0)
-        queues = inspect.active_queues() or {}
-        stats = inspect.stats() or {}
-        return {host: int(stats.get(host, {}).get("pool", {}).get("max-concurrency", 1))
-                for host, consumed in queues.items() if any(q.get("name") == self.pool.queue for q in consumed)}
+        """Worker host name -> processes, for the workers consuming our queue that answer within 0.5 s."""
+        # A broadcast waits its whole timeout for replies it cannot count on; the second one is addressed
+        # to the hosts that answered the first and returns as soon as they all have.
+        queues = self.app.control.inspect(timeout=INSPECT_S).active_queues() or {}
+        hosts = [host for host, consumed in queues.items() if any(q.get("name") == self.pool.queue for q in consumed)]
+        if not hosts:
+            return {}
+        stats = self.app.control.inspect(destination=hosts, limit=len(hosts), timeout=1.0).stats() or {}
+        return {host: int(stats.get(host, {}).get("pool", {}).get("max-concurrency", 1)) for host in hosts}
 
     def no_worker(self) -> NoWorkerAnswered:
         broker = self.pool.broker_url.split("@")[-1]
