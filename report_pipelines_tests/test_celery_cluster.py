@@ -238,3 +238,20 @@ def test_the_wire_format_rebuilds_the_packages_dataclasses_and_nothing_else() ->
     assert from_wire(loads(dumps(to_wire([result])))) == [result]
     with pytest.raises(WrongWorkerSettings, match="not a report_pipelines class"):
         from_wire({"__dataclass__": "os:system", "fields": {}})
+
+
+def test_batches_waiting_while_no_worker_answers_fail_after_the_wait(tmp_path: Path, broker: PoolSettings) -> None:
+    """Workers gone mid-run (the queue's only consumers lost): what waits fails in one line, not forever."""
+    from report_pipelines.services import extracts
+    from report_pipelines.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'x.sqlite3'}",
+                        store_root=str(tmp_path / "reports"), pool=replace(broker, worker_wait_s=1.0))
+    pool = CeleryPool(settings)
+    try:
+        future = pool.submit(extracts._work, [ClientDay(1, "UTC", dt.date(2024, 3, 9))], ("call_detail",), LATER,
+                             None, None, None)
+        assert isinstance(future.exception(timeout=15), NoWorkerAnswered)
+        assert "no Celery worker answered" in str(future.exception())
+    finally:
+        pool.shutdown(wait=False)
