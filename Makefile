@@ -14,7 +14,10 @@ export DAGSTER_PG_PASSWORD ?=
 export DAGSTER_PG_DB ?= dagster
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint dev bench install dagster-home ensure-postgres ensure-chromium clean
+CLUSTER_DB ?= report_pipelines_cluster_demo
+CLUSTER_DATA_DIR ?= $(CURDIR)/data_cluster
+
+.PHONY: demo demo-cluster test lint dev bench install dagster-home ensure-postgres ensure-chromium clean
 
 install: $(VENV)/.installed
 
@@ -45,6 +48,19 @@ demo: install ensure-chromium
 	$(BIN)/report-pipelines demo run
 	@echo
 	@echo "Next: 'make dev' opens the Dagster UI on this data (http://127.0.0.1:$(DAGSTER_PORT))."
+
+## make demo-cluster: two Celery workers against the running Redis (127.0.0.1:6379) and PostgreSQL, a
+## backfill through them (a database and data folder of its own: make demo's are not touched), who
+## computed what; it stops the workers it started.
+demo-cluster: install dagster-home
+	psql -h $(DAGSTER_PG_HOST) -p $(DAGSTER_PG_PORT) -U $(DAGSTER_PG_USER) -tAc \
+	  "SELECT 1 FROM pg_database WHERE datname='$(CLUSTER_DB)'" postgres | grep -q 1 || \
+	  createdb -h $(DAGSTER_PG_HOST) -p $(DAGSTER_PG_PORT) -U $(DAGSTER_PG_USER) $(CLUSTER_DB)
+	export REPORT_PIPELINES_DATABASE_URL=postgresql://$(DAGSTER_PG_USER)@$(DAGSTER_PG_HOST):$(DAGSTER_PG_PORT)/$(CLUSTER_DB) \
+	  REPORT_PIPELINES_DATA_DIR=$(CLUSTER_DATA_DIR); \
+	$(BIN)/report-pipelines db upgrade && \
+	$(BIN)/report-pipelines demo seed --reset --clients 12 --days 7 && \
+	$(BIN)/report-pipelines demo cluster --days 3
 
 ## make test: venv + install, the linter, then the whole suite (SQLite and the PostgreSQL at 127.0.0.1:5432).
 test: install ensure-postgres ensure-chromium lint

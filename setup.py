@@ -43,6 +43,9 @@ setup(
         "fastapi>=0.115,<1",
         "uvicorn>=0.30,<1",
         "httpx>=0.27,<1",
+        # REPORT_PIPELINES_POOL=celery: the run's batches on Celery workers (Redis broker and results)
+        "celery>=5.5,<6",
+        "redis>=5,<9",
     ],
     extras_require={
         "test": [

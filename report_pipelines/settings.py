@@ -11,6 +11,11 @@ built from them, through the :class:`~report_pipelines.app.App` it returns.
 | ``REPORT_PIPELINES_DATABASE_URL`` | ``sqlite:///<data dir>/report_pipelines.sqlite3`` | app database |
 | ``REPORT_PIPELINES_STORE`` | ``<data dir>/reports`` | Parquet report store: a folder or a URI (``s3://...``) |
 | ``REPORT_PIPELINES_WORKERS`` | ``2`` | worker processes computing client-days in one run |
+| ``REPORT_PIPELINES_POOL`` | ``process`` | where a run's batches are computed: ``process`` (local pool) or ``celery`` |
+| ``REPORT_PIPELINES_BROKER_URL`` | ``redis://127.0.0.1:6379/0`` | Celery broker and result backend (``POOL=celery``) |
+| ``REPORT_PIPELINES_CELERY_QUEUE`` | ``report_pipelines`` | the Celery queue the batches go to (and workers consume) |
+| ``REPORT_PIPELINES_WORKER_WAIT_S`` | ``60`` | a run fails when no Celery worker answers for this long |
+| ``REPORT_PIPELINES_VISIBILITY_TIMEOUT_S`` | ``3600`` | a batch a lost worker took is re-delivered after this long |
 | ``REPORT_PIPELINES_LOCK_TIMEOUT_S`` | ``3600`` | longest wait for another run's client-day (within any deadline) |
 | ``REPORT_PIPELINES_EXECUTOR`` | ``in_process`` | Dagster executor: ``in_process`` or ``multiprocess`` |
 | ``REPORT_PIPELINES_DEPLOYMENT`` | ``local`` | ``production`` binds every resource field to its variable |
@@ -68,6 +73,7 @@ STORE_ENV = "REPORT_PIPELINES_STORE"
 WORKERS_ENV = "REPORT_PIPELINES_WORKERS"
 
 EXECUTORS = ("in_process", "multiprocess")
+POOLS = ("process", "celery")
 DEPLOYMENTS = ("local", "production")
 
 
@@ -227,6 +233,14 @@ def _origins(text: str | None) -> tuple[str, ...]:
         if origin != "*" and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?", origin):
             raise InvalidInput(PREFIX + "API_CORS_ORIGINS", f"{origin[:80]!r} is not an origin such as https://app.example.com")
     return origins
+class PoolSettings:
+    """Where a run's zone-day batches are computed (see :mod:`report_pipelines.adapters.celery_pool`)."""
+
+    kind: str = "process"  # "process": the local pool; "celery": Celery workers, on any host
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    queue: str = "report_pipelines"
+    worker_wait_s: float = 60.0
+    visibility_timeout_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -248,6 +262,7 @@ class Settings:
     history_start: dt.date = dt.date(2020, 1, 1)
     periods: PeriodSettings = PeriodSettings()
     api: ApiSettings = ApiSettings()
+    pool: PoolSettings = PoolSettings()
 
     @property
     def files_dir(self) -> Path:
@@ -316,4 +331,21 @@ class Settings:
                 public_trials_per_hour=read.whole("API_PUBLIC_TRIALS_PER_HOUR", 5, 1, 100_000),
                 extraction_workers=read.whole("API_EXTRACTION_WORKERS", 2, 1, 64),
             ),
+            pool=_pool_settings(read),
         )
+
+
+def _pool_settings(read: _Reader) -> PoolSettings:
+    broker = read.text("BROKER_URL") or PoolSettings.broker_url
+    if not re.fullmatch(r"(redis|rediss|amqp|amqps|pyamqp)://\S*", broker):
+        raise InvalidInput(PREFIX + "BROKER_URL", f"must be a redis:// or amqp:// URL, not {broker[:80]!r}")
+    queue = read.text("CELERY_QUEUE") or PoolSettings.queue
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", queue):
+        raise InvalidInput(PREFIX + "CELERY_QUEUE", f"must be letters, digits and _.:- only, not {queue[:40]!r}")
+    return PoolSettings(
+        kind=read.choice("POOL", "process", POOLS),
+        broker_url=broker,
+        queue=queue,
+        worker_wait_s=read.seconds("WORKER_WAIT_S", 60.0, 1.0),
+        visibility_timeout_s=read.seconds("VISIBILITY_TIMEOUT_S", 3600.0, 1.0),
+    )

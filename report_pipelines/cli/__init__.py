@@ -6,7 +6,17 @@ lives in its own module; importing this package registers them all on :data:`mai
 what they use lazily, so the CLI never pays Dagster's import time.
 """
 
-from report_pipelines.cli import api, cache, clients, commercial, demo, imports, periods, schedules  # noqa: F401  (registration)
+from report_pipelines.cli import (  # noqa: F401  (registration)
+    api,
+    cache,
+    clients,
+    commercial,
+    demo,
+    imports,
+    periods,
+    schedules,
+    worker,
+)
 from report_pipelines.cli.base import main
 
 __all__ = ["main"]

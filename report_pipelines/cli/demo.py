@@ -63,6 +63,23 @@ def demo_run(days: int, end) -> None:
     sys.exit(0 if ok else 1)
 
 
+@demo.command("cluster")
+@click.option("--days", default=3, show_default=True, help="Closed local dates to backfill.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 8), help="Celery workers to start.")
+@click.option("--end", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Last local date [default: the day before yesterday, UTC, as `demo seed`].")
+def demo_cluster(days: int, workers: int, end) -> None:
+    """Start Celery workers, backfill through them, show who computed what, stop them (make demo-cluster)."""
+    import os
+
+    from report_pipelines.demo_cluster import run_cluster_demo
+    from report_pipelines.domain.errors import InvalidInput
+
+    if not os.environ.get("DAGSTER_HOME"):
+        raise InvalidInput("DAGSTER_HOME", "set it to a folder holding dagster.yaml (make demo-cluster does)")
+    ok = run_cluster_demo(_app(), echo=click.echo, days=days, workers=workers, last_day=end.date() if end else None)
+    sys.exit(0 if ok else 1)
+
 
 def dev_command(cwd: Path, host: str, port: int) -> list[str]:
     """``dagster dev`` on the ``workspace.yaml`` of ``cwd`` if it has one (as ``dagster dev`` itself would

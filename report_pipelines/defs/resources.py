@@ -34,6 +34,9 @@ FIELDS = {
     "precache_window_days": "PRECACHE_WINDOW_DAYS", "precache_min_share": "PRECACHE_MIN_SHARE",
     "precache_min_requests": "PRECACHE_MIN_REQUESTS", "precache_percentile": "PRECACHE_PERCENTILE",
     "precache_grace_minutes": "PRECACHE_GRACE_MINUTES", "precache_quiet_hours": "PRECACHE_QUIET_HOURS",
+    # where the batches are computed (the local pool or Celery workers)
+    "pool": "POOL", "broker_url": "BROKER_URL", "celery_queue": "CELERY_QUEUE", "worker_wait_s": "WORKER_WAIT_S",
+    "visibility_timeout_s": "VISIBILITY_TIMEOUT_S",
 }
 
 
@@ -74,6 +77,11 @@ class AppResource(dg.ConfigurableResource):
     precache_percentile: str | None = Field(default=None, description="REPORT_PIPELINES_PRECACHE_PERCENTILE")
     precache_grace_minutes: str | None = Field(default=None, description="REPORT_PIPELINES_PRECACHE_GRACE_MINUTES")
     precache_quiet_hours: str | None = Field(default=None, description="REPORT_PIPELINES_PRECACHE_QUIET_HOURS")
+    pool: str | None = Field(default=None, description="REPORT_PIPELINES_POOL: process or celery")
+    broker_url: str | None = Field(default=None, description="REPORT_PIPELINES_BROKER_URL (POOL=celery)")
+    celery_queue: str | None = Field(default=None, description="REPORT_PIPELINES_CELERY_QUEUE")
+    worker_wait_s: str | None = Field(default=None, description="REPORT_PIPELINES_WORKER_WAIT_S")
+    visibility_timeout_s: str | None = Field(default=None, description="REPORT_PIPELINES_VISIBILITY_TIMEOUT_S")
     now: str | None = Field(default=None, description="Pin the clock to this instant (tests, replays); empty = real")
 
     def overrides(self) -> dict[str, str]:
@@ -102,7 +110,7 @@ class AppResource(dg.ConfigurableResource):
             "smtp_password": mail.smtp_password, "smtp_starttls": str(mail.smtp_starttls).lower(),
             "smtp_cafile": mail.smtp_cafile, "max_attempts": str(mail.max_attempts),
             "retention_days": str(settings.retention_days), "history_start": settings.history_start.isoformat(),
-            **_period_values(settings),
+            **_period_values(settings), **_pool_values(settings),
             "now": now.isoformat() if now else None,
         }
         return cls(**{k: v for k, v in values.items() if v is not None})
@@ -114,6 +122,12 @@ def _period_values(settings: Settings) -> dict[str, str | None]:
             "precache_window_days": str(p.window_days), "precache_min_share": str(p.min_share_percent),
             "precache_min_requests": str(p.min_requests), "precache_percentile": str(p.percentile),
             "precache_grace_minutes": str(p.grace_minutes), "precache_quiet_hours": p.quiet_hours}
+
+
+def _pool_values(settings: Settings) -> dict[str, str]:
+    p = settings.pool
+    return {"pool": p.kind, "broker_url": p.broker_url, "celery_queue": p.queue,
+            "worker_wait_s": repr(p.worker_wait_s), "visibility_timeout_s": repr(p.visibility_timeout_s)}
 
 
 def _settings(overrides: tuple[tuple[str, str], ...]) -> Settings:

@@ -78,6 +78,7 @@ class ClientDayResult:
     rejected: dict[str, int]
     seconds: float
     worker: int = field(default_factory=os.getpid)  # the process that did the work
+    host: str = ""  # the Celery worker that did it (its --hostname); "" in a local pool
 
     @property
     def rejected_rows(self) -> int:
@@ -298,6 +299,21 @@ def _init_worker(settings: Settings, clock: Clock) -> None:
     _worker = Extractor(App(settings, clock=clock))
 
 
+def init_worker(settings: Settings) -> None:
+    """Make this process a worker on ``settings`` with the system clock (a Celery worker's child)."""
+    from report_pipelines.app import system_clock
+
+    _init_worker(settings, system_clock)
+
+
+def worker() -> Extractor | None:
+    return _worker
+
+
+def on_host(result: ClientDayResult, host: str) -> ClientDayResult:
+    return replace(result, host=host)
+
+
 def _work(batch: list[ClientDay], reports: tuple[str, ...], now: dt.datetime, run_id: str | None,
           reuse_since: dt.datetime | None, deadline: float | None) -> list[ClientDayResult]:
     assert _worker is not None, "worker not initialised"
@@ -404,7 +420,8 @@ def run_client_days(
             "what finished is cached: give more time or fewer days/clients"
         )
 
-    if len(batches) <= 1 or workers == 1 or sum(t.weight for t in ordered) < pool_min_calls:
+    celery = app.settings.pool.kind == "celery"  # every batch to the workers, however small the run
+    if not celery and (len(batches) <= 1 or workers == 1 or sum(t.weight for t in ordered) < pool_min_calls):
         extractor = Extractor(app)
         for batch in batches:
             if expired():
@@ -416,15 +433,38 @@ def run_client_days(
                 raise timeout_error() from None
         return results
 
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["report_pipelines.services.extracts"])
-    slots = min(workers, len(batches))
-    pool = ProcessPoolExecutor(max_workers=slots, mp_context=context,
-                               initializer=_init_worker, initargs=(app.settings, app.clock))
+    if not batches:
+        return results
+    pool, slots = _pool(app, workers, len(batches))
     # One batch per worker in flight: a worker that becomes free gets the next one.
     hand_out_in_flight(pool, _work, batches, slots=slots, args=(reports, now, run_id, reuse_since, deadline),
                        deadline=deadline, on_result=done, timeout_error=timeout_error)
     return results
+
+
+def _pool(app: App, workers: int, batches: int) -> tuple[Executor, int]:
+    """The run's executor and how many batches it keeps in flight.
+
+    ``REPORT_PIPELINES_POOL=process``: ``workers`` local processes (at most one per batch), each with
+    its own App from the run's settings. ``celery``: the Celery workers consuming the queue, as many
+    batches in flight as they have processes (``workers`` is the local pool's size; a cluster's is
+    its workers' ``--concurrency``); :class:`~report_pipelines.adapters.celery_pool.NoWorkerAnswered`
+    when none answers within ``REPORT_PIPELINES_WORKER_WAIT_S``.
+    """
+    if app.settings.pool.kind == "celery":
+        from report_pipelines.adapters.celery_pool import CeleryPool
+
+        pool = CeleryPool(app.settings)
+        try:
+            return pool, pool.slots()
+        except BaseException:
+            pool.shutdown(wait=False)
+            raise
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["report_pipelines.services.extracts"])
+    slots = min(workers, batches)
+    return ProcessPoolExecutor(max_workers=slots, mp_context=context, initializer=_init_worker,
+                               initargs=(app.settings, app.clock)), slots
 
 
 def hand_out_in_flight(pool: Executor, fn: Callable[..., R], items: Iterable[T], *, slots: int, args: tuple = (),

@@ -173,10 +173,21 @@ def _metadata(summaries, results: list[ClientDayResult], reports: list[str], sti
         "rows": dg.MetadataValue.json({name: sum(s.rows.get(name, 0) for s in summaries) for name in reports}),
         "bytes": sum(sum(s.bytes.values()) for s in summaries),
         "duration_s": round(elapsed, 3),
-        "worker_processes": len({r.worker for r in results}),
+        "worker_processes": len({(r.host, r.worker) for r in results}),
+        "client_days_by_worker": dg.MetadataValue.json(_by_worker(results)),
         "slowest_client_day": f"client {slowest.client_id} {slowest.day}: {slowest.seconds:.2f} s, "
                               f"{slowest.source_rows} calls" if slowest else "",
     }
+
+
+def _by_worker(results: list[ClientDayResult]) -> dict[str, int]:
+    """Computed client-days per Celery worker (its --hostname), or per local process ("pid 123")."""
+    counts: dict[str, int] = {}
+    for r in results:
+        if r.status == "computed":
+            key = r.host or f"pid {r.worker}"
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _check(name: str, app: App, zone_days: list[ZoneDay], reports: list[str], now: dt.datetime) -> dg.AssetCheckResult:

@@ -13,7 +13,7 @@ from alembic import op
 from report_pipelines.adapters.db.types import UTCDateTime
 
 revision = "0010"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
