@@ -12,8 +12,15 @@ over ``part-0.parquet``, and the folder is flushed too, so after a crash a day i
 or its new one, never a torn one. Any other file left in that folder (a stale part from an older
 layout, a crashed writer's temporary file older than :data:`TEMP_GRACE`) is then deleted; a younger
 temporary file may be a concurrent writer's and is left alone. Nothing outside the client-day's
-folder is ever touched. On object storage (``s3://``) an object only becomes visible once it is
-completely written, so the same protocol holds without the ``fsync`` calls.
+folder is ever touched.
+
+On object storage (``s3://bucket/prefix``, through pyarrow's ``S3FileSystem``; ``endpoint`` for an
+S3-compatible server) there is no rename (pyarrow's ``move`` is a copy then a delete), but a PUT is
+atomic: the file is encoded completely in memory first and then sent under its final key in one
+``write`` and ``close`` (pyarrow sends one ``PutObject`` for a file below its 10 MiB part size, and a
+multipart upload above it, which S3 only makes visible on ``CompleteMultipartUpload``). Readers see
+the old object or the new one, never part of one; a writer that fails before the PUT leaves the old
+object as it was; no temporary object is ever made, so there is nothing to sweep or copy.
 
 Every file carries key-value metadata (``report_pipelines.*``: report, client, date, schema version
 and the provenance its writer passes), so a file can be identified and its cache manifest row rebuilt
@@ -60,8 +67,10 @@ class StoredDay:
 
 
 class ParquetReportStore:
-    def __init__(self, root: str) -> None:
-        if "://" in root:
+    def __init__(self, root: str, *, endpoint: str | None = None) -> None:
+        if root.startswith("s3://"):
+            self.fs, self.root = s3_filesystem(endpoint), root[len("s3://"):]
+        elif "://" in root:
             self.fs, self.root = pafs.FileSystem.from_uri(root)
         else:
             from pathlib import Path
@@ -135,15 +144,16 @@ class ParquetReportStore:
         """Replace the client-day's file with ``table``, atomically and durably."""
         folder = self.day_dir(report, client_id, day)
         data = self._encode(report, client_id, day, table, provenance)
-        self.fs.create_dir(folder, recursive=True)
+        if self.local:
+            self.fs.create_dir(folder, recursive=True)
         final = f"{folder}/{PART}"
         temporary = f"{folder}/.{PART}.{uuid.uuid4().hex}.tmp"
+        if not self.local:
+            self._put(final, data)
+            self._sweep(folder, keep=final)
+            return StoredDay(path=final, rows=table.num_rows, bytes=data.size, checksum=hashlib.sha256(data).hexdigest())
         try:
-            if self.local:
-                _write_durably(temporary, data)
-            else:
-                with self.fs.open_output_stream(temporary) as out:
-                    out.write(data)
+            _write_durably(temporary, data)
             self.fs.move(temporary, final)
             if self.local:
                 _fsync_dir(folder)
@@ -226,15 +236,22 @@ class ParquetReportStore:
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
         data = sink.getvalue()
-        self.fs.create_dir(folder, recursive=True)
-        final, temporary = f"{folder}/{PART}", f"{folder}/.{PART}.{uuid.uuid4().hex}.tmp"
         if self.local:
-            _write_durably(temporary, data)
-        else:
-            with self.fs.open_output_stream(temporary) as out:
-                out.write(data)
+            self.fs.create_dir(folder, recursive=True)
+        final, temporary = f"{folder}/{PART}", f"{folder}/.{PART}.{uuid.uuid4().hex}.tmp"
+        if not self.local:
+            self._put(final, data)
+            return final
+        _write_durably(temporary, data)
         self.fs.move(temporary, final)
         return final
+
+    def _put(self, key: str, data: pa.Buffer) -> None:
+        """Object storage: the complete encoded file under its final key in one PUT (see the module
+        docstring); the stream is only opened once the whole file is in memory."""
+        out = self.fs.open_output_stream(key)
+        out.write(data)
+        out.close()
 
     def delete_client(self, report: str, client_id: int) -> None:
         """Remove every day of one client for one report (the client is being deleted)."""
@@ -271,6 +288,18 @@ class ParquetReportStore:
         with ThreadPoolExecutor(max_workers=min(8, len(ordered))) as pool:
             tables = list(pool.map(read, ordered))
         return pa.concat_tables(tables)
+
+
+def s3_filesystem(endpoint: str | None = None) -> pafs.S3FileSystem:
+    """pyarrow's S3 file system; credentials and region from the AWS SDK's usual chain
+    (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_DEFAULT_REGION``, config files, an instance
+    role), read by the SDK itself,
+    ``endpoint`` (``http://host:port``) for an S3-compatible server instead of AWS."""
+    options: dict[str, object] = {}
+    if endpoint:
+        scheme, _, address = endpoint.partition("://")
+        options.update(endpoint_override=address.rstrip("/"), scheme=scheme)
+    return pafs.S3FileSystem(**options)
 
 
 def _with_keys(schema: pa.Schema) -> pa.Schema:
