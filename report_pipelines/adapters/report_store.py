@@ -35,9 +35,10 @@ import hashlib
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -45,6 +46,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from report_pipelines.domain.reports import REPORT_NAME
+
+T = TypeVar("T")
 
 PART = "part-0.parquet"
 #: Version of the day files' layout and metadata (bump when a report's day schema changes shape).
@@ -54,6 +57,8 @@ TEMP_GRACE_S = 3600.0
 META_PREFIX = "report_pipelines."
 #: Day tables above this (in memory) are written zstd-compressed, smaller ones snappy.
 BIG_TABLE_BYTES = 256 * 1024
+#: Reads of an object that was replaced while it was read, before giving up (object storage only).
+READ_ATTEMPTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +141,8 @@ class ParquetReportStore:
         # zstd for what is big (call_detail of a busy day: a third smaller than snappy); snappy for the small
         # summary tables, where zstd's per-file set-up costs more than the bytes it saves.
         compression = "zstd" if table.nbytes > BIG_TABLE_BYTES else "snappy"
-        pq.write_table(table, sink, compression=compression, write_statistics=True)
+        # Page checksums (CRC32): a reader of object storage detects a body that is not one whole version.
+        pq.write_table(table, sink, compression=compression, write_statistics=True, write_page_checksum=True)
         return sink.getvalue()
 
     def write_day(self, report: str, client_id: int, day: dt.date, table: pa.Table,
@@ -218,8 +224,7 @@ class ParquetReportStore:
 
     def file_metadata(self, path: str) -> tuple[dict[str, str], int, int, str]:
         """A day file's ``report_pipelines.*`` metadata, rows, bytes and sha256."""
-        with self.fs.open_input_file(path) as source:
-            data = source.read()
+        data = self._read_whole(path, lambda data: data)
         meta = pq.read_metadata(pa.BufferReader(data))
         raw = meta.metadata or {}
         found = {k.decode()[len(META_PREFIX):]: v.decode() for k, v in raw.items() if k.decode().startswith(META_PREFIX)}
@@ -262,6 +267,28 @@ class ParquetReportStore:
             pass
 
     # --- reading -----------------------------------------------------------------------------------
+    def _read_whole(self, path: str, parse: Callable[[pa.Buffer], T]) -> T:
+        """``parse`` of a file's bytes, one complete version of it.
+
+        Locally an open file keeps its version whatever renames happen. On object storage a read is a
+        ranged GET of the size a HEAD found: if the object is replaced in between, the bytes are a
+        prefix of the new version (or short), and a server that is not atomic (a test double) may even
+        serve a body being written. All of it is caught (a Parquet file starts and ends with ``PAR1``,
+        its footer parses, and every page's CRC matches when it is decoded) and the read is made again."""
+        attempts = 1 if self.local else READ_ATTEMPTS
+        for attempt in range(attempts):
+            try:
+                with self.fs.open_input_file(path) as source:
+                    size = source.size()
+                    data = source.read_buffer(size)
+                if self.local or _complete_parquet(data, size):
+                    return parse(data)
+            except (pa.ArrowInvalid, OSError) as exc:
+                if isinstance(exc, FileNotFoundError) or attempt == attempts - 1:
+                    raise
+            time.sleep(0.02 * (attempt + 1))
+        raise OSError(f"{path}: the object kept changing while it was read ({attempts} attempts)")
+
     def exists(self, report: str, client_id: int, day: dt.date) -> bool:
         return self.fs.get_file_info(self.day_path(report, client_id, day)).type == pafs.FileType.File
 
@@ -277,8 +304,12 @@ class ParquetReportStore:
 
         def read(day: dt.date) -> pa.Table:
             # ParquetFile.read is about half the cost of pq.read_table per small file (no dataset discovery).
-            with self.fs.open_input_file(self.day_path(report, client_id, day)) as source:
-                table = pq.ParquetFile(source).read().replace_schema_metadata(None)
+            path = self.day_path(report, client_id, day)
+            if self.local:
+                with self.fs.open_input_file(path) as source:
+                    table = pq.ParquetFile(source).read().replace_schema_metadata(None)
+            else:
+                table = self._read_whole(path, _decode).replace_schema_metadata(None)
             if table.schema != schema:
                 table = table.select(schema.names).cast(schema)
             n = table.num_rows
@@ -299,7 +330,24 @@ def s3_filesystem(endpoint: str | None = None) -> pafs.S3FileSystem:
     if endpoint:
         scheme, _, address = endpoint.partition("://")
         options.update(endpoint_override=address.rstrip("/"), scheme=scheme)
-    return pafs.S3FileSystem(**options)
+    # allow_delayed_open: no multipart upload is opened before the first part is full, so a file below
+    # the part size (10 MiB) goes as one PutObject on close.
+    return pafs.S3FileSystem(allow_delayed_open=True, **options)
+
+
+def _decode(data: pa.Buffer) -> pa.Table:
+    return pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True).read()
+
+
+def _complete_parquet(data: pa.Buffer, size: int) -> bool:
+    """``data`` is a whole Parquet file of ``size`` bytes (its magic at both ends, its footer parses)."""
+    if data.size != size or size < 12 or data[:4].to_pybytes() != b"PAR1" or data[-4:].to_pybytes() != b"PAR1":
+        return False
+    try:
+        pq.read_metadata(pa.BufferReader(data))
+    except (pa.ArrowInvalid, OSError):
+        return False
+    return True
 
 
 def _with_keys(schema: pa.Schema) -> pa.Schema:
