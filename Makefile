@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 CLUSTER_DB ?= report_pipelines_cluster_demo
 CLUSTER_DATA_DIR ?= $(CURDIR)/data_cluster
 
-.PHONY: demo demo-cluster test lint dev bench install dagster-home ensure-postgres ensure-chromium clean
+.PHONY: demo demo-cluster test lint dev prod bench install dagster-home ensure-postgres ensure-chromium clean
 
 install: $(VENV)/.installed
 
@@ -74,6 +74,17 @@ lint: install
 dev: install dagster-home
 	$(BIN)/report-pipelines db upgrade
 	$(BIN)/report-pipelines dev --port $(DAGSTER_PORT)
+
+## make prod: the production profile (README "Production"): reads $(PROD_ENV) (copy it from
+## deploy/production.env.example), puts deploy/dagster.production.yaml in its DAGSTER_HOME, migrates the
+## app database and runs the Dagster webserver and daemon until stopped (Ctrl-C / SIGTERM stops both).
+PROD_ENV ?= deploy/production.env
+prod: install
+	@test -f "$(PROD_ENV)" || { echo "make prod: $(PROD_ENV) is missing; copy deploy/production.env.example there and edit it" >&2; exit 2; }
+	set -a && . "$(PROD_ENV)" && set +a && \
+	  mkdir -p "$$DAGSTER_HOME" && cp deploy/dagster.production.yaml "$$DAGSTER_HOME/dagster.yaml" && \
+	  $(BIN)/report-pipelines db upgrade && \
+	  exec $(BIN)/report-pipelines dagster-up --host "$${DAGSTER_HOST:-127.0.0.1}" --port "$${DAGSTER_PORT:-3000}"
 
 ## make bench: every benchmark script (slow; prints ratios measured in the same run).
 bench: install ensure-postgres

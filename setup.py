@@ -56,6 +56,9 @@ setup(
             "ruff>=0.17,<0.18",
             "pypdf>=4,<8",
             "schemathesis>=4.0,<5",
+            "moto[server]>=5.1,<6",  # a local S3-compatible server for the object-storage store tests
+            "boto3>=1.34,<2",  # creates the test buckets
+            "playwright>=1.50,<2",  # drives Debian's Chromium through the Dagster UI (no browser download)
         ],
         "bench": ["duckdb>=1.0"],
     },

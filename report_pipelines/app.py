@@ -83,7 +83,7 @@ class App:
     def store(self) -> ParquetReportStore:
         from report_pipelines.adapters.report_store import ParquetReportStore
 
-        return ParquetReportStore(self.settings.store_root)
+        return ParquetReportStore(self.settings.store_root, endpoint=self.settings.store_endpoint)
 
     @cached_property
     def mailer(self) -> Mailer:

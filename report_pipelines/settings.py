@@ -10,6 +10,7 @@ built from them, through the :class:`~report_pipelines.app.App` it returns.
 | ``REPORT_PIPELINES_DATA_DIR`` | ``./data`` | local folder for the embedded defaults |
 | ``REPORT_PIPELINES_DATABASE_URL`` | ``sqlite:///<data dir>/report_pipelines.sqlite3`` | app database |
 | ``REPORT_PIPELINES_STORE`` | ``<data dir>/reports`` | Parquet report store: a folder or a URI (``s3://...``) |
+| ``REPORT_PIPELINES_S3_ENDPOINT`` | (empty: AWS) | ``http(s)://host:port`` of an S3-compatible server for an ``s3://`` store |
 | ``REPORT_PIPELINES_WORKERS`` | ``2`` | worker processes computing client-days in one run |
 | ``REPORT_PIPELINES_POOL`` | ``process`` | where a run's batches are computed: ``process`` (local pool) or ``celery`` |
 | ``REPORT_PIPELINES_BROKER_URL`` | ``redis://127.0.0.1:6379/0`` | Celery broker and result backend (``POOL=celery``) |
@@ -251,6 +252,7 @@ class Settings:
     database_url: str
     store_root: str
     workers: int = 2
+    store_endpoint: str | None = None
     files_root: Path | None = None
     retention_days: int = 7
     max_build_attempts: int = 5
@@ -303,6 +305,7 @@ class Settings:
             data_dir=data_dir,
             database_url=normalise_database_url(url),
             store_root=read.text("STORE") or str(data_dir / "reports"),
+            store_endpoint=_endpoint(read.text("S3_ENDPOINT")),
             workers=read.whole("WORKERS", 2, 1, 256),
             files_root=read.folder("FILES"),
             retention_days=read.whole("RETENTION_DAYS", 7, 0, 3650),
@@ -349,3 +352,8 @@ def _pool_settings(read: _Reader) -> PoolSettings:
         worker_wait_s=read.seconds("WORKER_WAIT_S", 60.0, 1.0),
         visibility_timeout_s=read.seconds("VISIBILITY_TIMEOUT_S", 3600.0, 1.0),
     )
+
+def _endpoint(value: str | None) -> str | None:
+    if value and not re.fullmatch(r"https?://[^/\s]+/?", value):
+        raise InvalidInput(PREFIX + "S3_ENDPOINT", f"must be http://host:port or https://host[:port], not {value[:80]!r}")
+    return value.rstrip("/") if value else None

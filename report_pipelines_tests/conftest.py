@@ -18,6 +18,9 @@ from sqlalchemy.engine import make_url
 
 from report_pipelines.adapters.db.engine import make_engine
 from report_pipelines.adapters.db.migrate import upgrade
+from report_pipelines_tests.s3_support import s3_server, use_test_credentials  # noqa: F401  (fixture)
+
+use_test_credentials()
 
 PG_ADMIN_URL = os.environ.get(
     "REPORT_PIPELINES_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"

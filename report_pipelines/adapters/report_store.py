@@ -12,8 +12,15 @@ over ``part-0.parquet``, and the folder is flushed too, so after a crash a day i
 or its new one, never a torn one. Any other file left in that folder (a stale part from an older
 layout, a crashed writer's temporary file older than :data:`TEMP_GRACE`) is then deleted; a younger
 temporary file may be a concurrent writer's and is left alone. Nothing outside the client-day's
-folder is ever touched. On object storage (``s3://``) an object only becomes visible once it is
-completely written, so the same protocol holds without the ``fsync`` calls.
+folder is ever touched.
+
+On object storage (``s3://bucket/prefix``, through pyarrow's ``S3FileSystem``; ``endpoint`` for an
+S3-compatible server) there is no rename (pyarrow's ``move`` is a copy then a delete), but a PUT is
+atomic: the file is encoded completely in memory first and then sent under its final key in one
+``write`` and ``close`` (pyarrow sends one ``PutObject`` for a file below its 10 MiB part size, and a
+multipart upload above it, which S3 only makes visible on ``CompleteMultipartUpload``). Readers see
+the old object or the new one, never part of one; a writer that fails before the PUT leaves the old
+object as it was; no temporary object is ever made, so there is nothing to sweep or copy.
 
 Every file carries key-value metadata (``report_pipelines.*``: report, client, date, schema version
 and the provenance its writer passes), so a file can be identified and its cache manifest row rebuilt
@@ -28,8 +35,10 @@ import hashlib
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +48,8 @@ import pyarrow.parquet as pq
 
 from report_pipelines.domain.reports import REPORT_NAME
 
+T = TypeVar("T")
+
 PART = "part-0.parquet"
 #: Version of the day files' layout and metadata (bump when a report's day schema changes shape).
 SCHEMA_VERSION = "1"
@@ -47,6 +58,8 @@ TEMP_GRACE_S = 3600.0
 META_PREFIX = "report_pipelines."
 #: Day tables above this (in memory) are written zstd-compressed, smaller ones snappy.
 BIG_TABLE_BYTES = 256 * 1024
+#: Reads of an object that was replaced while it was read, before giving up (object storage only).
+READ_ATTEMPTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +73,10 @@ class StoredDay:
 
 
 class ParquetReportStore:
-    def __init__(self, root: str) -> None:
-        if "://" in root:
+    def __init__(self, root: str, *, endpoint: str | None = None) -> None:
+        if root.startswith("s3://"):
+            self.fs, self.root = s3_filesystem(endpoint), root[len("s3://"):]
+        elif "://" in root:
             self.fs, self.root = pafs.FileSystem.from_uri(root)
         else:
             from pathlib import Path
@@ -127,7 +142,8 @@ class ParquetReportStore:
         # zstd for what is big (call_detail of a busy day: a third smaller than snappy); snappy for the small
         # summary tables, where zstd's per-file set-up costs more than the bytes it saves.
         compression = "zstd" if table.nbytes > BIG_TABLE_BYTES else "snappy"
-        pq.write_table(table, sink, compression=compression, write_statistics=True)
+        # Page checksums (CRC32): a reader of object storage detects a body that is not one whole version.
+        pq.write_table(table, sink, compression=compression, write_statistics=True, write_page_checksum=True)
         return sink.getvalue()
 
     def write_day(self, report: str, client_id: int, day: dt.date, table: pa.Table,
@@ -135,15 +151,16 @@ class ParquetReportStore:
         """Replace the client-day's file with ``table``, atomically and durably."""
         folder = self.day_dir(report, client_id, day)
         data = self._encode(report, client_id, day, table, provenance)
-        self.fs.create_dir(folder, recursive=True)
+        if self.local:
+            self.fs.create_dir(folder, recursive=True)
         final = f"{folder}/{PART}"
         temporary = f"{folder}/.{PART}.{uuid.uuid4().hex}.tmp"
+        if not self.local:
+            self._put(final, data)
+            self._sweep(folder, keep=final)
+            return StoredDay(path=final, rows=table.num_rows, bytes=data.size, checksum=hashlib.sha256(data).hexdigest())
         try:
-            if self.local:
-                _write_durably(temporary, data)
-            else:
-                with self.fs.open_output_stream(temporary) as out:
-                    out.write(data)
+            _write_durably(temporary, data)
             self.fs.move(temporary, final)
             if self.local:
                 _fsync_dir(folder)
@@ -208,8 +225,7 @@ class ParquetReportStore:
 
     def file_metadata(self, path: str) -> tuple[dict[str, str], int, int, str]:
         """A day file's ``report_pipelines.*`` metadata, rows, bytes and sha256."""
-        with self.fs.open_input_file(path) as source:
-            data = source.read()
+        data = self._read_whole(path, lambda data: data)
         meta = pq.read_metadata(pa.BufferReader(data))
         raw = meta.metadata or {}
         found = {k.decode()[len(META_PREFIX):]: v.decode() for k, v in raw.items() if k.decode().startswith(META_PREFIX)}
@@ -226,15 +242,22 @@ class ParquetReportStore:
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
         data = sink.getvalue()
-        self.fs.create_dir(folder, recursive=True)
-        final, temporary = f"{folder}/{PART}", f"{folder}/.{PART}.{uuid.uuid4().hex}.tmp"
         if self.local:
-            _write_durably(temporary, data)
-        else:
-            with self.fs.open_output_stream(temporary) as out:
-                out.write(data)
+            self.fs.create_dir(folder, recursive=True)
+        final, temporary = f"{folder}/{PART}", f"{folder}/.{PART}.{uuid.uuid4().hex}.tmp"
+        if not self.local:
+            self._put(final, data)
+            return final
+        _write_durably(temporary, data)
         self.fs.move(temporary, final)
         return final
+
+    def _put(self, key: str, data: pa.Buffer) -> None:
+        """Object storage: the complete encoded file under its final key in one PUT (see the module
+        docstring); the stream is only opened once the whole file is in memory."""
+        out = self.fs.open_output_stream(key)
+        out.write(data)
+        out.close()
 
     def delete_client(self, report: str, client_id: int) -> None:
         """Remove every day of one client for one report (the client is being deleted)."""
@@ -245,6 +268,28 @@ class ParquetReportStore:
             pass
 
     # --- reading -----------------------------------------------------------------------------------
+    def _read_whole(self, path: str, parse: Callable[[pa.Buffer], T]) -> T:
+        """``parse`` of a file's bytes, one complete version of it.
+
+        Locally an open file keeps its version whatever renames happen. On object storage a read is a
+        ranged GET of the size a HEAD found: if the object is replaced in between, the bytes are a
+        prefix of the new version (or short), and a server that is not atomic (a test double) may even
+        serve a body being written. All of it is caught (a Parquet file starts and ends with ``PAR1``,
+        its footer parses, and every page's CRC matches when it is decoded) and the read is made again."""
+        attempts = 1 if self.local else READ_ATTEMPTS
+        for attempt in range(attempts):
+            try:
+                with self.fs.open_input_file(path) as source:
+                    size = source.size()
+                    data = source.read_buffer(size)
+                if self.local or _complete_parquet(data, size):
+                    return parse(data)
+            except (pa.ArrowInvalid, OSError) as exc:
+                if isinstance(exc, FileNotFoundError) or attempt == attempts - 1:
+                    raise
+            time.sleep(0.02 * (attempt + 1))
+        raise OSError(f"{path}: the object kept changing while it was read ({attempts} attempts)")
+
     def exists(self, report: str, client_id: int, day: dt.date) -> bool:
         return self.fs.get_file_info(self.day_path(report, client_id, day)).type == pafs.FileType.File
 
@@ -257,6 +302,8 @@ class ParquetReportStore:
         if not ordered:
             return _with_keys(schema).empty_table()
 
+        if not self.local:
+            return self._read_days_whole(report, client_id, ordered, schema)
         # One Arrow dataset over exactly these files: the scanner reads and decodes them in parallel
         # (what an analyst's ``pyarrow.dataset`` read costs), ``date`` comes from the hive folder,
         # files of an older schema are cast to the current one, and rows stay in file (date) order (a
@@ -269,8 +316,51 @@ class ParquetReportStore:
         client = pa.array(np.full(table.num_rows, client_id, dtype=np.int64))
         return table.add_column(len(schema), "client", client)
 
+    def _read_days_whole(self, report: str, client_id: int, ordered: list[dt.date], schema: pa.Schema) -> pa.Table:
+        """Object storage: each day file read as one whole version (see ``_read_whole``), in threads."""
+        def read(day: dt.date) -> pa.Table:
+            path = self.day_path(report, client_id, day)
+            table = self._read_whole(path, _decode).replace_schema_metadata(None)
+            if table.schema != schema:
+                table = table.select(schema.names).cast(schema)
+            n = table.num_rows
+            return table.append_column("client", pa.array(np.full(n, client_id, dtype=np.int64))).append_column(
+                "date", pa.array(np.full(n, day, dtype="datetime64[D]")).cast(pa.date32()))
+
+        with ThreadPoolExecutor(max_workers=min(8, len(ordered))) as pool:
+            return pa.concat_tables(list(pool.map(read, ordered)))
+
 
 _DATE_FOLDERS = ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive")
+
+
+def s3_filesystem(endpoint: str | None = None) -> pafs.S3FileSystem:
+    """pyarrow's S3 file system; credentials and region from the AWS SDK's usual chain
+    (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_DEFAULT_REGION``, config files, an instance
+    role), read by the SDK itself,
+    ``endpoint`` (``http://host:port``) for an S3-compatible server instead of AWS."""
+    options: dict[str, object] = {}
+    if endpoint:
+        scheme, _, address = endpoint.partition("://")
+        options.update(endpoint_override=address.rstrip("/"), scheme=scheme)
+    # allow_delayed_open: no multipart upload is opened before the first part is full, so a file below
+    # the part size (10 MiB) goes as one PutObject on close.
+    return pafs.S3FileSystem(allow_delayed_open=True, **options)
+
+
+def _decode(data: pa.Buffer) -> pa.Table:
+    return pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True).read()
+
+
+def _complete_parquet(data: pa.Buffer, size: int) -> bool:
+    """``data`` is a whole Parquet file of ``size`` bytes (its magic at both ends, its footer parses)."""
+    if data.size != size or size < 12 or data[:4].to_pybytes() != b"PAR1" or data[-4:].to_pybytes() != b"PAR1":
+        return False
+    try:
+        pq.read_metadata(pa.BufferReader(data))
+    except (pa.ArrowInvalid, OSError):
+        return False
+    return True
 
 
 def _with_keys(schema: pa.Schema) -> pa.Schema:

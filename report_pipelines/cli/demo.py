@@ -1,4 +1,4 @@
-"""`demo` (what `make demo` runs) and `dev` (what `make dev` runs)."""
+"""`demo` (what `make demo` runs), `dev` (what `make dev` runs) and `serve` (what `make prod` runs)."""
 
 from __future__ import annotations
 
@@ -111,3 +111,71 @@ def dev(port: int, host: str) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     args = dev_command(Path.cwd(), host, port)
     os.execvp(args[0], args)
+
+
+def serve_commands(cwd: Path, host: str, port: int) -> list[list[str]]:
+    """The two production processes on this code location: ``dagster-webserver`` and ``dagster-daemon``
+    (what ``dagster dev`` starts too, but without its development-only code reloading and with the
+    instance of ``$DAGSTER_HOME`` as it is: the production profile's queue, storage and limits)."""
+    dev_args = dev_command(cwd, host, port)
+    location = dev_args[dev_args.index("-w"):] if "-w" in dev_args else ["-m", "report_pipelines.definitions"]
+    bin_dir = Path(sys.executable).parent
+
+    def tool(name: str) -> str:
+        import shutil
+
+        beside = bin_dir / name
+        return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+    return [[tool("dagster-webserver"), "-h", host, "-p", str(port), *location],
+            [tool("dagster-daemon"), "run", *location]]
+
+
+@main.command("dagster-up")
+@click.option("--port", default=3000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+def dagster_up(port: int, host: str) -> None:
+    """Start the Dagster webserver and daemon on $DAGSTER_HOME's instance (what `make prod` runs).
+
+    Both run until one of them exits or this command gets SIGINT/SIGTERM; then the other is stopped
+    too (SIGTERM, then SIGKILL after 20 s) and the exit status is the first one's."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from report_pipelines.domain.errors import InvalidInput
+
+    home = os.environ.get("DAGSTER_HOME")
+    if not home or not (Path(home) / "dagster.yaml").is_file():
+        raise InvalidInput("DAGSTER_HOME", "set it to a folder holding dagster.yaml (make prod copies "
+                                           "deploy/dagster.production.yaml there)")
+    stopping = False
+
+    def stop(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    reset = lambda: [signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM)]
+    processes = [subprocess.Popen(args, preexec_fn=reset) for args in serve_commands(Path.cwd(), host, port)]
+    click.echo(f"webserver on http://{host}:{port} (pid {processes[0].pid}), daemon (pid {processes[1].pid}), "
+               f"instance {home}")
+    status = 0
+    while not stopping:
+        done = [p for p in processes if p.poll() is not None]
+        if done:
+            status = done[0].returncode
+            break
+        time.sleep(0.5)
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    sys.exit(status)

@@ -24,7 +24,7 @@ from report_pipelines.settings import PREFIX, Settings
 
 #: Resource field -> the variable it stands for.
 FIELDS = {
-    "data_dir": "DATA_DIR", "database_url": "DATABASE_URL", "store": "STORE", "workers": "WORKERS",
+    "data_dir": "DATA_DIR", "database_url": "DATABASE_URL", "store": "STORE", "s3_endpoint": "S3_ENDPOINT", "workers": "WORKERS",
     "lock_timeout_s": "LOCK_TIMEOUT_S", "files": "FILES", "outbox": "OUTBOX", "mail_from": "MAIL_FROM",
     "smtp_host": "SMTP_HOST", "smtp_port": "SMTP_PORT", "smtp_user": "SMTP_USER", "smtp_password": "SMTP_PASSWORD",
     "smtp_starttls": "SMTP_STARTTLS", "smtp_cafile": "SMTP_CAFILE", "max_attempts": "MAX_ATTEMPTS",
@@ -55,6 +55,7 @@ class AppResource(dg.ConfigurableResource):
     data_dir: str | None = Field(default=None, description="REPORT_PIPELINES_DATA_DIR")
     database_url: str | None = Field(default=None, description="REPORT_PIPELINES_DATABASE_URL")
     store: str | None = Field(default=None, description="REPORT_PIPELINES_STORE: a folder or a URI")
+    s3_endpoint: str | None = Field(default=None, description="REPORT_PIPELINES_S3_ENDPOINT (S3-compatible server)")
     workers: str | None = Field(default=None, description="REPORT_PIPELINES_WORKERS")
     lock_timeout_s: str | None = Field(default=None, description="REPORT_PIPELINES_LOCK_TIMEOUT_S")
     files: str | None = Field(default=None, description="REPORT_PIPELINES_FILES")
@@ -103,7 +104,7 @@ class AppResource(dg.ConfigurableResource):
         mail = settings.mail
         values = {
             "data_dir": str(settings.data_dir), "database_url": settings.database_url, "store": settings.store_root,
-            "workers": str(settings.workers), "lock_timeout_s": repr(settings.lock_timeout_s),
+            "s3_endpoint": settings.store_endpoint, "workers": str(settings.workers), "lock_timeout_s": repr(settings.lock_timeout_s),
             "files": str(settings.files_root) if settings.files_root else None,
             "outbox": str(mail.outbox_dir) if mail.outbox_dir else None, "mail_from": mail.mail_from,
             "smtp_host": mail.smtp_host, "smtp_port": str(mail.smtp_port), "smtp_user": mail.smtp_user,
