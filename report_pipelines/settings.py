@@ -234,6 +234,9 @@ def _origins(text: str | None) -> tuple[str, ...]:
         if origin != "*" and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?", origin):
             raise InvalidInput(PREFIX + "API_CORS_ORIGINS", f"{origin[:80]!r} is not an origin such as https://app.example.com")
     return origins
+
+
+@dataclass(frozen=True)
 class PoolSettings:
     """Where a run's zone-day batches are computed (see :mod:`report_pipelines.adapters.celery_pool`)."""
 
