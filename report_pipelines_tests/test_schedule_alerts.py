@@ -162,3 +162,24 @@ def test_the_cleaner_deletes_skipped_checks_past_the_retention(sqlite_engine: En
     later = at(10, 20) + dt.timedelta(days=seeded.settings.retention_days)
     assert clean_files(sqlite_engine, seeded.settings, later).skipped_deleted == 1  # the 10:15 check only
     assert len(ReportFileRepository(sqlite_engine).list(row.id)) == 1
+
+
+def test_racing_runs_apply_a_check_once(pg_engine: Engine, tmp_path: Path, smtp: SmtpServer) -> None:
+    import threading
+
+    seeded = with_mail(seed(pg_engine, tmp_path))
+    calls_at(seeded, at(10, 5))
+    row = alert(seeded)
+    plan_schedules(pg_engine, at(10, 0))
+    [occurrence] = due_occurrences(pg_engine, at(10, 15))
+    results = []
+    runs = [threading.Thread(target=lambda n=n: results.append(
+        process_occurrence(pg_engine, seeded.settings, occurrence, f"run-{n}", at(10, 15)))) for n in range(4)]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join()
+    assert sum(r is not None for r in results) == 1
+    send_files(pg_engine, seeded.settings, smtp_mailer(smtp), "sender", now=at(10, 16))
+    assert len(smtp.inbox) == 1 and get_schedule(pg_engine, row.id).alert_state == "firing"
+    assert get_schedule(pg_engine, row.id).next_send_at == at(10, 30)
