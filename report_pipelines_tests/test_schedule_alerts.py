@@ -67,7 +67,7 @@ def alert(seeded, condition: str = CONDITION, **options):
 def test_one_incident_sends_one_alert_and_one_recovery(engine: Engine, tmp_path: Path, smtp: SmtpServer) -> None:
     seeded = with_mail(seed(engine, tmp_path))
     calls_at(seeded, at(10, 5), at(11, 20))
-    row = alert(seeded, message="Call the trunk provider if this lasts.")
+    row = alert(seeded, message="Call the trunk provider if this lasts.", subject="Support queue is busy")
     assert row.kind == "alert" and row.condition == CONDITION and row.format == "none"
     plan_schedules(engine, at(10, 0))
     assert get_schedule(engine, row.id).next_send_at == at(10, 15)
@@ -86,7 +86,7 @@ def test_one_incident_sends_one_alert_and_one_recovery(engine: Engine, tmp_path:
                       ("11:15", "clearing"), ("11:30", "firing"), ("11:45", "firing"), ("12:00", "firing"),
                       ("12:15", "firing"), ("12:30", "clearing"), ("12:45", "clearing"), ("13:00", "clear")]
     subjects = [m["Subject"] for _, m in smtp.inbox.messages]
-    assert len(subjects) == 2 and subjects[0].startswith("Alert for ") and subjects[1].startswith("Recovered for ")
+    assert len(subjects) == 2 and subjects[0] == "Support queue is busy" and subjects[1].startswith("Recovered for ")
     first = smtp.inbox.messages[0][1]
     assert first.get_content_type() == "text/plain" and "Call the trunk provider" in first.get_content()
     assert "offered >= 1 over the last 1h: holds, 1 " in first.get_content()
@@ -162,3 +162,24 @@ def test_the_cleaner_deletes_skipped_checks_past_the_retention(sqlite_engine: En
     later = at(10, 20) + dt.timedelta(days=seeded.settings.retention_days)
     assert clean_files(sqlite_engine, seeded.settings, later).skipped_deleted == 1  # the 10:15 check only
     assert len(ReportFileRepository(sqlite_engine).list(row.id)) == 1
+
+
+def test_racing_runs_apply_a_check_once(pg_engine: Engine, tmp_path: Path, smtp: SmtpServer) -> None:
+    import threading
+
+    seeded = with_mail(seed(pg_engine, tmp_path))
+    calls_at(seeded, at(10, 5))
+    row = alert(seeded)
+    plan_schedules(pg_engine, at(10, 0))
+    [occurrence] = due_occurrences(pg_engine, at(10, 15))
+    results = []
+    runs = [threading.Thread(target=lambda n=n: results.append(
+        process_occurrence(pg_engine, seeded.settings, occurrence, f"run-{n}", at(10, 15)))) for n in range(4)]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join()
+    assert sum(r is not None for r in results) == 1
+    send_files(pg_engine, seeded.settings, smtp_mailer(smtp), "sender", now=at(10, 16))
+    assert len(smtp.inbox) == 1 and get_schedule(pg_engine, row.id).alert_state == "firing"
+    assert get_schedule(pg_engine, row.id).next_send_at == at(10, 30)

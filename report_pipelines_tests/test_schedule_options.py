@@ -213,3 +213,21 @@ def test_preview_of_a_skipped_occurrence_says_so(sqlite_engine: Engine, tmp_path
     app = App(seeded.settings, clock=lambda: QUIET)
     preview = preview_message(app, row.id, tmp_path / "x.eml")
     assert preview.path is None and "no calls" in preview.note and not (tmp_path / "x.eml").exists()
+
+
+def test_a_failed_scheduled_build_is_an_error_in_the_usage_log(sqlite_engine: Engine, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from report_pipelines.services import scheduled_reports as scheduled
+
+    seeded = seed(sqlite_engine, tmp_path)
+    daily(seeded)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(scheduled, "build_file", broken)
+    with pytest.raises(OSError):
+        build_due(seeded)
+    with sqlite_engine.connect() as conn:
+        logged = conn.execute(select(ReportRequest.channel, ReportRequest.status, ReportRequest.error)).all()
+    assert logged == [("schedule", "error", "OSError: disk full")]

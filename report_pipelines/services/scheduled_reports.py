@@ -703,7 +703,9 @@ def _finish(settings: Settings, row: ScheduleRow, file: FileRow, now: dt.datetim
     character that got here anyway is refused by ``header``), as the wire bytes."""
     report = get_report(row.report)
     period = f"{file.period_start} to {file.period_end}" if file.period_start != file.period_end else str(file.period_start)
-    subject = row.subject or subject or f"{report.title} for {row.client_name}: {period}"
+    # an alert's subject was decided when it was built (a custom one for the alert, never for "Recovered")
+    chosen = subject if row.kind == "alert" else row.subject or subject
+    subject = chosen or f"{report.title} for {row.client_name}: {period}"
     message_id = file.message_id or message_id_for(file.id)
     recipients = to or row.recipients
     for name in ("From", "To", "Subject", "Message-ID", "Date", "Reply-To", "MIME-Version"):
