@@ -360,3 +360,25 @@ def test_the_other_reports_never_read_agent_intervals_and_are_unchanged(imported
     without = Extractor(App(settings_for(engine, tmp_path / "without")))
     without.compute(ClientDay(client.id, ZONE, day), others, now=NOW)
     assert {name: Path(without.store.day_path(name, client.id, day)).read_bytes() for name in others} == expected
+
+
+def test_talk_is_agent_performances_talk() -> None:
+    """Talk comes from the calls, counted as agent_performance counts it: answered inbound calls the agent
+    took and answered outbound / internal calls it placed; unanswered ones and calls without an agent not."""
+    from report_pipelines.domain.reports.screening import screen_calls
+    from report_pipelines_tests.reports_support import call, table
+
+    ctx = DayContext(7, "UTC", dt.date(2024, 6, 12))
+    calls = screen_calls(table([
+        call("1", "inbound", "ANSWERED", "2024-06-12 09:00:00", "2024-06-12 09:05:00", "2024-06-12 09:00:20", "q", "a"),
+        call("2", "outbound", "ANSWERED", "2024-06-12 10:00:00", "2024-06-12 10:01:00", "2024-06-12 10:00:15", None, "a"),
+        call("3", "outbound", "NO ANSWER", "2024-06-12 10:10:00", "2024-06-12 10:10:30", None, None, "a"),
+        call("4", "internal", "ANSWERED", "2024-06-12 11:00:00", "2024-06-12 11:00:40", "2024-06-12 11:00:10", None, "b"),
+        call("5", "inbound", "ABANDONED", "2024-06-12 12:00:00", "2024-06-12 12:00:30", None, "q", None),
+        call("6", "inbound", "ANSWERED", "2024-06-12 23:59:00", "2024-06-13 00:09:00", "2024-06-12 23:59:30", "q", "b"),
+    ]), ctx).clean
+    mine = {r["agent"]: (r["answered_calls"], r["talk_seconds_sum"]) for r in REPORT.compute_day(calls, ctx).to_pylist()}
+    theirs = {r["agent"]: (r["answered_calls"], r["talk_seconds_sum"])
+              for r in get_report("agent_performance").compute_day(calls, ctx).to_pylist()}
+    # By hand: a = 280 + 45 s (2 calls); b = 30 + 570 s (the call across midnight counts on its start day).
+    assert mine == theirs == {"a": (2, 325.0), "b": (2, 600.0)}

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from report_pipelines.domain.errors import InvalidInput
 from report_pipelines.domain.queue_log import AGENT_INTERVAL_SCHEMA
 from report_pipelines.domain.reports._calls import epoch_us, prepare, window_us
-from report_pipelines.domain.reports._maths import conform_days, ratio, totals_frame
+from report_pipelines.domain.reports._maths import conform_days, group_codes, ratio, totals_frame
 from report_pipelines.domain.reports.base import DayContext, ReportDefinition
 
 SECONDS = ("logged_in_seconds", "paused_seconds", "paused_in_session_seconds", "reason_paused_seconds",
@@ -178,20 +178,18 @@ class AgentAvailabilityReport(ReportDefinition):
 
     @staticmethod
     def _talk(calls: pa.Table, ctx: DayContext) -> dict[str, tuple[int, int]]:
-        """Agent -> (answered calls handled, their talk in microseconds), as agent_performance counts them."""
+        """Agent -> (answered calls handled, their talk in microseconds), as agent_performance counts
+        them (vectorised: one bincount per figure, no loop per call)."""
         c = prepare(calls, ctx)
         agent = c.table.column("agent")
         counted = c.answered & (c.inbound | c.outbound | c.internal) & ~agent.is_null().to_numpy(zero_copy_only=False)
         rows = np.flatnonzero(counted)
         if not rows.size:
             return {}
-        names = agent.take(pa.array(rows)).to_pylist()
-        talk = c.talk_us[rows].tolist()
-        found: dict[str, tuple[int, int]] = {}
-        for name, us in zip(names, talk, strict=True):
-            n, total = found.get(name, (0, 0))
-            found[name] = (n + 1, total + int(us))
-        return found
+        group, agents = group_codes(agent.take(pa.array(rows)))
+        answered = np.bincount(group, minlength=len(agents))
+        talk = np.bincount(group, weights=c.talk_us[rows].astype(np.float64), minlength=len(agents))  # exact below 2**53
+        return {name: (int(n), int(us)) for name, n, us in zip(agents.to_pylist(), answered, talk, strict=True)}
 
     def combine(self, days: pa.Table) -> pa.Table:
         stored = [self.period_schema.field(n) for n in self.period_schema.names if n != "days"]
