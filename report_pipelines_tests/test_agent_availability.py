@@ -111,7 +111,7 @@ EXPECTED = {
     dt.date(2024, 10, 27): [
         row("203", logged_in_seconds=8_100.0, sessions=1, paused_seconds=2_700.0, pauses=1,
             paused_in_session_seconds=2_700.0, open_intervals=1),
-        row("203", "", reason_paused_seconds=2_700.0, reason_pauses=1),
+        row("203", "(no reason)", reason_paused_seconds=2_700.0, reason_pauses=1),
     ],
 }
 
@@ -246,7 +246,7 @@ def brute_force(intervals: list[dict], low: dt.datetime, high: dt.datetime) -> d
     for i in intervals:
         if i["ended_at"] is None:
             continue
-        keys = [(i["agent"], i["kind"])] + ([(i["agent"], "reason", i["reason"] or "")] if i["kind"] == "pause" else [])
+        keys = [(i["agent"], i["kind"])] + ([(i["agent"], "reason", i["reason"] or "(no reason)")] if i["kind"] == "pause" else [])
         for key in keys:
             seconds = set(range(epoch(i["started_at"]), epoch(i["ended_at"])))
             everything.setdefault(key, set()).update(seconds)
@@ -295,7 +295,7 @@ def test_days_recombined_equal_the_period_from_raw(zone: str, first: dt.date, se
         assert own["paused_in_session_seconds"] == raw.get((agent, "pause_in_session"), 0), agent
         assert own["sessions"] == raw.get((agent, "session", "begun"), 0), agent
         assert own["pauses"] == raw.get((agent, "pause", "begun"), 0), agent
-        for reason in ("", "lunch", "meeting"):
+        for reason in ("(no reason)", "lunch", "meeting"):
             mine = period.get((agent, reason), {**ZERO})
             assert mine["reason_paused_seconds"] == raw.get((agent, "reason", reason), 0), (agent, reason)
             assert mine["reason_pauses"] == raw.get((agent, "reason", reason, "begun"), 0), (agent, reason)
@@ -382,3 +382,37 @@ def test_talk_is_agent_performances_talk() -> None:
               for r in get_report("agent_performance").compute_day(calls, ctx).to_pylist()}
     # By hand: a = 280 + 45 s (2 calls); b = 30 + 570 s (the call across midnight counts on its start day).
     assert mine == theirs == {"a": (2, 325.0), "b": (2, 600.0)}
+
+
+def test_the_e_mail_and_its_attachments_carry_it(sqlite_engine: Engine, tmp_path: Path) -> None:
+    import openpyxl
+    import pyarrow.csv as pacsv
+
+    from report_pipelines.services.report_mail import compose_report_message, write_report_attachment
+
+    client, _ = import_fixture(sqlite_engine, tmp_path)
+    app = App(settings_for(sqlite_engine, tmp_path))
+    start, end = dt.date(2024, 3, 30), dt.date(2024, 3, 31)
+    composed = compose_report_message(app, client.slug, "agent_availability", start, end, now=NOW)
+    table = composed.digest.table
+    # 201 first (most logged-in time): 7 h logged in, 1 h 15 min paused, 10 min of talk, 600 / 20,700 occupied.
+    assert table.title == "Agents by logged-in time" and table.columns[0] == "Agent"
+    assert [row[0] for row in table.rows] == ["201", "202"]
+    assert table.rows[0][1:4] == ("7 h 00 min", "1 h 15 min", "10 min 00 s")
+    assert table.rows[0][4] == "2.9 %" and table.rows[1][4] == "–"  # 600 / 20,700; 202 has no available time
+    days = read_report_arrow("agent_availability", client.slug, start, end, app=app, now=NOW)
+    written = write_report_attachment("agent_availability", days, tmp_path / "out" / "agents.xlsx", "xlsx",
+                                      client_name=client.name, timezone=ZONE, start=start, end=end)
+    assert written.bytes > 0
+    sheet = openpyxl.load_workbook(tmp_path / "out" / "agents.xlsx")["report"]
+    header = [c.value for c in sheet[4]]
+    column = {name: openpyxl.utils.get_column_letter(i + 1) for i, name in enumerate(header)}
+    assert sheet[f"{column['occupancy']}5"].number_format == "0.0%"
+    assert sheet[f"{column['logged_in_seconds']}5"].value.total_seconds() == 25_200
+    write_report_attachment("agent_availability", days, tmp_path / "out" / "agents.csv", "csv", client_name=client.name,
+                            timezone=ZONE, start=start, end=end)
+    rows = pacsv.read_csv(tmp_path / "out" / "agents.csv", convert_options=pacsv.ConvertOptions(
+        column_types={"agent": pa.string(), "pause_reason": pa.string()})).to_pylist()
+    # The agent rows' null reason is an empty field; a pause without a reason would say "(no reason)".
+    assert [(r["agent"], r["pause_reason"]) for r in rows] == [("201", ""), ("201", "break"), ("201", "meal"),
+                                                               ("202", "")]

@@ -33,8 +33,9 @@ _KEYS = [pa.field("agent", pa.string()), pa.field("pause_reason", pa.string())]
 _MEASURES = [*[pa.field(n, pa.float64()) for n in SECONDS], *[pa.field(n, pa.int64()) for n in COUNTS]]
 DAY_SCHEMA = pa.schema([*_KEYS, *_MEASURES])
 PERIOD_SCHEMA = pa.schema([*_KEYS, pa.field("days", pa.int64()), *_MEASURES])
-#: The ``pause_reason`` of a pause the queue_log gave no reason for (null is the agent's own row).
-NO_REASON = ""
+#: The ``pause_reason`` of a pause the queue_log gave no reason for (null is the agent's own row; not
+#: ``""``, which a CSV could not tell from null).
+NO_REASON = "(no reason)"
 
 Pieces = list[tuple[int, int]]
 
@@ -94,8 +95,8 @@ def conform_intervals(intervals: pa.Table | None) -> pa.Table:
 
 class AgentAvailabilityReport(ReportDefinition):
     """Per agent and local day: one *agent row* (``pause_reason`` null) and one *reason row* per
-    pause reason the agent used that day (``pause_reason`` = the reason, ``""`` when the queue_log
-    gave none). Every column adds up over every row: an agent row holds the agent's figures and
+    pause reason the agent used that day (``pause_reason`` = the reason, ``"(no reason)"`` when the
+    queue_log gave none). Every column adds up over every row: an agent row holds the agent's figures and
     zeros in the ``reason_*`` columns, a reason row holds only ``reason_paused_seconds`` and
     ``reason_pauses``, so ``SUM(paused_seconds)`` is the paused time and ``SUM(reason_paused_seconds)
     GROUP BY pause_reason`` the paused time by reason, in any tool.
