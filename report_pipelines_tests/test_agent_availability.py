@@ -27,7 +27,7 @@ from report_pipelines.domain.queue_log import AGENT_INTERVAL_SCHEMA
 from report_pipelines.domain.reports import REPORTS, get_report
 from report_pipelines.domain.reports.base import DayContext
 from report_pipelines.services.cdr_import import import_cdr
-from report_pipelines.services.extracts import ClientDay, Extractor
+from report_pipelines.services.extracts import ANY_TIME, ClientDay, Extractor
 from report_pipelines.services.periods import read_report_arrow, summarize_report
 from report_pipelines.services.staleness import find_stale_client_days
 from report_pipelines.settings import Settings
@@ -227,11 +227,15 @@ def test_an_end_in_a_later_file_closes_the_stored_interval(engine: Engine, tmp_p
         ("pause", dt.datetime(2024, 5, 7, 0, 30, tzinfo=UTC)), ("session", dt.datetime(2024, 5, 7, 1, tzinfo=UTC))]
     stale, _ = find_stale_client_days(engine, before - dt.timedelta(seconds=1), NOW)
     assert [(s.client_id, s.day) for s in stale] == [(client.id, days[0]), (client.id, days[1])]
-    for day in days:
-        extractor.compute(ClientDay(client.id, "UTC", day), ["agent_availability"], now=NOW)
+    # A run that reuses what is fresh (the closed-day sensor's, a period read's) recomputes them too.
+    again = [extractor.compute(ClientDay(client.id, "UTC", day), ["agent_availability"], now=NOW, reuse_since=ANY_TIME)
+             for day in days]
+    assert [r.status for r in again] == ["computed", "computed"]
     # 05-06: logged in 22:00-24:00 = 7,200 s, paused 23:30-24:00 = 1,800 s, talk 60 s; 05-07: 3,600 / 1,800 s.
     assert figures(extractor) == [(7_200.0, 1_800.0, 60.0, 1, 1, 0), (3_600.0, 1_800.0, 0.0, 0, 0, 0)]
     assert find_stale_client_days(engine, before - dt.timedelta(seconds=1), NOW)[0] == []
+    assert extractor.compute(ClientDay(client.id, "UTC", days[0]), ["agent_availability"], now=NOW,
+                             reuse_since=ANY_TIME).status == "reused"
 
 
 # --- re-aggregation equals recomputing from raw (brute force, second by second) -------------------------
