@@ -404,6 +404,7 @@ def test_the_e_mail_and_its_attachments_carry_it(sqlite_engine: Engine, tmp_path
     assert [row[0] for row in table.rows] == ["201", "202"]
     assert table.rows[0][1:4] == ("7 h 00 min", "1 h 15 min", "10 min 00 s")
     assert table.rows[0][4] == "2.9 %" and table.rows[1][4] == "–"  # 600 / 20,700; 202 has no available time
+    assert composed.pdf().startswith(b"%PDF")
     days = read_report_arrow("agent_availability", client.slug, start, end, app=app, now=NOW)
     written = write_report_attachment("agent_availability", days, tmp_path / "out" / "agents.xlsx", "xlsx",
                                       client_name=client.name, timezone=ZONE, start=start, end=end)
