@@ -27,7 +27,7 @@ from report_pipelines.domain.queue_log import AGENT_INTERVAL_SCHEMA
 from report_pipelines.domain.reports import REPORTS, get_report
 from report_pipelines.domain.reports.base import DayContext
 from report_pipelines.services.cdr_import import import_cdr
-from report_pipelines.services.extracts import ClientDay, Extractor
+from report_pipelines.services.extracts import ANY_TIME, ClientDay, Extractor
 from report_pipelines.services.periods import read_report_arrow, summarize_report
 from report_pipelines.services.staleness import find_stale_client_days
 from report_pipelines.settings import Settings
@@ -111,7 +111,7 @@ EXPECTED = {
     dt.date(2024, 10, 27): [
         row("203", logged_in_seconds=8_100.0, sessions=1, paused_seconds=2_700.0, pauses=1,
             paused_in_session_seconds=2_700.0, open_intervals=1),
-        row("203", "", reason_paused_seconds=2_700.0, reason_pauses=1),
+        row("203", "(no reason)", reason_paused_seconds=2_700.0, reason_pauses=1),
     ],
 }
 
@@ -227,11 +227,15 @@ def test_an_end_in_a_later_file_closes_the_stored_interval(engine: Engine, tmp_p
         ("pause", dt.datetime(2024, 5, 7, 0, 30, tzinfo=UTC)), ("session", dt.datetime(2024, 5, 7, 1, tzinfo=UTC))]
     stale, _ = find_stale_client_days(engine, before - dt.timedelta(seconds=1), NOW)
     assert [(s.client_id, s.day) for s in stale] == [(client.id, days[0]), (client.id, days[1])]
-    for day in days:
-        extractor.compute(ClientDay(client.id, "UTC", day), ["agent_availability"], now=NOW)
+    # A run that reuses what is fresh (the closed-day sensor's, a period read's) recomputes them too.
+    again = [extractor.compute(ClientDay(client.id, "UTC", day), ["agent_availability"], now=NOW, reuse_since=ANY_TIME)
+             for day in days]
+    assert [r.status for r in again] == ["computed", "computed"]
     # 05-06: logged in 22:00-24:00 = 7,200 s, paused 23:30-24:00 = 1,800 s, talk 60 s; 05-07: 3,600 / 1,800 s.
     assert figures(extractor) == [(7_200.0, 1_800.0, 60.0, 1, 1, 0), (3_600.0, 1_800.0, 0.0, 0, 0, 0)]
     assert find_stale_client_days(engine, before - dt.timedelta(seconds=1), NOW)[0] == []
+    assert extractor.compute(ClientDay(client.id, "UTC", days[0]), ["agent_availability"], now=NOW,
+                             reuse_since=ANY_TIME).status == "reused"
 
 
 # --- re-aggregation equals recomputing from raw (brute force, second by second) -------------------------
@@ -246,7 +250,7 @@ def brute_force(intervals: list[dict], low: dt.datetime, high: dt.datetime) -> d
     for i in intervals:
         if i["ended_at"] is None:
             continue
-        keys = [(i["agent"], i["kind"])] + ([(i["agent"], "reason", i["reason"] or "")] if i["kind"] == "pause" else [])
+        keys = [(i["agent"], i["kind"])] + ([(i["agent"], "reason", i["reason"] or "(no reason)")] if i["kind"] == "pause" else [])
         for key in keys:
             seconds = set(range(epoch(i["started_at"]), epoch(i["ended_at"])))
             everything.setdefault(key, set()).update(seconds)
@@ -295,7 +299,7 @@ def test_days_recombined_equal_the_period_from_raw(zone: str, first: dt.date, se
         assert own["paused_in_session_seconds"] == raw.get((agent, "pause_in_session"), 0), agent
         assert own["sessions"] == raw.get((agent, "session", "begun"), 0), agent
         assert own["pauses"] == raw.get((agent, "pause", "begun"), 0), agent
-        for reason in ("", "lunch", "meeting"):
+        for reason in ("(no reason)", "lunch", "meeting"):
             mine = period.get((agent, reason), {**ZERO})
             assert mine["reason_paused_seconds"] == raw.get((agent, "reason", reason), 0), (agent, reason)
             assert mine["reason_pauses"] == raw.get((agent, "reason", reason, "begun"), 0), (agent, reason)
@@ -360,3 +364,60 @@ def test_the_other_reports_never_read_agent_intervals_and_are_unchanged(imported
     without = Extractor(App(settings_for(engine, tmp_path / "without")))
     without.compute(ClientDay(client.id, ZONE, day), others, now=NOW)
     assert {name: Path(without.store.day_path(name, client.id, day)).read_bytes() for name in others} == expected
+
+
+def test_talk_is_agent_performances_talk() -> None:
+    """Talk comes from the calls, counted as agent_performance counts it: answered inbound calls the agent
+    took and answered outbound / internal calls it placed; unanswered ones and calls without an agent not."""
+    from report_pipelines.domain.reports.screening import screen_calls
+    from report_pipelines_tests.reports_support import call, table
+
+    ctx = DayContext(7, "UTC", dt.date(2024, 6, 12))
+    calls = screen_calls(table([
+        call("1", "inbound", "ANSWERED", "2024-06-12 09:00:00", "2024-06-12 09:05:00", "2024-06-12 09:00:20", "q", "a"),
+        call("2", "outbound", "ANSWERED", "2024-06-12 10:00:00", "2024-06-12 10:01:00", "2024-06-12 10:00:15", None, "a"),
+        call("3", "outbound", "NO ANSWER", "2024-06-12 10:10:00", "2024-06-12 10:10:30", None, None, "a"),
+        call("4", "internal", "ANSWERED", "2024-06-12 11:00:00", "2024-06-12 11:00:40", "2024-06-12 11:00:10", None, "b"),
+        call("5", "inbound", "ABANDONED", "2024-06-12 12:00:00", "2024-06-12 12:00:30", None, "q", None),
+        call("6", "inbound", "ANSWERED", "2024-06-12 23:59:00", "2024-06-13 00:09:00", "2024-06-12 23:59:30", "q", "b"),
+    ]), ctx).clean
+    mine = {r["agent"]: (r["answered_calls"], r["talk_seconds_sum"]) for r in REPORT.compute_day(calls, ctx).to_pylist()}
+    theirs = {r["agent"]: (r["answered_calls"], r["talk_seconds_sum"])
+              for r in get_report("agent_performance").compute_day(calls, ctx).to_pylist()}
+    # By hand: a = 280 + 45 s (2 calls); b = 30 + 570 s (the call across midnight counts on its start day).
+    assert mine == theirs == {"a": (2, 325.0), "b": (2, 600.0)}
+
+
+def test_the_e_mail_and_its_attachments_carry_it(sqlite_engine: Engine, tmp_path: Path) -> None:
+    import openpyxl
+    import pyarrow.csv as pacsv
+
+    from report_pipelines.services.report_mail import compose_report_message, write_report_attachment
+
+    client, _ = import_fixture(sqlite_engine, tmp_path)
+    app = App(settings_for(sqlite_engine, tmp_path))
+    start, end = dt.date(2024, 3, 30), dt.date(2024, 3, 31)
+    composed = compose_report_message(app, client.slug, "agent_availability", start, end, now=NOW)
+    table = composed.digest.table
+    # 201 first (most logged-in time): 7 h logged in, 1 h 15 min paused, 10 min of talk, 600 / 20,700 occupied.
+    assert table.title == "Agents by logged-in time" and table.columns[0] == "Agent"
+    assert [row[0] for row in table.rows] == ["201", "202"]
+    assert table.rows[0][1:4] == ("7 h 00 min", "1 h 15 min", "10 min 00 s")
+    assert table.rows[0][4] == "2.9 %" and table.rows[1][4] == "–"  # 600 / 20,700; 202 has no available time
+    assert composed.pdf().startswith(b"%PDF")
+    days = read_report_arrow("agent_availability", client.slug, start, end, app=app, now=NOW)
+    written = write_report_attachment("agent_availability", days, tmp_path / "out" / "agents.xlsx", "xlsx",
+                                      client_name=client.name, timezone=ZONE, start=start, end=end)
+    assert written.bytes > 0
+    sheet = openpyxl.load_workbook(tmp_path / "out" / "agents.xlsx")["report"]
+    header = [c.value for c in sheet[4]]
+    column = {name: openpyxl.utils.get_column_letter(i + 1) for i, name in enumerate(header)}
+    assert sheet[f"{column['occupancy']}5"].number_format == "0.0%"
+    assert sheet[f"{column['logged_in_seconds']}5"].value.total_seconds() == 25_200
+    write_report_attachment("agent_availability", days, tmp_path / "out" / "agents.csv", "csv", client_name=client.name,
+                            timezone=ZONE, start=start, end=end)
+    rows = pacsv.read_csv(tmp_path / "out" / "agents.csv", convert_options=pacsv.ConvertOptions(
+        column_types={"agent": pa.string(), "pause_reason": pa.string()})).to_pylist()
+    # The agent rows' null reason is an empty field; a pause without a reason would say "(no reason)".
+    assert [(r["agent"], r["pause_reason"]) for r in rows] == [("201", ""), ("201", "break"), ("201", "meal"),
+                                                               ("202", "")]

@@ -36,13 +36,16 @@ class CachedDay:
     run_id: str | None = None
     day_table: bytes | None = None  # the day table as Arrow IPC (summary reports), else None: read the file
 
-    def is_fresh(self, source: SourceState) -> bool:
-        """Still what the source says: same number of events and no event ingested since.
+    def is_fresh(self, source: SourceState, changed_at: dt.datetime | None = None) -> bool:
+        """Still what the source says: same number of events and no event ingested since, and not
+        computed before the day's last recorded change (``changed_at``, from ``call_event_changes``).
 
         Events are only ever added (late data) or, by an import fix, replaced; either changes the
-        count or moves the watermark past the one recorded here.
+        count or moves the watermark past the one recorded here. A queue_log import changes a day's
+        agent sessions and pauses without touching its calls: it records a change instead.
         """
-        return source.rows == self.source_rows and source.watermark == self.source_watermark
+        return (source.rows == self.source_rows and source.watermark == self.source_watermark
+                and (changed_at is None or self.computed_at >= changed_at))
 
 
 def call_ids_checksum(call_ids: Iterable[str]) -> str:

@@ -28,6 +28,7 @@ from typing import Literal, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from report_pipelines.adapters.db.cdr_imports import CallEventChanges
 from report_pipelines.adapters.db.repositories import (
     AgentIntervalRepository,
     CacheManifestRepository,
@@ -95,6 +96,7 @@ class Extractor:
         self.locks = app.locks
         self.events = CallEventRepository(app.engine)
         self.agent_intervals = AgentIntervalRepository(app.engine)
+        self.changes = CallEventChanges(app.engine)
         self.manifest = CacheManifestRepository(app.engine)
 
     def compute(self, task: ClientDay, reports: Sequence[str], *, now: dt.datetime, run_id: str | None = None,
@@ -213,11 +215,14 @@ class Extractor:
         if not complete:
             return {}
         sources: dict[int, SourceState] = self.events.day_sources(complete, *window)
+        # Calls-only reports go stale through their calls (count, watermark); a report with other inputs
+        # (agent sessions) also when the day changed after it was computed (a queue_log import).
+        changes = self.changes.latest(complete, day, day) if any(get_report(r).extra_inputs for r in reports) else {}
         fresh = {}
         for client_id in complete:
             entries = [cached[client_id][name] for name in reports]
             source = sources.get(client_id, SourceState(0, None))
-            if all(e.is_fresh(source) and e.computed_at >= since and self.store.exists(e.report, e.client_id, e.local_date)
+            if all(e.is_fresh(source, changes.get((client_id, day))) and e.computed_at >= since and self.store.exists(e.report, e.client_id, e.local_date)
                    for e in entries):
                 fresh[client_id] = entries
         return fresh

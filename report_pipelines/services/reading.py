@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from report_pipelines.adapters.db.cdr_imports import CallEventChanges
 from report_pipelines.adapters.db.repositories import CacheManifestRepository, CallEventRepository
 from report_pipelines.app import App, default_app
 from report_pipelines.domain.clients import ClientRecord
@@ -196,8 +197,11 @@ def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeou
         entries = {e.local_date: e for e in manifest.entries(client_id, request.start, request.end, (name,))}
         events = CallEventRepository(app.engine)
         zone = parse_zone(request.client.timezone)
+        changes = (CallEventChanges(app.engine).latest([client_id], request.start, request.end)
+                   if request.report.extra_inputs else {})
         stale = [d for d in days if d not in missing and request.serving.serves(d)
-                 and not entries[d].is_fresh(events.day_source(client_id, *local_day_window(d, zone)))]
+                 and not entries[d].is_fresh(events.day_source(client_id, *local_day_window(d, zone)),
+                                             changes.get((client_id, d)))]
         missing = sorted(set(missing) | set(stale))
     results: list[ClientDayResult] = []
     if on_plan:

@@ -64,6 +64,6 @@ def find_stale_client_days(engine: Engine, since: dt.datetime, now: dt.datetime)
             continue
         source = events.day_source(client_id, *window)
         change = changed_at.get((client_id, day))
-        if any(not e.is_fresh(source) or (change is not None and e.computed_at < change) for e in entries):
+        if any(not e.is_fresh(source, change) for e in entries):
             stale.append(StaleClientDay(client.timezone, day, client_id, ingested))
     return stale, seen

@@ -14,11 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
 from report_pipelines.adapters.db.models import (
     CALL_EVENT_COLUMNS,
@@ -299,6 +300,17 @@ class CallEventChanges:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    def latest(self, client_ids: Sequence[int], first: dt.date, last: dt.date) -> dict[tuple[int, dt.date], dt.datetime]:
+        """``(client_id, local date) -> latest change`` of the clients' days ``first..last`` that changed."""
+        if not client_ids:
+            return {}
+        row = CallEventChangeRow
+        query = (select(row.client_id, row.local_date, func.max(row.changed_at))
+                 .where(row.client_id.in_(list(client_ids)), row.local_date >= first, row.local_date <= last)
+                 .group_by(row.client_id, row.local_date))
+        with self.engine.connect() as conn:
+            return {(client_id, day): _as_utc(changed) for client_id, day, changed in conn.execute(query)}
 
     def since(self, after: dt.datetime) -> list[tuple[int, dt.date, dt.datetime]]:
         """``(client_id, local date, changed_at)`` of every change after ``after``."""

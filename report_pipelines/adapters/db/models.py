@@ -517,11 +517,13 @@ class CallEventChangeRow(Base):
     """A client-day whose calls an import replaced (``import-cdr --replace``), at ``changed_at``.
 
     A day whose calls were all deleted and none re-inserted has no new ``ingested_at``; this row is
-    what lets the late-data path (``services.staleness``) still find it stale."""
+    what lets the late-data path (``services.staleness``) still find it stale. A queue_log import
+    records the days its agent sessions and pauses cover too (their calls may not change)."""
 
     __tablename__ = "call_event_changes"
     __table_args__ = (
         Index("ix_call_event_changes_changed", "changed_at"),
+        Index("ix_call_event_changes_client_date", "client_id", "local_date"),
         {"sqlite_autoincrement": True},
     )
 

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from report_pipelines.domain.errors import InvalidInput
 from report_pipelines.domain.queue_log import AGENT_INTERVAL_SCHEMA
 from report_pipelines.domain.reports._calls import epoch_us, prepare, window_us
-from report_pipelines.domain.reports._maths import conform_days, ratio, totals_frame
+from report_pipelines.domain.reports._maths import conform_days, group_codes, ratio, totals_frame
 from report_pipelines.domain.reports.base import DayContext, ReportDefinition
 
 SECONDS = ("logged_in_seconds", "paused_seconds", "paused_in_session_seconds", "reason_paused_seconds",
@@ -33,8 +33,9 @@ _KEYS = [pa.field("agent", pa.string()), pa.field("pause_reason", pa.string())]
 _MEASURES = [*[pa.field(n, pa.float64()) for n in SECONDS], *[pa.field(n, pa.int64()) for n in COUNTS]]
 DAY_SCHEMA = pa.schema([*_KEYS, *_MEASURES])
 PERIOD_SCHEMA = pa.schema([*_KEYS, pa.field("days", pa.int64()), *_MEASURES])
-#: The ``pause_reason`` of a pause the queue_log gave no reason for (null is the agent's own row).
-NO_REASON = ""
+#: The ``pause_reason`` of a pause the queue_log gave no reason for (null is the agent's own row; not
+#: ``""``, which a CSV could not tell from null).
+NO_REASON = "(no reason)"
 
 Pieces = list[tuple[int, int]]
 
@@ -94,8 +95,8 @@ def conform_intervals(intervals: pa.Table | None) -> pa.Table:
 
 class AgentAvailabilityReport(ReportDefinition):
     """Per agent and local day: one *agent row* (``pause_reason`` null) and one *reason row* per
-    pause reason the agent used that day (``pause_reason`` = the reason, ``""`` when the queue_log
-    gave none). Every column adds up over every row: an agent row holds the agent's figures and
+    pause reason the agent used that day (``pause_reason`` = the reason, ``"(no reason)"`` when the
+    queue_log gave none). Every column adds up over every row: an agent row holds the agent's figures and
     zeros in the ``reason_*`` columns, a reason row holds only ``reason_paused_seconds`` and
     ``reason_pauses``, so ``SUM(paused_seconds)`` is the paused time and ``SUM(reason_paused_seconds)
     GROUP BY pause_reason`` the paused time by reason, in any tool.
@@ -178,20 +179,18 @@ class AgentAvailabilityReport(ReportDefinition):
 
     @staticmethod
     def _talk(calls: pa.Table, ctx: DayContext) -> dict[str, tuple[int, int]]:
-        """Agent -> (answered calls handled, their talk in microseconds), as agent_performance counts them."""
+        """Agent -> (answered calls handled, their talk in microseconds), as agent_performance counts
+        them (vectorised: one bincount per figure, no loop per call)."""
         c = prepare(calls, ctx)
         agent = c.table.column("agent")
         counted = c.answered & (c.inbound | c.outbound | c.internal) & ~agent.is_null().to_numpy(zero_copy_only=False)
         rows = np.flatnonzero(counted)
         if not rows.size:
             return {}
-        names = agent.take(pa.array(rows)).to_pylist()
-        talk = c.talk_us[rows].tolist()
-        found: dict[str, tuple[int, int]] = {}
-        for name, us in zip(names, talk, strict=True):
-            n, total = found.get(name, (0, 0))
-            found[name] = (n + 1, total + int(us))
-        return found
+        group, agents = group_codes(agent.take(pa.array(rows)))
+        answered = np.bincount(group, minlength=len(agents))
+        talk = np.bincount(group, weights=c.talk_us[rows].astype(np.float64), minlength=len(agents))  # exact below 2**53
+        return {name: (int(n), int(us)) for name, n, us in zip(agents.to_pylist(), answered, talk, strict=True)}
 
     def combine(self, days: pa.Table) -> pa.Table:
         stored = [self.period_schema.field(n) for n in self.period_schema.names if n != "days"]
