@@ -194,3 +194,32 @@ def test_an_unexpected_error_is_a_500_problem_without_internals(sqlite_engine: E
     assert answer.status_code == 500
     assert answer.json()["type"] == "urn:report-pipelines:problem:internal"
     assert "secret" not in answer.text and "Traceback" not in answer.text
+
+
+def test_the_api_settings_are_read_and_refused_naming_their_variable(tmp_path: Path) -> None:
+    from report_pipelines.domain.errors import InvalidInput
+    from report_pipelines.settings import Settings
+
+    base = {"REPORT_PIPELINES_DATA_DIR": str(tmp_path)}
+    default = Settings.from_env(base).api
+    assert (default.deadline_s, default.max_body_bytes, default.rate_per_minute, default.cors_origins,
+            default.public_trials) == (30.0, 64 * 1024, 600, (), False)
+    chosen = Settings.from_env({**base, "REPORT_PIPELINES_API_CORS_ORIGINS": "https://app.example.com, http://localhost:5173",
+                                "REPORT_PIPELINES_API_PUBLIC_TRIALS": "yes", "REPORT_PIPELINES_API_MAX_BODY_KB": "8"}).api
+    assert chosen.cors_origins == ("https://app.example.com", "http://localhost:5173")
+    assert (chosen.public_trials, chosen.max_body_bytes) == (True, 8192)
+    for name, value in [("API_RATE_PER_MINUTE", "lots"), ("API_CORS_ORIGINS", "app.example.com"),
+                        ("API_DEADLINE_S", "0"), ("API_PUBLIC_TRIALS", "maybe")]:
+        with pytest.raises(InvalidInput) as refused:
+            Settings.from_env({**base, f"REPORT_PIPELINES_{name}": value})
+        assert refused.value.field == f"REPORT_PIPELINES_{name}"
+
+
+def test_cors_answers_only_the_configured_origins(sqlite_engine: Engine, tmp_path: Path) -> None:
+    t = tenants(sqlite_engine, tmp_path, cors_origins=("https://app.example.com",))
+    with running(t.app) as url:
+        ask = {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"}
+        allowed = httpx.options(f"{url}/v1/me", headers={"Origin": "https://app.example.com", **ask})
+        other = httpx.options(f"{url}/v1/me", headers={"Origin": "https://evil.example", **ask})
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "access-control-allow-origin" not in other.headers
