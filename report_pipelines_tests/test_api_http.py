@@ -223,3 +223,29 @@ def test_cors_answers_only_the_configured_origins(sqlite_engine: Engine, tmp_pat
         other = httpx.options(f"{url}/v1/me", headers={"Origin": "https://evil.example", **ask})
     assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_an_extraction_whose_process_stopped_says_so_instead_of_running_forever(sqlite_engine: Engine,
+                                                                              tmp_path: Path) -> None:
+    from report_pipelines.services import api as svc
+
+    t = tenants(sqlite_engine, tmp_path)
+    lisbon = t.seeded.clients["Europe/Lisbon"]
+    with running(t.app) as url, t.client(url, lisbon.slug) as client:
+        never_run = []
+        found = svc.start_extraction(t.app, svc_scope(t, lisbon.slug), never_run.append, report="call_detail",
+                                     client=None, start=dt.date(2024, 3, 8), end=dt.date(2024, 3, 10), shape="days",
+                                     fmt="csv")
+        assert client.get(f"/v1/extractions/{found.id}").json()["state"] == "running"
+        assert client.get(f"/v1/extractions/{found.id}/result").json()["detail"] == (
+            f"extraction {found.id} has no file yet (0 of 3 days ready)")
+        t.app.clock.advance(svc.stale_after(t.app) + dt.timedelta(seconds=1))
+        stopped = client.get(f"/v1/extractions/{found.id}").json()
+    assert stopped["state"] == "failed" and stopped["error"].startswith("the extraction stopped at 0 of 3 days")
+
+
+def svc_scope(t, slug: str):
+    from report_pipelines.domain.api_access import Scope
+
+    key = next(k for k in list_keys(t.app) if k.client_slug == slug)
+    return Scope(key_id=key.id, prefix=key.prefix, role="client", client_id=key.client_id)
