@@ -249,3 +249,19 @@ def svc_scope(t, slug: str):
 
     key = next(k for k in list_keys(t.app) if k.client_slug == slug)
     return Scope(key_id=key.id, prefix=key.prefix, role="client", client_id=key.client_id)
+
+
+def test_the_log_filter_masks_keys_in_messages_arguments_and_tracebacks() -> None:
+    from report_pipelines.api.limits import RedactKeys
+
+    key = "rp_AbCdEfGh_" + "s" * 43
+    try:
+        raise ValueError(f"no client {key!r}")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                                   ("127.0.0.1:1", "GET", f"/v1/x?client={key}", "1.1", 404), sys.exc_info())
+    assert RedactKeys().filter(record)
+    text = logging.Formatter().format(record)
+    assert key not in text and "rp_AbCdEfGh_***" in text and '"GET /v1/x?client=rp_AbCdEfGh_*** HTTP/1.1" 404' in text

@@ -50,8 +50,8 @@ def test_api_keys_create_list_revoke_and_serve(run) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = subprocess.Popen([CLI, "serve", "--port", str(port)], env=run.env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen([CLI, "serve", "--port", str(port)], env=run.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(200):
@@ -62,12 +62,15 @@ def test_api_keys_create_list_revoke_and_serve(run) -> None:
                 time.sleep(0.1)
         me = httpx.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {token}"})
         assert me.json() == {"prefix": prefix, "role": "client", "client": "acme"}
+        httpx.get(f"{base}/v1/schedules", params={"client": token},  # a key pasted where it does not belong
+                  headers={"Authorization": f"Bearer {token}"})
         revoked = run("api-keys", "revoke", prefix)
         assert revoked.returncode == 0 and revoked.stdout.strip() == f"revoked API key {prefix} (acme)"
         assert httpx.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     finally:
         server.terminate()
-        _, stderr = server.communicate(timeout=30)
-    assert token not in stderr and token.split("_", 2)[2] not in stderr  # the access log never holds a key
+        stderr, _ = server.communicate(timeout=30)  # uvicorn's logs, its access log (on stdout) included
+    assert "GET /v1/schedules?client=rp_" in stderr  # uvicorn's access log is on...
+    assert token not in stderr and token.split("_", 2)[2] not in stderr  # ...and never holds a key
     again = run("api-keys", "revoke", prefix)
     assert again.returncode == 2 and again.stderr.startswith(f"error: key: key {prefix} is already revoked")
