@@ -19,7 +19,9 @@ in the UI afterwards. The steps:
 7. the report e-mail with its KPIs and chart, written next to the outbox with its Chromium screenshot;
 8. a real PBX's own export (a cdr_csv ``Master.csv`` and its ``queue_log``) imported, with its summary
    and the queue report computed from it;
-9. period requests (:mod:`report_pipelines.demo_periods`): an extract, a summary, the usage log, the D-1 plan.
+9. period requests (:mod:`report_pipelines.demo_periods`): an extract, a summary, the usage log, the D-1 plan;
+10. the HTTP API (:mod:`report_pipelines.demo_api`) on a free loopback port in this process: a client key,
+    yesterday's summary, a schedule created over HTTP, the client's licences, and another client's 404.
 """
 
 from __future__ import annotations
@@ -125,6 +127,14 @@ def run_demo(app: App, echo: Callable[[str], None] = print, days: int = 7, last_
     import_demo_pbx(engine, settings.data_dir, echo, step="8")
     with dg.DagsterInstance.get() as instance:  # 9. period requests, the usage log, the D-1 plan
         run_periods_demo(echo, instance, app, defs, biggest.slug, first, last)
+    from report_pipelines.demo_api import run_api_demo
+    from report_pipelines.services.serving import served_today
+
+    served = served_today(engine, app.now())
+    other = next(m.slug for m in marks if m.slug != biggest.slug and m.client_id in served)
+    if not run_api_demo(echo, app, biggest.slug, other):
+        echo("   the HTTP API step FAILED")
+        return False
     echo("results:")
     echo(f"  app database      {settings.database_url}")
     echo(f"  outbox            {outbox}")

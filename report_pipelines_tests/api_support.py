@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import uvicorn
 from sqlalchemy import Engine
 
-from report_pipelines.api import create_api
+from report_pipelines.api.server import serving_in_thread
 from report_pipelines.app import App, FixedClock
 from report_pipelines.services.api_keys import create_key
 from report_pipelines_tests.extract_support import UTC, Seeded, seed
@@ -24,30 +18,9 @@ from report_pipelines_tests.extract_support import UTC, Seeded, seed
 NOW = dt.datetime(2024, 3, 11, 15, tzinfo=UTC)
 
 
-@contextlib.contextmanager
-def running(app: App, api=None, log_level: str = "warning") -> Iterator[str]:
+def running(app: App, api=None, log_level: str = "warning"):
     """Serve ``create_api(app)`` on 127.0.0.1 at a free port; yields the base URL; stops on exit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    # log_config=None: uvicorn's records go to the root logger (pytest's caplog sees them)
-    config = uvicorn.Config(api or create_api(app), log_level=log_level, log_config=None, lifespan="off",
-                            server_header=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(20)
-        sock.close()
+    return serving_in_thread(app, api, log_level=log_level)
 
 
 @dataclass

@@ -61,6 +61,14 @@ def test_scheduled_reports_over_http_follow_the_clis_rules(engine: Engine, tmp_p
         assert deleted.json() == {"deleted": row["id"], "files_removed": 1}
         assert client.get(f"/v1/schedules/{row['id']}").status_code == 404
     assert list((tmp_path / "outbox").glob("*.eml"))
+    from report_pipelines.adapters.db.api import AuditRepository
+
+    writes = [(e.action.replace(f"/{row['id']}", "/ID"), e.status) for e in AuditRepository(engine).entries()
+              if e.actor.startswith("key ")]
+    assert writes == [("POST /v1/schedules", 422), ("POST /v1/schedules", 201), ("PATCH /v1/schedules/ID", 200),
+                      ("PATCH /v1/schedules/ID", 422), ("POST /v1/schedules/ID/pause", 200),
+                      ("POST /v1/schedules/ID/resume", 200), ("POST /v1/schedules/ID/send-now", 200),
+                      ("DELETE /v1/schedules/ID", 200)]
 
 
 def test_a_client_drafts_and_submits_a_proposal_sales_approves_it_once(engine: Engine, tmp_path: Path) -> None:

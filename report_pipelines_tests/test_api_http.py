@@ -194,3 +194,74 @@ def test_an_unexpected_error_is_a_500_problem_without_internals(sqlite_engine: E
     assert answer.status_code == 500
     assert answer.json()["type"] == "urn:report-pipelines:problem:internal"
     assert "secret" not in answer.text and "Traceback" not in answer.text
+
+
+def test_the_api_settings_are_read_and_refused_naming_their_variable(tmp_path: Path) -> None:
+    from report_pipelines.domain.errors import InvalidInput
+    from report_pipelines.settings import Settings
+
+    base = {"REPORT_PIPELINES_DATA_DIR": str(tmp_path)}
+    default = Settings.from_env(base).api
+    assert (default.deadline_s, default.max_body_bytes, default.rate_per_minute, default.cors_origins,
+            default.public_trials) == (30.0, 64 * 1024, 600, (), False)
+    chosen = Settings.from_env({**base, "REPORT_PIPELINES_API_CORS_ORIGINS": "https://app.example.com, http://localhost:5173",
+                                "REPORT_PIPELINES_API_PUBLIC_TRIALS": "yes", "REPORT_PIPELINES_API_MAX_BODY_KB": "8"}).api
+    assert chosen.cors_origins == ("https://app.example.com", "http://localhost:5173")
+    assert (chosen.public_trials, chosen.max_body_bytes) == (True, 8192)
+    for name, value in [("API_RATE_PER_MINUTE", "lots"), ("API_CORS_ORIGINS", "app.example.com"),
+                        ("API_DEADLINE_S", "0"), ("API_PUBLIC_TRIALS", "maybe")]:
+        with pytest.raises(InvalidInput) as refused:
+            Settings.from_env({**base, f"REPORT_PIPELINES_{name}": value})
+        assert refused.value.field == f"REPORT_PIPELINES_{name}"
+
+
+def test_cors_answers_only_the_configured_origins(sqlite_engine: Engine, tmp_path: Path) -> None:
+    t = tenants(sqlite_engine, tmp_path, cors_origins=("https://app.example.com",))
+    with running(t.app) as url:
+        ask = {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"}
+        allowed = httpx.options(f"{url}/v1/me", headers={"Origin": "https://app.example.com", **ask})
+        other = httpx.options(f"{url}/v1/me", headers={"Origin": "https://evil.example", **ask})
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_an_extraction_whose_process_stopped_says_so_instead_of_running_forever(sqlite_engine: Engine,
+                                                                              tmp_path: Path) -> None:
+    from report_pipelines.services import api as svc
+
+    t = tenants(sqlite_engine, tmp_path)
+    lisbon = t.seeded.clients["Europe/Lisbon"]
+    with running(t.app) as url, t.client(url, lisbon.slug) as client:
+        never_run = []
+        found = svc.start_extraction(t.app, svc_scope(t, lisbon.slug), never_run.append, report="call_detail",
+                                     client=None, start=dt.date(2024, 3, 8), end=dt.date(2024, 3, 10), shape="days",
+                                     fmt="csv")
+        assert client.get(f"/v1/extractions/{found.id}").json()["state"] == "running"
+        assert client.get(f"/v1/extractions/{found.id}/result").json()["detail"] == (
+            f"extraction {found.id} has no file yet (0 of 3 days ready)")
+        t.app.clock.advance(svc.stale_after(t.app) + dt.timedelta(seconds=1))
+        stopped = client.get(f"/v1/extractions/{found.id}").json()
+    assert stopped["state"] == "failed" and stopped["error"].startswith("the extraction stopped at 0 of 3 days")
+
+
+def svc_scope(t, slug: str):
+    from report_pipelines.domain.api_access import Scope
+
+    key = next(k for k in list_keys(t.app) if k.client_slug == slug)
+    return Scope(key_id=key.id, prefix=key.prefix, role="client", client_id=key.client_id)
+
+
+def test_the_log_filter_masks_keys_in_messages_arguments_and_tracebacks() -> None:
+    from report_pipelines.api.limits import RedactKeys
+
+    key = "rp_AbCdEfGh_" + "s" * 43
+    try:
+        raise ValueError(f"no client {key!r}")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                                   ("127.0.0.1:1", "GET", f"/v1/x?client={key}", "1.1", 404), sys.exc_info())
+    assert RedactKeys().filter(record)
+    text = logging.Formatter().format(record)
+    assert key not in text and "rp_AbCdEfGh_***" in text and '"GET /v1/x?client=rp_AbCdEfGh_*** HTTP/1.1" 404' in text

@@ -1,5 +1,6 @@
 """schemathesis against the API's own OpenAPI document, served by a real uvicorn server: for every operation,
-a bounded number of generated requests (with a client key and an operator key) gets no 5xx, and every
+a bounded number of generated requests (with a client key and an operator key), on SQLite and PostgreSQL (which
+refuses what SQLite takes: NUL bytes, integers out of range), gets no 5xx, and every
 response matches its documented status, media type and schema."""
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ EXAMPLES = int(os.environ.get("REPORT_PIPELINES_TEST_API_EXAMPLES", "6"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
-def test_every_operation_answers_within_its_schema_and_never_5xx(sqlite_engine: Engine, tmp_path: Path) -> None:
-    t = tenants(sqlite_engine, tmp_path, rate_per_minute=1_000_000)
+def test_every_operation_answers_within_its_schema_and_never_5xx(engine: Engine, tmp_path: Path) -> None:
+    t = tenants(engine, tmp_path, rate_per_minute=1_000_000)
     client_slug = t.seeded.all_clients[0].slug
     with running(t.app) as url:
         schema = schemathesis.openapi.from_url(f"{url}/v1/openapi.json")

@@ -59,6 +59,10 @@ def test_demo_seed_and_run_end_to_end_on_postgresql(run, pg_url: str) -> None:
     assert "FAILED" not in demo.stdout and demo.stdout.count(": passed") == 2  # matches_source, no_missing_client_days
     assert "summarize_report('queue_performance'" in demo.stdout and "answer_rate" in demo.stdout
     assert "client porto-dental now holds REPORTS x1, SEATS x25: served" in demo.stdout
+    # 10. the HTTP API on a loopback port: a client key, three calls, another client's 404
+    assert "10. the HTTP API on http://127.0.0.1:" in demo.stdout
+    assert "shape=summary -> 200" in demo.stdout and "POST /v1/schedules -> 201" in demo.stdout
+    assert "/licences -> REPORTS x1" in demo.stdout and demo.stdout.count("(another client's) -> 404") == 2
 
     # The PostgreSQL demo works any number of times: the reset removes everything the demo made
     # (its prospect's client, the trial account, their proposals, the launch policy's uses).

@@ -71,10 +71,16 @@ def problem_of(exc: ReportPipelinesError) -> JSONResponse:
     return _problem(400, "refused", str(exc), field)
 
 
-_COMMON = {status: {"model": m.Problem, "content": {PROBLEM: {}}, "description": _TITLES[status]}
-           for status in (401, 403, 404, 413, 422, 429)}
-_WRITE = {**_COMMON, 400: {"model": m.Problem, "content": {PROBLEM: {}}, "description": _TITLES[400]},
-          409: {"model": m.Problem, "content": {PROBLEM: {}}, "description": _TITLES[409]}}
+_PROBLEM_CONTENT = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+def _problems(*statuses: int) -> dict:
+    return {status: {"model": m.Problem, "content": _PROBLEM_CONTENT, "description": _TITLES[status]}
+            for status in statuses}
+
+
+_COMMON = _problems(401, 403, 404, 413, 422, 429)
+_WRITE = {**_COMMON, **_problems(400, 409)}
 
 
 def create_api(app: App) -> FastAPI:
@@ -154,9 +160,7 @@ def create_api(app: App) -> FastAPI:
                       "description": "The report, streamed (chunked) with a Content-Disposition file name."}
 
     @api.get("/v1/reports/{report}", response_class=StreamingResponse, tags=["reports"],
-             responses={200: period_content, 504: {"model": m.Problem, "content": {PROBLEM: {}},
-                                                   "description": "The deadline passed (says how far it got)"},
-                        **_COMMON})
+             responses={200: period_content, **_problems(504), **_COMMON})
     def period(scope: Key, report: Annotated[str, Path(max_length=64, pattern=r"^[a-z][a-z0-9_]*$")],
                start: Annotated[dt.date, Query(alias="from")], end: Annotated[dt.date, Query(alias="to")],
                client: Annotated[m.Text | None, Query()] = None, shape: m.Shape = "days",

@@ -68,16 +68,18 @@ def problem_bytes(status: int, kind: str, title: str, detail: str, field: str | 
 
 
 class RedactKeys(logging.Filter):
-    """Masks any API key that would reach a log line (a key pasted into a URL, an error message)."""
+    """Masks any API key that would reach a log line (a key pasted into a URL, an error message, a
+    traceback), keeping the record's shape (uvicorn's access formatter reads its five arguments)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is not ours to fix
-            return True
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, ()
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         return True
 
 

@@ -196,10 +196,23 @@ def stream_period(app: App, scope: Scope, report: str, client: str | int | None,
 # --- asynchronous extractions -------------------------------------------------------------------------
 def _extraction(app: App, scope: Scope, extraction_id: str) -> Extraction:
     scope.require("read reports")
-    found = ExtractionRepository(app.engine).get(extraction_id) if len(extraction_id) <= 32 else None
+    repo = ExtractionRepository(app.engine)
+    found = repo.get(extraction_id) if len(extraction_id) <= 32 else None
     if found is None or not scope.sees(found.client_id):
         raise NotFound("extraction", f"no extraction {extraction_id[:40]!r}")
+    if found.state == "running" and app.now() - found.created_at > stale_after(app):
+        # its deadline and a writing margin have long passed: the process running it stopped (a restart)
+        repo.update(found.id, state="failed", finished_at=app.now(),
+                    error=f"the extraction stopped at {found.days_done} of {found.days_total} days (the server "
+                          "restarted); the days it finished stay cached, so asking again is faster")
+        found = repo.get(extraction_id)
+        assert found is not None
     return found
+
+
+def stale_after(app: App) -> dt.timedelta:
+    """How long a running extraction may go on: twice its deadline, and a minute to write its file."""
+    return dt.timedelta(seconds=2 * app.settings.periods.deadline_s + 60)
 
 
 def start_extraction(app: App, scope: Scope, submit: Callable[[Callable[[], None]], object], *, report: str,
