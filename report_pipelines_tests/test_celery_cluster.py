@@ -277,3 +277,29 @@ def test_the_cluster_demo_backfills_through_two_workers_says_who_did_what_and_st
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_workers_expected_errors_come_back_as_their_own_class_and_line(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task body refusing a day that has not ended, and what Celery's JSON result backend rebuilds."""
+    from types import SimpleNamespace
+
+    from report_pipelines.adapters import celery_pool
+    from report_pipelines.services import extracts
+    from report_pipelines.services.extracts import DayNotClosed
+    from report_pipelines.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'x.sqlite3'}",
+                        store_root=str(tmp_path / "reports"))
+    monkeypatch.setattr(celery_pool, "_settings", settings)
+    monkeypatch.setattr(extracts, "_worker", None)
+    task = SimpleNamespace(request=SimpleNamespace(id="t1", hostname="w1@test"))
+    open_day = [ClientDay(1, "UTC", LATER.date())]
+    args = celery_pool.to_wire([open_day, ["call_detail"], LATER, None, None, None])
+    with pytest.raises(DayNotClosed) as caught:
+        celery_pool._call(task, "report_pipelines.services.extracts", "_work", celery_pool.where(settings), args)
+    backend = celery_pool.celery_app(PoolSettings()).backend
+    rebuilt = backend.exception_to_python(backend.prepare_exception(caught.value))
+    assert type(rebuilt) is DayNotClosed and str(rebuilt).startswith(f"date: {LATER.date()} has not ended in UTC")
+    with pytest.raises(celery_pool.WrongWorkerSettings, match="REPORT_PIPELINES_DATABASE_URL"):
+        celery_pool._call(task, "report_pipelines.services.extracts", "_work", ("sqlite://@/other", "x"), args)
