@@ -58,7 +58,7 @@ def run_cluster_demo(app: App, echo: Callable[[str], None] = print, *, days: int
         defs = build_definitions(celery)
         with dg.DagsterInstance.get() as instance:
             result = defs.resolve_job_def("extract_reports_job").execute_in_process(
-                instance=instance, resources={"app": AppResource.for_settings(celery)}, raise_on_error=False,
+                instance=instance, resources={"app": AppResource.for_settings(celery, now=app.now())}, raise_on_error=False,
                 tags={"dagster/asset_partition_range_start": str(first), "dagster/asset_partition_range_end": str(last)},
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
         if not result.success:

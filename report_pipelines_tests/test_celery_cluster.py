@@ -10,6 +10,7 @@ timeout and computed once, by the survivor, only after the dead one is gone.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import threading
 import time
@@ -255,3 +256,50 @@ def test_batches_waiting_while_no_worker_answers_fail_after_the_wait(tmp_path: P
         assert "no Celery worker answered" in str(future.exception())
     finally:
         pool.shutdown(wait=False)
+
+
+def test_the_cluster_demo_backfills_through_two_workers_says_who_did_what_and_stops_them(
+        pg_engine: Engine, tmp_path: Path, broker: PoolSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from report_pipelines.demo_cluster import run_cluster_demo
+
+    seeded = seed(pg_engine, tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    (tmp_path / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    said: list[str] = []
+    settings = replace(seeded.settings, pool=replace(broker, kind="process"))
+    assert run_cluster_demo(App(settings, clock=FixedClock(LATER)), said.append, days=2,
+                            last_day=dt.date(2024, 3, 10))
+    text = "\n".join(said)
+    assert "'w1@demo-cluster'" in text and "'w2@demo-cluster'" in text  # both computed some
+    assert re.search(r"6 client-days of 6 zone-days, 6 computed", text)
+    pids = [int(p) for p in re.search(r"stopped the 2 workers it started \(pids (\d+), (\d+)\)", text).groups()]
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_a_workers_expected_errors_come_back_as_their_own_class_and_line(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task body refusing a day that has not ended, and what Celery's JSON result backend rebuilds."""
+    from types import SimpleNamespace
+
+    from report_pipelines.adapters import celery_pool
+    from report_pipelines.services import extracts
+    from report_pipelines.services.extracts import DayNotClosed
+    from report_pipelines.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'x.sqlite3'}",
+                        store_root=str(tmp_path / "reports"))
+    monkeypatch.setattr(celery_pool, "_settings", settings)
+    monkeypatch.setattr(extracts, "_worker", None)
+    task = SimpleNamespace(request=SimpleNamespace(id="t1", hostname="w1@test"))
+    open_day = [ClientDay(1, "UTC", LATER.date())]
+    args = celery_pool.to_wire([open_day, ["call_detail"], LATER, None, None, None])
+    with pytest.raises(DayNotClosed) as caught:
+        celery_pool._call(task, "report_pipelines.services.extracts", "_work", celery_pool.where(settings), args)
+    backend = celery_pool.celery_app(PoolSettings()).backend
+    rebuilt = backend.exception_to_python(backend.prepare_exception(caught.value))
+    assert type(rebuilt) is DayNotClosed and str(rebuilt).startswith(f"date: {LATER.date()} has not ended in UTC")
+    with pytest.raises(celery_pool.WrongWorkerSettings, match="REPORT_PIPELINES_DATABASE_URL"):
+        celery_pool._call(task, "report_pipelines.services.extracts", "_work", ("sqlite://@/other", "x"), args)

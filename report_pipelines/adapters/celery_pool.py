@@ -150,7 +150,14 @@ def _call(task, module: str, name: str, caller: tuple[str, str], args: tuple) ->
     args = from_wire(args)
     started = time.time()
     log.info("start %s pid=%s %s", task.request.id, os.getpid(), _describe(args))
-    result = fn(*args)
+    try:
+        result = fn(*args)
+    except ReportPipelinesError as exc:
+        # Celery rebuilds an exception as its class called with its args: a field error's are its field and
+        # message (as its __reduce__ says), not the one formatted line Exception keeps.
+        if hasattr(exc, "field") and hasattr(exc, "message"):
+            exc.args = (exc.field, exc.message)
+        raise
     host = task.request.hostname or ""
     if isinstance(result, list):
         result = [extracts.on_host(r, host) for r in result]
