@@ -178,3 +178,13 @@ def test_make_prod_serves_the_production_instance_with_its_queue_and_stops_on_si
             pytest.fail("make prod did not stop within 40 s of SIGTERM")
         finally:
             log.close()
+
+
+@pytest.mark.parametrize("value", ["minio:9000", "ftp://minio:9000", "http://minio:9000/bucket", "http://"])
+def test_a_bad_s3_endpoint_is_refused_naming_its_variable(value: str) -> None:
+    from report_pipelines.domain.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="REPORT_PIPELINES_S3_ENDPOINT"):
+        Settings.from_env({"REPORT_PIPELINES_S3_ENDPOINT": value})
+    assert Settings.from_env({"REPORT_PIPELINES_S3_ENDPOINT": "http://127.0.0.1:9000/"}).store_endpoint == (
+        "http://127.0.0.1:9000")
