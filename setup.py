@@ -61,6 +61,8 @@ setup(
             "playwright>=1.50,<2",  # drives Debian's Chromium through the Dagster UI (no browser download)
         ],
         "bench": ["duckdb>=1.0"],
+        # the Kubernetes image (deploy/Dockerfile): the K8sRunLauncher and k8s executor, same release line
+        "k8s": [f"dagster-k8s=={DAGSTER_LIBS}"],
     },
     entry_points={"console_scripts": ["report-pipelines=report_pipelines.cli:main"]},
 )

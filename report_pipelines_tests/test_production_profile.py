@@ -103,3 +103,88 @@ def test_serve_starts_the_webserver_and_the_daemon_on_the_same_code_location() -
     assert Path(webserver[0]).name == "dagster-webserver" and webserver[1:5] == ["-h", "0.0.0.0", "-p", "3100"]
     assert Path(daemon[0]).name == "dagster-daemon" and daemon[1] == "run"
     assert webserver[5:] == daemon[2:] == ["-w", str(REPO / "workspace.yaml")]
+
+
+INSTANCE_QUERY = """{ instance { runQueuingSupported runQueueConfig { maxConcurrentRuns tagConcurrencyLimitsYaml }
+  daemonHealth { allDaemonStatuses { daemonType healthy required } } } }"""
+
+
+def test_make_prod_serves_the_production_instance_with_its_queue_and_stops_on_sigterm(
+        postgres_server, tmp_path: Path) -> None:
+    """`make prod` with an .env made from the example (fresh PostgreSQL databases, local folders): the
+    webserver answers, reports the queue and its limits, the daemon's loops are healthy, and SIGTERM
+    stops everything."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from report_pipelines_tests.s3_support import free_port
+
+    dagster_db = make_url(postgres_server.create_database("rp_dagster"))
+    values = {**env_file(ENV_EXAMPLE), "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+              "DAGSTER_PG_HOST": dagster_db.host, "DAGSTER_PG_PORT": str(dagster_db.port or 5432),
+              "DAGSTER_PG_USER": dagster_db.username, "DAGSTER_PG_PASSWORD": dagster_db.password or "",
+              "DAGSTER_PG_DB": dagster_db.database, "DAGSTER_HOST": "127.0.0.1", "DAGSTER_PORT": str(free_port()),
+              "REPORT_PIPELINES_DATABASE_URL": postgres_server.create_database(),
+              "REPORT_PIPELINES_DATA_DIR": str(tmp_path / "data"), "REPORT_PIPELINES_FILES": str(tmp_path / "files"),
+              "REPORT_PIPELINES_STORE": str(tmp_path / "reports")}
+    env_path = tmp_path / "production.env"
+    env_path.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("REPORT_PIPELINES_", "DAGSTER_"))}
+    log = (tmp_path / "make-prod.log").open("w")
+    make = subprocess.Popen(["make", "--no-print-directory", "-o", "install", "prod", f"PROD_ENV={env_path}",
+                             f"BIN={Path(sys.executable).parent}"], cwd=REPO, env=environ, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{values['DAGSTER_PORT']}"
+
+    def instance_view() -> dict | None:
+        request = urllib.request.Request(f"{url}/graphql", data=json.dumps({"query": INSTANCE_QUERY}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as reply:
+                return json.load(reply)["data"]["instance"]
+        except OSError:
+            return None
+
+    try:
+        deadline, view = time.monotonic() + 90, None
+        while time.monotonic() < deadline:
+            assert make.poll() is None, (tmp_path / "make-prod.log").read_text()
+            view = instance_view()
+            daemons = {d["daemonType"]: d["healthy"] for d in view["daemonHealth"]["allDaemonStatuses"]
+                       if d["required"]} if view else {}
+            if daemons and all(daemons.values()):
+                break
+            time.sleep(1)
+        else:
+            pytest.fail(f"make prod: not serving with healthy daemons in 90 s: {view}\n"
+                        f"{(tmp_path / 'make-prod.log').read_text()[-3000:]}")
+        assert view["runQueuingSupported"] and view["runQueueConfig"]["maxConcurrentRuns"] == 8
+        assert "report_pipelines/workload" in view["runQueueConfig"]["tagConcurrencyLimitsYaml"]
+        assert {"QUEUED_RUN_COORDINATOR", "BACKFILL", "SCHEDULER", "SENSOR", "MONITORING"} <= set(daemons)
+        assert (tmp_path / "dagster_home" / "dagster.yaml").read_text() == PRODUCTION_YAML.read_text()
+    finally:
+        if make.poll() is None:
+            os.killpg(make.pid, signal.SIGTERM)
+        try:
+            make.wait(40)
+        except subprocess.TimeoutExpired:
+            os.killpg(make.pid, signal.SIGKILL)
+            make.wait()
+            pytest.fail("make prod did not stop within 40 s of SIGTERM")
+        finally:
+            log.close()
+
+
+@pytest.mark.parametrize("value", ["minio:9000", "ftp://minio:9000", "http://minio:9000/bucket", "http://"])
+def test_a_bad_s3_endpoint_is_refused_naming_its_variable(value: str) -> None:
+    from report_pipelines.domain.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="REPORT_PIPELINES_S3_ENDPOINT"):
+        Settings.from_env({"REPORT_PIPELINES_S3_ENDPOINT": value})
+    assert Settings.from_env({"REPORT_PIPELINES_S3_ENDPOINT": "http://127.0.0.1:9000/"}).store_endpoint == (
+        "http://127.0.0.1:9000")
