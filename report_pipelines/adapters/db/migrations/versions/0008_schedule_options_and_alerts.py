@@ -42,8 +42,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("report_schedules") as batch:
         for name in ("alert_state", "no_calls", "body", "kind", "format", "frequency"):
-            batch.drop_constraint(op.f(f"ck_report_schedules_{name}"), type_="check")
-        batch.create_check_constraint("frequency", "frequency IN ('daily', 'weekly', 'monthly')")
-        batch.create_check_constraint("format", "format IN ('csv', 'xlsx', 'parquet')")
+            batch.drop_constraint(name, type_="check")  # the naming convention adds ck_report_schedules_
+        # 0003's names, which the naming convention prefixed once more (what upgrade() drops again)
+        batch.create_check_constraint("ck_report_schedules_frequency", "frequency IN ('daily', 'weekly', 'monthly')")
+        batch.create_check_constraint("ck_report_schedules_format", "format IN ('csv', 'xlsx', 'parquet')")
         for column in ("alert_since", "alert_state", "condition", "reply_to", "message", "no_calls", "body", "kind"):
             batch.drop_column(column)
