@@ -306,7 +306,7 @@ def add_schedule(app: App, scope: Scope, client: str | None, **fields):
 
     scope.require("change schedules")
     record = visible_client(app, scope, client)
-    return scheduled_reports.add_schedule(app.engine, record.slug, **fields)
+    return scheduled_reports.add_schedule(app.engine, record.slug, now=app.now(), **fields)
 
 
 def edit_schedule(app: App, scope: Scope, schedule_id: int, **changes):
@@ -316,13 +316,13 @@ def edit_schedule(app: App, scope: Scope, schedule_id: int, **changes):
     schedule(app, scope, schedule_id)
     if not changes:
         raise InvalidInput("schedule", "nothing to change (give at least one field)")
-    return scheduled_reports.edit_schedule(app.engine, schedule_id, **changes)
+    return scheduled_reports.edit_schedule(app.engine, schedule_id, now=app.now(), **changes)
 
 
 def set_schedule_active(app: App, scope: Scope, schedule_id: int, active: bool, reason: str | None = None):
     scope.require("change schedules")
     schedule(app, scope, schedule_id)
-    ScheduleRepository(app.engine).set_active(schedule_id, active, reason if not active else None)
+    ScheduleRepository(app.engine).set_active(schedule_id, active, reason if not active else None, now=app.now())
     return schedule(app, scope, schedule_id)
 
 
