@@ -208,8 +208,15 @@ def test_the_ui_shows_the_graph_and_partitions_runs_a_two_day_backfill_and_shows
                 page.get_by_text(name).first.wait_for()
             page.get_by_text("Passed").first.wait_for()
             shot("checks")
-            [node] = dagster.graphql(CHECK_VERDICTS)["assetNodes"]
-            verdicts = {c["name"]: c["executionForLatestMaterialization"] for c in node["assetChecksOrError"]["checks"]}
+
+            def recorded() -> dict | None:
+                # the latest materialization may be the second run's, whose checks are recorded a moment later
+                [node] = dagster.graphql(CHECK_VERDICTS)["assetNodes"]
+                found = {c["name"]: c["executionForLatestMaterialization"] for c in node["assetChecksOrError"]["checks"]}
+                done = all(v is not None and v["status"] not in ("IN_PROGRESS", "PLANNED") for v in found.values())
+                return found if done else None
+
+            verdicts = dagster.until(recorded, 30, "the checks of the latest materialization recorded")
             assert set(verdicts) == CHECKS
             assert all(v["status"] == "SUCCEEDED" and v["evaluation"]["success"] for v in verdicts.values()), verdicts
         except BaseException as exc:
