@@ -202,3 +202,28 @@ def test_a_month_of_call_detail_streams_with_flat_memory(sqlite_engine: Engine, 
     assert month_bytes > 3.5 * week_bytes and month_bytes > 4 * 1024 * 1024
     # memory is a day's worth whatever the period: four times the bytes, not four times the memory
     assert month_peak < 1.3 * week_peak
+
+
+def test_schedule_options_and_alerts_over_http_are_the_clis(sqlite_engine: Engine, tmp_path: Path) -> None:
+    t = tenants(sqlite_engine, tmp_path)
+    lisbon = t.seeded.clients["Europe/Lisbon"]
+    with running(t.app) as url, t.client(url, lisbon.slug) as client:
+        created = client.post("/v1/schedules", json={
+            "report": "queue_performance", "recipients": ["manager@example.com"], "format": "pdf", "body": "table",
+            "no_calls": "skip", "message": "Figures for the morning meeting.", "reply_to": "ops@example.com"})
+        assert created.status_code == 201, created.text
+        row = created.json()
+        assert (row["kind"], row["format"], row["body"], row["no_calls"], row["message"], row["reply_to"]) == (
+            "report", "pdf", "table", "skip", "Figures for the morning meeting.", "ops@example.com")
+        hostile = client.patch(f"/v1/schedules/{row['id']}", json={"reply_to": "a@example.com, b@example.com"})
+        assert (hostile.status_code, hostile.json()["field"]) == (422, "reply_to"), hostile.text
+        assert client.get(f"/v1/schedules/{row['id']}").json()["reply_to"] == "ops@example.com"  # unchanged
+        alert = client.post("/v1/schedules", json={
+            "kind": "alert", "report": "daily_summary", "recipients": ["ops@example.com"],
+            "condition": "service_level<80 queue=support window=1h"})
+        assert alert.status_code == 201, alert.text
+        assert (alert.json()["kind"], alert.json()["frequency"]) == ("alert", "interval")
+        assert alert.json()["condition"].startswith("service_level<80 queue=support window=1h")
+        no_condition = client.post("/v1/schedules", json={"kind": "alert", "report": "daily_summary",
+                                                          "recipients": ["ops@example.com"]})
+        assert (no_condition.status_code, no_condition.json()["field"]) == (422, "condition"), no_condition.text

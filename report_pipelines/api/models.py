@@ -133,7 +133,12 @@ class ScheduleFields(_In):
     timezone: Text | None = None
     recipients: Annotated[list[Text], Field(max_length=50)] | None = None
     subject: Text | None = None
-    format: Literal["csv", "xlsx", "parquet"] | None = None
+    format: Literal["csv", "xlsx", "parquet", "pdf"] | None = None
+    body: Literal["summary", "table", "none"] | None = None
+    no_calls: Literal["send", "skip", "notice"] | None = None
+    message: LongText | None = None
+    reply_to: Text | None = None
+    condition: LongText | None = None
 
     def changes(self) -> dict:
         values = self.model_dump(exclude_unset=True, exclude_none=True)
@@ -144,6 +149,7 @@ class ScheduleFields(_In):
 
 class ScheduleIn(ScheduleFields):
     client: Text | None = None
+    kind: Literal["report", "alert"] | None = None
     report: Text
     recipients: Annotated[list[Text], Field(min_length=1, max_length=50)]
 
@@ -166,6 +172,12 @@ class ScheduleOut(BaseModel):
     recipients: list[str]
     subject: str | None
     format: str
+    kind: str
+    body: str
+    no_calls: str
+    message: str | None
+    reply_to: str | None
+    condition: str | None
     active: bool
     paused_reason: str | None
     next_send_at: dt.datetime | None
@@ -175,7 +187,9 @@ def schedule_out(row) -> ScheduleOut:
     return ScheduleOut(id=row.id, client=row.client_slug, report=row.report, period=row.period,
                        period_days=row.period_days, frequency=row.frequency, weekdays=list(row.weekdays),
                        month_day=row.month_day, send_time=row.send_time, timezone=row.timezone,
-                       recipients=list(row.recipients), subject=row.subject, format=row.format, active=row.active,
+                       recipients=list(row.recipients), subject=row.subject, format=row.format, kind=row.kind,
+                       body=row.body, no_calls=row.no_calls, message=row.message, reply_to=row.reply_to,
+                       condition=row.condition, active=row.active,
                        paused_reason=row.paused_reason, next_send_at=row.next_send_at)
 
 
