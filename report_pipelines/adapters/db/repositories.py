@@ -11,14 +11,15 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from psycopg2.extras import execute_values
 from sqlalchemy import BigInteger, Engine, Integer, delete, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA
 from report_pipelines.adapters.db.models import CALL_EVENT_COLUMNS, CacheEntry, CallEvent, Client
+from report_pipelines.adapters.db.types import UTCDateTime
 from report_pipelines.domain.cache import CachedDay, SourceState
 from report_pipelines.domain.clients import ClientRecord, ClientSpec
 from report_pipelines.domain.errors import Conflict, NotFound
@@ -353,14 +354,27 @@ class CacheManifestRepository:
             "rejected_rows": e.rejected_rows, "rejected_reasons": json.dumps(e.rejected_reasons, sort_keys=True),
             "computed_at": e.computed_at, "run_id": e.run_id, "day_table": e.day_table,
         } for e in entries]
-        insert = postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        statement = insert(CacheEntry.__table__)
         keys = ("report", "client_id", "local_date")
-        statement = statement.on_conflict_do_update(
-            index_elements=list(keys),
-            set_={name: statement.excluded[name] for name in rows[0] if name not in keys})
+        names = list(rows[0])
         with self.engine.begin() as conn:
-            conn.execute(statement, rows)
+            if conn.dialect.name == "postgresql":
+                # one multi-row VALUES statement per 1,000 rows (the driver's executemany is a round
+                # trip per row: ~4 ms a client-day of eight reports); instants checked and converted
+                # by the columns' own type, as SQLAlchemy would
+                instant = UTCDateTime()
+                for row in rows:
+                    for name in ("computed_at", "source_watermark"):
+                        row[name] = instant.process_bind_param(row[name], conn.dialect)
+                updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in names if n not in keys)
+                sql = (f"INSERT INTO {CacheEntry.__tablename__} ({', '.join(names)}) VALUES %s "
+                       f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}")
+                cursor = conn.connection.dbapi_connection.cursor()
+                execute_values(cursor, sql, [tuple(row[n] for n in names) for row in rows], page_size=1000)
+                return
+            statement = sqlite_insert(CacheEntry.__table__)
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=list(keys), set_={name: statement.excluded[name] for name in names if name not in keys}),
+                rows)
 
     def forget(self, client_id: int, day: dt.date, reports: tuple[str, ...]) -> None:
         """Delete the rows of these reports for one client-day (before their files are replaced)."""
