@@ -338,74 +338,84 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="small sizes, seconds not minutes")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", default="abcdefgh",
+                        help="the parts to run, by letter (default: all); e.g. --only bc for the summaries")
     args = parser.parse_args()
     smoke = args.smoke
+
+    def want(*parts: str) -> bool:
+        return any(part in args.only for part in parts)
     repeat = 1 if smoke else args.repeat
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rp_bench_speed_")))
 
-        say("(a) compute end to end")
-        small = GeneratorConfig(start=START, days=1, clients=20 if smoke else 200, largest_daily_calls=60,
-                                smallest_daily_calls=5, seed=11, zones=("Europe/Lisbon",))
-        app = seeded_app(stack, folder / "a", small)
-        tasks = zone_day_tasks(app, "Europe/Lisbon", START)
-        old_s, new_s = compute(app, tasks, repeat)
-        figure(f"(a) {len(tasks)} small clients of one zone-day, batches vs per client-day", f"{old_s / new_s:.1f}x")
-        figure("(a) fixed cost of a small client-day, amortised", f"{new_s / len(tasks) * 1000:.1f} ms "
-               f"(per client-day path {old_s / len(tasks) * 1000:.1f} ms)")
+        if want("a", "h", "d", "g"):
+            say("(a) compute end to end")
+            small = GeneratorConfig(start=START, days=1, clients=20 if smoke else 200, largest_daily_calls=60,
+                                    smallest_daily_calls=5, seed=11, zones=("Europe/Lisbon",))
+            app = seeded_app(stack, folder / "a", small)
+            tasks = zone_day_tasks(app, "Europe/Lisbon", START)
+            old_s, new_s = compute(app, tasks, repeat)
+            figure(f"(a) {len(tasks)} small clients of one zone-day, batches vs per client-day", f"{old_s / new_s:.1f}x")
+            figure("(a) fixed cost of a small client-day, amortised", f"{new_s / len(tasks) * 1000:.1f} ms "
+                   f"(per client-day path {old_s / len(tasks) * 1000:.1f} ms)")
 
-        say("(h) cost of a client-day by clients per zone-day")
-        for n in (1, 10, 50, len(tasks)) if not smoke else (1, 10, len(tasks)):
-            subset = tasks[:n]
-            seconds, _ = median_time(lambda s=subset: run_client_days(app, s, workers=1, now=NOW), repeat)
-            figure(f"(h) {n} clients of one zone-day", f"{seconds / n * 1000:.1f} ms a client-day")
+            say("(h) cost of a client-day by clients per zone-day")
+            for n in (1, 10, 50, len(tasks)) if not smoke else (1, 10, len(tasks)):
+                subset = tasks[:n]
+                seconds, _ = median_time(lambda s=subset: run_client_days(app, s, workers=1, now=NOW), repeat)
+                figure(f"(h) {n} clients of one zone-day", f"{seconds / n * 1000:.1f} ms a client-day")
 
-        say("(d) a read's validation against the size of the fleet")
-        at_small, at_large = validation(stack, folder, 50, 2_000 if smoke else 20_000, repeat)
-        figure(f"(d) validation at {2_000 if smoke else 20_000:,} clients vs at 50",
-               f"{at_large / at_small:.2f}x the time ({at_large * 1000:.2f} ms vs {at_small * 1000:.2f} ms)")
+            say("(d) a read's validation against the size of the fleet")
+            at_small, at_large = validation(stack, folder, 50, 2_000 if smoke else 20_000, repeat)
+            figure(f"(d) validation at {2_000 if smoke else 20_000:,} clients vs at 50",
+                   f"{at_large / at_small:.2f}x the time ({at_large * 1000:.2f} ms vs {at_small * 1000:.2f} ms)")
 
-        say("(g) planner")
-        planner_write(app, 500 if smoke else 5_000, repeat)
+            say("(g) planner")
+            planner_write(app, 500 if smoke else 5_000, repeat)
 
-        say("(a) a day of 50 mixed clients, (f) Dagster")
-        mixed = GeneratorConfig(start=START, days=1, clients=10 if smoke else 50,
-                                largest_daily_calls=2_000 if smoke else 20_000, smallest_daily_calls=20, seed=12)
-        app = seeded_app(stack, folder / "m", mixed)
-        mixed_tasks = [t for p in plan_zone_days(app.engine, [ZoneDay(START, z) for z in
-                                                               sorted({c.timezone for c in list_clients(app.engine)})],
-                                                  now=NOW) for t in p.tasks]
-        old_s, new_s = compute(app, mixed_tasks, repeat)
-        figure(f"(a) a day of {len(mixed_tasks)} mixed clients, batches vs per client-day", f"{old_s / new_s:.1f}x")
-        records, _, job_s, compute_s = dagster_events(app, folder / "home-1", START, START)
-        figure("(f) event-log records of one day's run of every zone", f"{records} (target <= 20)")
-        figure("(f) Dagster's share of a day's run", f"{max(0.0, job_s - compute_s) / job_s:.0%} (target <= 20 %; "
-               f"{job_s:.2f} s run in process, {compute_s:.2f} s of it in the asset's own code)")
+        if want("a", "f"):
+            say("(a) a day of 50 mixed clients, (f) Dagster")
+            mixed = GeneratorConfig(start=START, days=1, clients=10 if smoke else 50,
+                                    largest_daily_calls=2_000 if smoke else 20_000, smallest_daily_calls=20, seed=12)
+            app = seeded_app(stack, folder / "m", mixed)
+            mixed_tasks = [t for p in plan_zone_days(app.engine, [ZoneDay(START, z) for z in
+                                                                   sorted({c.timezone for c in list_clients(app.engine)})],
+                                                      now=NOW) for t in p.tasks]
+            old_s, new_s = compute(app, mixed_tasks, repeat)
+            figure(f"(a) a day of {len(mixed_tasks)} mixed clients, batches vs per client-day", f"{old_s / new_s:.1f}x")
+            records, _, job_s, compute_s = dagster_events(app, folder / "home-1", START, START)
+            figure("(f) event-log records of one day's run of every zone", f"{records} (target <= 20)")
+            figure("(f) Dagster's share of a day's run", f"{max(0.0, job_s - compute_s) / job_s:.0%} (target <= 20 %; "
+                   f"{job_s:.2f} s run in process, {compute_s:.2f} s of it in the asset's own code)")
 
-        say("(b), (c) a 30-day summary")
-        month = GeneratorConfig(start=START, days=3 if smoke else 30, clients=2,
-                                largest_daily_calls=3_000 if smoke else 40_000, smallest_daily_calls=2_000, seed=13,
-                                zones=("America/New_York",))
-        app = seeded_app(stack, folder / "b", month)
-        two = sorted((c for c in list_clients(app.engine) if c.slug.startswith("newyork")), key=lambda c: c.id)[-2:]
-        run_client_days(app, [ClientDay(c.id, c.timezone, START + dt.timedelta(days=d))
-                              for c in two for d in range(month.days)], workers=1, now=NOW)
-        for client in two:
-            summaries(app, client, month.days, repeat)
+        if want("b", "c"):
+            say("(b), (c) a 30-day summary")
+            month = GeneratorConfig(start=START, days=3 if smoke else 30, clients=2,
+                                    largest_daily_calls=3_000 if smoke else 40_000, smallest_daily_calls=2_000, seed=13,
+                                    zones=("America/New_York",))
+            app = seeded_app(stack, folder / "b", month)
+            two = sorted((c for c in list_clients(app.engine) if c.slug.startswith("newyork")), key=lambda c: c.id)[-2:]
+            run_client_days(app, [ClientDay(c.id, c.timezone, START + dt.timedelta(days=d))
+                                  for c in two for d in range(month.days)], workers=1, now=NOW)
+            for client in two:
+                summaries(app, client, month.days, repeat)
 
-        say("(f) event-log bytes against the number of dates")
-        few, many = (3, 10) if smoke else (10, 300)
-        tiny = GeneratorConfig(start=START, days=many, clients=2, largest_daily_calls=10, smallest_daily_calls=5,
-                               seed=14, zones=("Asia/Tokyo",))
-        app = seeded_app(stack, folder / "f", tiny)
-        _, few_bytes, _, _ = dagster_events(app, folder / "home-2", START, START + dt.timedelta(days=few - 1))
-        _, many_bytes, _, _ = dagster_events(app, folder / "home-3", START, START + dt.timedelta(days=many - 1))
-        figure(f"(f) event-log bytes, {many} dates vs {few}", f"{many_bytes / few_bytes:.1f}x "
-               f"({many_bytes / 1e6:.2f} MB vs {few_bytes / 1e6:.3f} MB; linear would be {many / few:.0f}x)")
+        if want("f"):
+            say("(f) event-log bytes against the number of dates")
+            few, many = (3, 10) if smoke else (10, 300)
+            tiny = GeneratorConfig(start=START, days=many, clients=2, largest_daily_calls=10, smallest_daily_calls=5,
+                                   seed=14, zones=("Asia/Tokyo",))
+            app = seeded_app(stack, folder / "f", tiny)
+            _, few_bytes, _, _ = dagster_events(app, folder / "home-2", START, START + dt.timedelta(days=few - 1))
+            _, many_bytes, _, _ = dagster_events(app, folder / "home-3", START, START + dt.timedelta(days=many - 1))
+            figure(f"(f) event-log bytes, {many} dates vs {few}", f"{many_bytes / few_bytes:.1f}x "
+                   f"({many_bytes / 1e6:.2f} MB vs {few_bytes / 1e6:.3f} MB; linear would be {many / few:.0f}x)")
 
-        say("(e) the analyst query")
-        analyst_query(folder, 3_000 if smoke else 150_000, repeat)
-        shutil.rmtree(folder / "analyst", ignore_errors=True)
+        if want("e"):
+            say("(e) the analyst query")
+            analyst_query(folder, 3_000 if smoke else 150_000, repeat)
+            shutil.rmtree(folder / "analyst", ignore_errors=True)
     say("\nfigures:")
     for name, value in FIGURES:
         say(f"  {name}: {value}")
