@@ -227,6 +227,9 @@ def analyst_query(folder: Path, files: int, repeat: int) -> None:
     days = 365
     clients = max(1, files // days)
     for c in range(1, clients + 1):
+        if c % 150 == 0:  # a fresh source file every 54,750 links (ext4 allows 65,000 links to one file)
+            one = folder / f"one-{c}.parquet"
+            __import__("pyarrow.parquet").parquet.write_table(sample, one)
         for d in range(days):
             target = root / f"client={c}" / f"date={START + dt.timedelta(days=d)}"
             target.mkdir(parents=True)
