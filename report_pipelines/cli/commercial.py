@@ -402,17 +402,13 @@ def clients_licences(slug: str) -> None:
     import datetime as dt
 
     from report_pipelines.domain.commercial import REPORTS_PRODUCT
-    from report_pipelines.domain.errors import NotFound
     from report_pipelines.services.clients import get_client
     from report_pipelines.services.commercial import licences_of
     from report_pipelines.services.serving import serving_of
 
     app = _app()
     engine = app.engine
-    try:
-        record = get_client(engine, slug)
-    except NotFound:
-        raise NotFound("client", f"no client {slug!r} (see: report-pipelines clients list)") from None
+    record = get_client(engine, slug)
     serving = serving_of(engine, record.id, app.now())
     today = serving.today
     held = licences_of(engine, record.id)

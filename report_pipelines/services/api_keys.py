@@ -19,10 +19,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from report_pipelines.adapters.db.api import ApiKeyRepository, AuditRepository, StoredKey
-from report_pipelines.adapters.db.repositories import ClientRepository
 from report_pipelines.app import App
 from report_pipelines.domain.api_access import ROLES, Scope, Unauthorized, new_key, secret_matches, split_key
 from report_pipelines.domain.errors import InvalidInput, NotFound
+from report_pipelines.services.clients import get_client
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,7 @@ def create_key(app: App, *, client: str | None = None, role: str | None = None, 
         raise InvalidInput("client", "give either --client SLUG or --role operator|sales")
     if role is not None and role not in ROLES[1:]:
         raise InvalidInput("role", f"{role!r} is not one of {', '.join(ROLES[1:])} (a client key: --client SLUG)")
-    client_id = None
-    if client is not None:
-        try:
-            client_id = ClientRepository(app.engine).get_by_slug(client).id
-        except NotFound:
-            raise NotFound("client", f"no client {client!r} (see: report-pipelines clients list)") from None
+    client_id = None if client is None else get_client(app.engine, client).id
     if label is not None and (len(label) > 200 or any(ord(c) < 32 for c in label)):
         raise InvalidInput("label", "at most 200 printable characters")
     made = new_key()

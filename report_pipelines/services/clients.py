@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from report_pipelines.adapters.db.repositories import ClientRepository
 from report_pipelines.domain.clients import ClientRecord, ClientSpec
+from report_pipelines.domain.errors import NotFound
 
 
 def add_client(engine: Engine, slug: str, name: str, timezone: str, active_from: dt.date | None = None, *,
@@ -26,4 +27,8 @@ def list_clients(engine: Engine) -> list[ClientRecord]:
 
 
 def get_client(engine: Engine, slug: str) -> ClientRecord:
-    return ClientRepository(engine).get_by_slug(slug)
+    """The client of ``slug``, or one line naming the field and where to look (``NotFound``)."""
+    try:
+        return ClientRepository(engine).get_by_slug(slug)
+    except NotFound:
+        raise NotFound("client", f"no client {slug!r} (see: report-pipelines clients list)") from None

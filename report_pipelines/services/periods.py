@@ -387,17 +387,11 @@ def usage_summary(app: App, *, client: str | None = None, since: dt.date | None 
                   now: dt.datetime | None = None) -> list[UsageLine]:
     """Per client, since ``since`` (default: the D-1 window before today, UTC): requests, D-1 share,
     p50/p95 duration and the share of days served from the cache; busiest client first."""
-    from report_pipelines.adapters.db.repositories import ClientRepository
-    from report_pipelines.domain.errors import NotFound
+    from report_pipelines.services.clients import get_client
 
     now = now or app.now()
     first = since or (now.date() - dt.timedelta(days=app.settings.periods.window_days))
-    client_id = None
-    if client is not None:
-        try:
-            client_id = ClientRepository(app.engine).get_by_slug(client).id
-        except NotFound:
-            raise NotFound("client", f"no client {client!r} (see: report-pipelines clients list)") from None
+    client_id = None if client is None else get_client(app.engine, client).id
     rows = UsageRepository(app.engine).requests(dt.datetime.combine(first, dt.time(), dt.UTC), client_id)
     by_client: dict[str, list] = {}
     for row in rows:

@@ -20,11 +20,11 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from report_pipelines.adapters.db.repositories import CallEventRepository, ClientRepository
+from report_pipelines.adapters.db.repositories import CallEventRepository
 from report_pipelines.adapters.db.usage import PrecacheChoiceRepository, StoredSchedule, UsageRepository
 from report_pipelines.app import App
 from report_pipelines.domain.clients import ClientRecord
-from report_pipelines.domain.errors import InvalidInput, NotFound
+from report_pipelines.domain.errors import InvalidInput
 from report_pipelines.domain.precache import (
     OVERRIDES,
     Candidate,
@@ -47,6 +47,7 @@ from report_pipelines.domain.precache import (
 from report_pipelines.domain.schedules import PeriodSpec
 from report_pipelines.domain.timezones import local_date_of, local_day_window, parse_zone
 from report_pipelines.services.cache_checks import missing_client_days
+from report_pipelines.services.clients import get_client
 from report_pipelines.services.extracts import ANY_TIME, ClientDay, ClientDayResult, run_client_days
 from report_pipelines.services.serving import servings
 from report_pipelines.services.zone_days import ZoneDay
@@ -319,10 +320,7 @@ def set_precache_choice(app: App, slug: str, decision: str, *, by: str, note: st
         raise InvalidInput("decision", f"{decision!r} is not one of {', '.join(OVERRIDES)}")
     if not by or not by.strip() or len(by) > 200:
         raise InvalidInput("by", "say who sets it (1-200 characters)")
-    try:
-        client = ClientRepository(app.engine).get_by_slug(slug)
-    except NotFound:
-        raise NotFound("client", f"no client {slug!r} (see: report-pipelines clients list)") from None
+    client = get_client(app.engine, slug)
     at = (now or app.now()).replace(microsecond=0)
     PrecacheChoiceRepository(app.engine).set(client.id, decision, by.strip(), at, note)
     return OperatorChoice(decision, by.strip(), at, note)  # type: ignore[arg-type]

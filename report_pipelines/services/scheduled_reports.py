@@ -121,6 +121,7 @@ from report_pipelines.domain.schedules import (
     plan_missed,
 )
 from report_pipelines.domain.timezones import parse_zone
+from report_pipelines.services.clients import get_client
 from report_pipelines.services.periods import record_schedule_build
 from report_pipelines.services.reading import read_report_arrow
 from report_pipelines.services.report_mail import compose_report_message, write_report_attachment
@@ -217,10 +218,7 @@ def add_schedule(engine: Engine, client: str, *, report: str = "daily_summary", 
 
     ``now`` is the caller's clock (the App's); the licence is checked at that instant."""
     now = now or system_clock()
-    try:
-        record = ClientRepository(engine).get_by_slug(client)
-    except NotFound:
-        raise NotFound("client", f"no client {client!r} (see: report-pipelines clients list)") from None
+    record = get_client(engine, client)
     if serving_of(engine, record.id, now).state != "served":
         raise InvalidInput("client", f"client {record.slug!r} holds no active licence of the reports product")
     values = _validated(record.timezone, report=report, period=period, period_days=period_days, frequency=frequency,
