@@ -174,3 +174,26 @@ def test_reading_orders_days_and_adds_keys(store: ParquetReportStore) -> None:
     assert set(read.column("client").to_pylist()) == {3}
     with pytest.raises(FileNotFoundError):
         store.read_days("r", 3, [DAY - dt.timedelta(days=1)], SCHEMA)
+
+
+def test_a_local_batch_of_days_is_written_by_several_threads_each_file_whole_and_a_failure_publishes_nothing(
+        tmp_path: Path) -> None:
+    # (on object storage each day is its own PUT: a batch is not atomic there, each file is)
+    store = ParquetReportStore(str(tmp_path / "store"))
+    days = [DAY + dt.timedelta(days=i) for i in range(12)]
+    first = store.write_days([("queue_performance", client, day, table(("sales", client * 100 + i)), {})
+                              for client in (3, 4) for i, day in enumerate(days)])
+    assert len(first) == 24 and all(s.path.endswith("/part-0.parquet") for s in first)
+    before = {s.path: s.checksum for s in first}
+
+    items = [("queue_performance", 3, day, table(("support", 1)), {}) for day in days]
+    items[10] = ("queue_performance", 3, days[10], "not a table", {})
+    with pytest.raises(Exception):  # noqa: B017 - whatever the encoder raises
+        store.write_days(items)
+    for day in days:  # every old file still there, whole, and no temporary file left behind
+        folder = store.day_dir("queue_performance", 3, day)
+        assert names_in(store, folder) == ["part-0.parquet"]
+        assert store.read_days("queue_performance", 3, [day], SCHEMA)["queue"].to_pylist() == ["sales"]
+    assert {s.path: s.checksum for s in first} == before
+    assert sorted(store.read_days("queue_performance", 4, days, SCHEMA)["offered"].to_pylist()) == \
+        [400 + i for i in range(12)]
