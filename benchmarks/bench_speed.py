@@ -16,7 +16,9 @@ On a scratch PostgreSQL database, with synthetic PBX traffic:
 (f) Dagster: event-log records of one day's run of every zone, and event-log bytes of a 300-date run
     against a 10-date one; the Dagster share of a day's run of 50 clients;
 (g) the planner's write of 5,000 schedules: ``UPDATE ... FROM (VALUES ...)`` against an executemany;
-(h) how the cost of a client-day grows with clients per zone-day (1, 10, 50, 200).
+(i) computing every report in memory (calls/s per core) against DuckDB's three summaries of the same calls;
+(h) how the cost of a client-day grows with clients per zone-day (1, 10, 50, 200), with the client's
+    size (100 to 100,000 calls a day), and how a period's cost grows with its days (7, 30, 90).
 
     .venv/bin/python benchmarks/bench_speed.py [--smoke]
 
@@ -52,11 +54,13 @@ from sqlalchemy import insert, select, text
 
 from report_pipelines.adapters.db.migrate import upgrade
 from report_pipelines.adapters.db.models import Client, ClientProductRow, ReportSchedule
+from report_pipelines.adapters.db.repositories import CallEventRepository
 from report_pipelines.adapters.db.schedules import ScheduleRepository
 from report_pipelines.adapters.sources.synthetic import GeneratorConfig
 from report_pipelines.app import App
 from report_pipelines.definitions import build_definitions
 from report_pipelines.defs.resources import AppResource
+from report_pipelines.domain.reports import REPORTS
 from report_pipelines.services.clients import list_clients
 from report_pipelines.services.demo import ensure_reports_product, seed_demo
 from report_pipelines.services.extracts import ClientDay, run_client_days
@@ -112,17 +116,96 @@ def zone_day_tasks(app: App, zone: str, day: dt.date) -> list[ClientDay]:
 
 
 # --- (a), (h) ---------------------------------------------------------------------------------------
-def compute(app: App, tasks: list[ClientDay], repeat: int) -> None:
+def compute(app: App, tasks: list[ClientDay], repeat: int, *, fresh: bool = False) -> tuple[float, float]:
+    """Both paths over ``tasks`` (medians); ``fresh``: the store emptied before every run, so each run
+    creates every folder and file (a zone-day's first computation) instead of replacing them (late data)."""
     events = sum(t.weight for t in tasks)
-    old_s, old = median_time(lambda: run_client_days(app, tasks, workers=1, now=NOW, batch_clients=1), repeat)
-    new_s, new = median_time(lambda: run_client_days(app, tasks, workers=1, now=NOW), repeat)
+
+    def run(**options: Any) -> list:
+        if fresh:
+            shutil.rmtree(app.settings.store_root, ignore_errors=True)
+        return run_client_days(app, tasks, workers=1, now=NOW, **options)
+
+    old_s, old = median_time(lambda: run(batch_clients=1), repeat)
+    new_s, new = median_time(run, repeat)
     same = sorted((r.client_id, r.rows["call_detail"], r.source_rows) for r in old) == \
         sorted((r.client_id, r.rows["call_detail"], r.source_rows) for r in new)
-    say(f"  {len(tasks)} client-days, {events:,} calls: per client-day {old_s:.2f} s ({events / old_s:,.0f} ev/s), "
+    say(f"  {'fresh store: ' if fresh else ''}{len(tasks)} client-days, {events:,} calls: per client-day {old_s:.2f} s ({events / old_s:,.0f} ev/s), "
         f"zone-day batches {new_s:.2f} s ({events / new_s:,.0f} ev/s); results {'identical' if same else 'DIFFER'}")
     if not same:
         raise SystemExit("the two paths disagree")
     return old_s, new_s
+
+
+def file_system_floor(root: Path, n: int = 400) -> tuple[float, float, float]:
+    """What one day file costs the store's file system, whatever computes it: creating a folder, creating
+    a small file, and rewriting a small file that exists (seconds each, medians of ``n``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    folders, files, rewrites = [], [], []
+    data = b"x" * 2048
+    for i in range(n):
+        folder = root / f"date={i}"
+        t0 = time.perf_counter()
+        folder.mkdir()
+        t1 = time.perf_counter()
+        with open(folder / "part-0.parquet", "wb") as out:
+            out.write(data)
+        t2 = time.perf_counter()
+        with open(folder / "part-0.parquet", "r+b") as out:
+            out.write(data)
+        t3 = time.perf_counter()
+        folders.append(t1 - t0)
+        files.append(t2 - t1)
+        rewrites.append(t3 - t2)
+    shutil.rmtree(root)
+    return statistics.median(folders), statistics.median(files), statistics.median(rewrites)
+
+
+def in_memory(app: App, tasks: list[ClientDay], repeat: int) -> None:
+    """(i) Every report of every client-day of ``tasks`` computed from calls already in memory (screening
+    included; no database, no files), against DuckDB computing three summaries (per queue, per hour, per
+    agent: counts and sums) of the same calls in memory, per client-day too."""
+    import duckdb
+
+    from report_pipelines.domain.reports import DayContext, get_report
+    from report_pipelines.domain.reports.screening import screen_calls
+    from report_pipelines.domain.timezones import local_day_window, parse_zone
+
+    loaded = []
+    for zone, day in sorted({(t.timezone, t.day) for t in tasks}):
+        ids = [t.client_id for t in tasks if (t.timezone, t.day) == (zone, day)]
+        window = local_day_window(day, parse_zone(zone))
+        calls = CallEventRepository(app.engine).zone_day_calls(ids, *window)
+        loaded += [(DayContext(cid, zone, day, app.settings.service_level_seconds), window, calls[cid]) for cid in ids]
+    events = sum(calls.num_rows for _, _, calls in loaded)
+    names = list(REPORTS)
+
+    def ours() -> int:
+        rows = 0
+        for ctx, window, calls in loaded:
+            clean = screen_calls(calls, ctx, *window).clean
+            rows += sum(get_report(n).compute_day_from(clean, ctx, {}).num_rows for n in names)
+        return rows
+
+    con = duckdb.connect()
+
+    def duck() -> int:
+        rows = 0
+        for _, _, calls in loaded:
+            con.register("calls", calls)
+            for key in ("queue", "date_trunc('hour', started_at)", "agent"):
+                rows += len(con.execute(
+                    f"SELECT {key} AS k, count(*) AS offered, count(*) FILTER (WHERE disposition = 'ANSWERED') AS "
+                    "answered, sum(epoch(ended_at) - epoch(answered_at)) AS talk FROM calls "
+                    "WHERE direction = 'inbound' GROUP BY k").fetchall())
+            con.unregister("calls")
+        return rows
+
+    ours_s, _ = median_time(ours, repeat)
+    duck_s, _ = median_time(duck, repeat)
+    figure(f"(i) every report ({len(names)}) in memory, {len(loaded)} client-days, {events:,} calls",
+           f"{events / ours_s:,.0f} calls/s on one core (target 2 M); DuckDB's three summaries of the same calls "
+           f"{events / duck_s:,.0f} calls/s: ours {duck_s / ours_s:.2f}x DuckDB's speed")
 
 
 # --- (b), (c) ---------------------------------------------------------------------------------------
@@ -362,6 +445,16 @@ def main() -> None:
             figure(f"(a) {len(tasks)} small clients of one zone-day, batches vs per client-day", f"{old_s / new_s:.1f}x")
             figure("(a) fixed cost of a small client-day, amortised", f"{new_s / len(tasks) * 1000:.1f} ms "
                    f"(per client-day path {old_s / len(tasks) * 1000:.1f} ms)")
+            old_s, new_s = compute(app, tasks, repeat, fresh=True)
+            figure(f"(a) {len(tasks)} small clients of one zone-day, first computation (an empty store)",
+                   f"batches {old_s / new_s:.1f}x, {new_s / len(tasks) * 1000:.1f} ms a client-day "
+                   f"(per client-day path {old_s / len(tasks) * 1000:.1f} ms)")
+            folder_s, file_s, rewrite_s = file_system_floor(Path(app.settings.store_root) / "_floor")
+            files = len(REPORTS)
+            figure("(a) the file system's floor for one client-day's files",
+                   f"{files * (folder_s + file_s) * 1000:.1f} ms first time, {files * file_s * 1000:.1f} ms on "
+                   f"replacing ({files} reports; creating a folder {folder_s * 1e6:.0f} us, a file "
+                   f"{file_s * 1e6:.0f} us, rewriting one {rewrite_s * 1e6:.0f} us)")
 
             say("(h) cost of a client-day by clients per zone-day")
             for n in (1, 10, 50, len(tasks)) if not smoke else (1, 10, len(tasks)):
@@ -377,6 +470,30 @@ def main() -> None:
             say("(g) planner")
             planner_write(app, 500 if smoke else 5_000, repeat)
 
+        if want("h"):
+            say("(h) cost of a client-day by client size, and of a period by its days")
+            sizes = GeneratorConfig(start=START, days=1, clients=4, largest_daily_calls=2_000 if smoke else 100_000,
+                                    smallest_daily_calls=100, seed=15, zones=("Asia/Tokyo",))
+            app = seeded_app(stack, folder / "h-size", sizes)
+            for task in sorted(zone_day_tasks(app, "Asia/Tokyo", START), key=lambda t: t.weight):
+                seconds, [result] = median_time(lambda t=task: run_client_days(app, [t], workers=1, now=NOW), repeat)
+                calls = result.source_rows
+                figure(f"(h) one client-day of {calls:,} calls", f"{seconds * 1000:.1f} ms "
+                       f"({calls / seconds:,.0f} calls/s, {seconds / max(calls, 1) * 1e6:.1f} us a call)")
+            long = GeneratorConfig(start=START, days=7 if smoke else 90, clients=1, largest_daily_calls=500,
+                                   smallest_daily_calls=500, seed=16, zones=("America/Sao_Paulo",))
+            app = seeded_app(stack, folder / "h-days", long)
+            [client] = list_clients(app.engine)
+            for n in (3, 7) if smoke else (7, 30, 90):
+                days = [ClientDay(client.id, client.timezone, START + dt.timedelta(days=d)) for d in range(n)]
+                seconds, _ = median_time(lambda d=days: run_client_days(app, d, workers=1, now=NOW), repeat)
+                last = START + dt.timedelta(days=n - 1)
+                read_s, _ = median_time(lambda last=last: summarize_report("queue_performance", client.id, START, last,
+                                                                           app=app, now=NOW), repeat)
+                figure(f"(h) {n} days of one client (~500 calls a day)",
+                       f"computing {seconds / n * 1000:.1f} ms a client-day; the cached {n}-day summary "
+                       f"{read_s * 1000:.1f} ms ({read_s / n * 1000:.2f} ms a day)")
+
         if want("a", "f"):
             say("(a) a day of 50 mixed clients, (f) Dagster")
             mixed = GeneratorConfig(start=START, days=1, clients=10 if smoke else 50,
@@ -387,6 +504,7 @@ def main() -> None:
                                                       now=NOW) for t in p.tasks]
             old_s, new_s = compute(app, mixed_tasks, repeat)
             figure(f"(a) a day of {len(mixed_tasks)} mixed clients, batches vs per client-day", f"{old_s / new_s:.1f}x")
+            in_memory(app, mixed_tasks, repeat)
             records, _, job_s, compute_s = dagster_events(app, folder / "home-1", START, START)
             figure("(f) event-log records of one day's run of every zone", f"{records} (target <= 20)")
             figure("(f) Dagster's share of a day's run", f"{max(0.0, job_s - compute_s) / job_s:.0%} (target <= 20 %; "
