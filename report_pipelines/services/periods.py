@@ -44,7 +44,14 @@ from report_pipelines.domain.errors import InvalidInput, ReportPipelinesError
 from report_pipelines.domain.precache import nearest_rank
 from report_pipelines.domain.timezones import parse_zone
 from report_pipelines.services.extracts import ClientDayResult
-from report_pipelines.services.reading import PeriodDays, PeriodRequest, PeriodTimeout, prepare_period, validate_request
+from report_pipelines.services.reading import (
+    PeriodDays,
+    PeriodRequest,
+    PeriodTimeout,
+    open_request,
+    prepare_period,
+    validate_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -222,11 +229,15 @@ def _validate_options(shape: str, fmt: str, channel: str, deadline_s: float | No
 def _validate_period(app: App, report: str, client: str | int, start: dt.date | str, end: dt.date | str,
                      now: dt.datetime) -> PeriodRequest:
     request = validate_request(app, report, client, start, end, now)
+    _check_length(app, request)
+    return request
+
+
+def _check_length(app: App, request: PeriodRequest) -> None:
     length = (request.end - request.start).days + 1
     if length > app.settings.periods.max_days:
         raise InvalidInput("end", f"the period is {length} days long; at most {app.settings.periods.max_days} "
                                   "(REPORT_PIPELINES_EXTRACT_MAX_DAYS): ask for it in parts")
-    return request
 
 
 def validate_period_request(app: App, report: str, client: str | int, start: dt.date | str, end: dt.date | str, *,
@@ -333,9 +344,9 @@ def _read(report: str, client: str | int, start: dt.date | str, end: dt.date | s
     now = now or app.now()
     entry = _Entry("python", str(client), str(report), shape, fmt, now)
     try:
-        request = _validate_period(app, report, client, start, end, now)
+        request, kept = open_request(app, report, client, start, end, now, check=lambda r: _check_length(app, r))
         _taking(entry, request)
-        period = prepare_period(app, request, now=now, timeout_s=timeout_s, workers=workers)
+        period = prepare_period(app, request, now=now, timeout_s=timeout_s, workers=workers, kept=kept)
         _filled(entry, period)
         if shape == "days":
             table = period.table()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from sqlalchemy import Connection
 
 from report_pipelines.adapters.db.cdr_imports import CallEventChanges
 from report_pipelines.adapters.db.repositories import CacheManifestRepository, CallEventRepository
@@ -75,12 +76,14 @@ def _date(value: dt.date | str, field: str) -> dt.date:
 
 
 def validate_request(app: App, report: str, client: str | int, start: dt.date | str, end: dt.date | str,
-                     now: dt.datetime) -> PeriodRequest:
-    """Check every argument, naming the one that is wrong, before anything is read or computed."""
+                     now: dt.datetime, *, conn: Connection | None = None) -> PeriodRequest:
+    """Check every argument, naming the one that is wrong, before anything is read or computed (on
+    ``conn`` when given: a caller's checkout)."""
     definition = get_report(report)
     by_id = isinstance(client, int) and not isinstance(client, bool)
     # One query for the client and its licences, by id or slug, whatever the size of the fleet.
-    found = servings(app.engine, now, client_ids=[client]) if by_id else servings(app.engine, now, slugs=[str(client)])
+    found = (servings(app.engine, now, client_ids=[client], conn=conn) if by_id
+             else servings(app.engine, now, slugs=[str(client)], conn=conn))
     if not found:
         raise NotFound("client", f"no client {str(client)[:80]!r} (see: report-pipelines clients list)")
     [serving] = found.values()
@@ -96,6 +99,22 @@ def validate_request(app: App, report: str, client: str | int, start: dt.date | 
     if last > today:
         raise InvalidInput("end", f"{last} is in the future for {record.slug!r} (today there is {today} in {record.timezone})")
     return PeriodRequest(report=definition, client=record, start=first, end=last, today=today, serving=serving)
+
+
+def open_request(app: App, report: str, client: str | int, start: dt.date | str, end: dt.date | str,
+                 now: dt.datetime, *, check: Callable[[PeriodRequest], None] | None = None
+                 ) -> tuple[PeriodRequest, dict[dt.date, bytes | None]]:
+    """:func:`validate_request` (then ``check``, a front door's own rules) and the manifest's day tables of
+    the request's closed days, on one connection: a cached summary's whole database part is one checkout
+    and two indexed statements. Pass the tables to :func:`prepare_period` (``kept``)."""
+    with app.engine.connect() as conn:
+        request = validate_request(app, report, client, start, end, now, conn=conn)
+        if check is not None:
+            check(request)
+        days = request.closed_days
+        kept = (CacheManifestRepository(app.engine).day_tables(request.client.id, days[0], days[-1],
+                                                               request.report.name, conn=conn) if days else {})
+    return request, kept
 
 
 class PeriodTimeout(ExtractTimeout):
@@ -170,7 +189,8 @@ class PeriodDays:
 def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeout_s: float | None = None,
                    workers: int = 1, refresh_stale: bool = False,
                    on_day: Callable[[ClientDayResult], None] | None = None,
-                   on_plan: Callable[[int, int], None] | None = None) -> PeriodDays:
+                   on_plan: Callable[[int, int], None] | None = None,
+                   kept: dict[dt.date, bytes | None] | None = None) -> PeriodDays:
     """Make every closed day of ``request`` cached: missing ones (and, with ``refresh_stale``, ones whose
     calls changed since: one index-only count per cached day) are computed on the pool in date order,
     under the client-day locks (a day another run is computing is waited for and reused, never computed
@@ -178,7 +198,8 @@ def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeou
     (days cached, days to compute) before any is computed, ``on_day`` each computed day's result.
 
     A client whose licence ended may read its cached days; a day that would need new work is refused
-    (naming ``client``) before anything is computed.
+    (naming ``client``) before anything is computed. ``kept``: the day tables :func:`open_request` read
+    (else read here).
     """
     name, client_id = request.report.name, request.client.id
     store = app.store
@@ -186,7 +207,8 @@ def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeou
     manifest = CacheManifestRepository(app.engine)
     # One query: which days have a row, and the day tables kept with them. A day whose table is kept is
     # read from its row; any other needs its file (checked on disk).
-    kept = manifest.day_tables(client_id, days[0], days[-1], name) if days else {}
+    if kept is None:
+        kept = manifest.day_tables(client_id, days[0], days[-1], name) if days else {}
     missing = [d for d in days if d not in kept or (kept[d] is None and not store.exists(name, client_id, d))]
     unserved = [d for d in missing if not request.serving.serves(d)]
     if unserved or (request.includes_today and not request.serving.serves(request.today)):
@@ -263,8 +285,8 @@ def read_report_arrow(report: str, client: str | int, start: dt.date | str, end:
     """
     app = app or default_app()
     now = now or app.now()
-    request = validate_request(app, report, client, start, end, now)
-    return prepare_period(app, request, now=now, timeout_s=timeout_s, workers=workers).table()
+    request, kept = open_request(app, report, client, start, end, now)
+    return prepare_period(app, request, now=now, timeout_s=timeout_s, workers=workers, kept=kept).table()
 
 
 def read_report(report: str, client: str | int, start: dt.date | str, end: dt.date | str, **options) -> pd.DataFrame:

@@ -10,13 +10,14 @@ the instant asked about.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 import pyarrow as pa
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from report_pipelines.adapters.db.commercial import CommercialRepository
 from report_pipelines.domain.clients import ClientRecord
@@ -52,10 +53,11 @@ class Serving:
 
 
 def servings(engine: Engine, now: dt.datetime, *, client_ids: Iterable[int] | None = None,
-             zone: str | None = None, slugs: Iterable[str] | None = None) -> dict[int, Serving]:
+             zone: str | None = None, slugs: Iterable[str] | None = None,
+             conn: Connection | None = None) -> dict[int, Serving]:
     """The serving state of every client (or of these ids or slugs, or of one zone's clients), as of
-    ``now``: one query, whatever the size of the fleet."""
-    with engine.connect() as conn:  # a read: no transaction to commit
+    ``now``: one query, whatever the size of the fleet (on ``conn`` when given: a caller's checkout)."""
+    with contextlib.nullcontext(conn) if conn is not None else engine.connect() as conn:  # a read: nothing to commit
         found = CommercialRepository(conn).reports_licences(
             client_ids=None if client_ids is None else list(client_ids), zone=zone,
             slugs=None if slugs is None else list(slugs))

@@ -12,9 +12,10 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from types import TracebackType
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from report_pipelines.adapters.db.models import (
@@ -100,6 +101,24 @@ def _policy(row: PolicyRow) -> CommercialPolicy:
         created_by=row.created_by, products=frozenset(p for p in row.products.split(",") if p),
         min_quantity=row.min_quantity, max_uses=row.max_uses, max_uses_per_client=row.max_uses_per_client,
         stackable=row.stackable, active=row.active)
+
+
+@lru_cache(maxsize=8)
+def _reports_licences_query(by_ids: bool, by_zone: bool, by_slugs: bool) -> Select:
+    """The clients-and-reports-licences query, built once per filter shape (every read validates through
+    it: building a statement costs more than the indexed lookup it runs)."""
+    licences = ClientProductRow.__table__
+    query = (select(Client.id, Client.slug, Client.name, Client.timezone, Client.active_from,
+                    *[licences.c[name] for name in _LICENCE_COLUMNS])
+             .select_from(Client.__table__.outerjoin(licences, (licences.c.client_id == Client.id)
+                                                     & (licences.c.product_code == REPORTS_PRODUCT))))
+    if by_ids:
+        query = query.where(Client.id.in_(bindparam("ids", expanding=True)))
+    if by_zone:
+        query = query.where(Client.timezone == bindparam("zone"))
+    if by_slugs:
+        query = query.where(Client.slug.in_(bindparam("slugs", expanding=True)))
+    return query.order_by(Client.id, licences.c.id)
 
 
 _LICENCE_COLUMNS = ("product_code", "quantity", "unit_price", "discount", "currency", "valid_from", "valid_to",
@@ -309,19 +328,15 @@ class CommercialRepository:
     def reports_licences(self, *, client_ids: Sequence[int] | None = None, zone: str | None = None,
                          slugs: Sequence[str] | None = None) -> dict[int, tuple[ClientRecord, list[Licence]]]:
         """Clients (all, these ids or slugs, or those of one zone) with their reports licences (possibly none)."""
-        licences = ClientProductRow.__table__
-        query = (select(Client.id, Client.slug, Client.name, Client.timezone, Client.active_from,
-                        *[licences.c[name] for name in _LICENCE_COLUMNS])
-                 .select_from(Client.__table__.outerjoin(licences, (licences.c.client_id == Client.id)
-                                                         & (licences.c.product_code == REPORTS_PRODUCT))))
+        query, params = _reports_licences_query(client_ids is not None, zone is not None, slugs is not None), {}
         if client_ids is not None:
-            query = query.where(Client.id.in_(list(client_ids)))
+            params["ids"] = list(client_ids)
         if zone is not None:
-            query = query.where(Client.timezone == zone)
+            params["zone"] = zone
         if slugs is not None:
-            query = query.where(Client.slug.in_(list(slugs)))
+            params["slugs"] = list(slugs)
         found: dict[int, tuple[ClientRecord, list[Licence]]] = {}
-        for row in self.conn.execute(query.order_by(Client.id, licences.c.id)):  # one query, clients and licences
+        for row in self.conn.execute(query, params):  # one query, clients and licences
             if row.id not in found:
                 found[row.id] = (ClientRecord(id=row.id, slug=row.slug, name=row.name, timezone=row.timezone,
                                               active_from=row.active_from), [])

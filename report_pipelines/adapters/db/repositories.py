@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -12,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg2.extras import execute_values
-from sqlalchemy import BigInteger, Engine, Integer, delete, func, or_, select, update
+from sqlalchemy import BigInteger, Connection, Engine, Integer, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -336,6 +337,12 @@ def _sqlite_text(instant: dt.datetime) -> str:
     return instant.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
+#: Every summary read runs it: built once.
+_DAY_TABLES = select(CacheEntry.local_date, CacheEntry.day_table).where(
+    CacheEntry.client_id == bindparam("client_id"), CacheEntry.report == bindparam("report"),
+    CacheEntry.local_date >= bindparam("first"), CacheEntry.local_date <= bindparam("last"))
+
+
 class CacheManifestRepository:
     """The cache manifest: one row per (report, client, local day)."""
 
@@ -397,14 +404,14 @@ class CacheManifestRepository:
         with Session(self.engine) as session:
             return [_cached(row) for row in session.scalars(query.order_by(CacheEntry.local_date, CacheEntry.report))]
 
-    def day_tables(self, client_id: int, first: dt.date, last: dt.date, report: str) -> dict[dt.date, bytes | None]:
+    def day_tables(self, client_id: int, first: dt.date, last: dt.date, report: str, *,
+                   conn: Connection | None = None) -> dict[dt.date, bytes | None]:
         """The day tables kept with the rows of ``report`` for the client's dates ``first..last``
-        (None for a row that holds none: read its file); dates without a row are absent."""
-        query = select(CacheEntry.local_date, CacheEntry.day_table).where(
-            CacheEntry.client_id == client_id, CacheEntry.report == report, CacheEntry.local_date >= first,
-            CacheEntry.local_date <= last)
-        with self.engine.connect() as conn:
-            return {day: (bytes(blob) if blob is not None else None) for day, blob in conn.execute(query)}
+        (None for a row that holds none: read its file); dates without a row are absent. On ``conn``
+        when given (a caller's checkout: the read's validation and this in one)."""
+        params = {"client_id": client_id, "report": report, "first": first, "last": last}
+        with contextlib.nullcontext(conn) if conn is not None else self.engine.connect() as conn:
+            return {day: (bytes(blob) if blob is not None else None) for day, blob in conn.execute(_DAY_TABLES, params)}
 
     def all_entries(self) -> list[CachedDay]:
         """Every row (the repair pass compares them with the files)."""
