@@ -333,10 +333,13 @@ def analyst_query(folder: Path, files: int, repeat: int) -> None:
 
 
 # --- (f) --------------------------------------------------------------------------------------------
-def dagster_events(app: App, home: Path, first: dt.date, last: dt.date) -> tuple[int, int, float, float]:
+def dagster_events(app: App, home: Path, first: dt.date, last: dt.date,
+                   storage_url: str | None = None) -> tuple[int, int, float, float]:
     """One run of the main job over ``first..last`` in process: its event-log records and bytes, its
     wall time, and the time spent inside the asset's own code (planning, computing, writing, checks),
-    measured by wrapping it; the rest is Dagster's."""
+    measured by wrapping it; the rest is Dagster's. The instance keeps its runs and events in SQLite
+    files under ``home`` (the embedded default) or, with ``storage_url``, in that PostgreSQL database
+    (the production instance)."""
     from report_pipelines.defs.reports import assets
 
     ours = [0.0]
@@ -356,7 +359,8 @@ def dagster_events(app: App, home: Path, first: dt.date, last: dt.date) -> tuple
 
     defs = build_definitions(app.settings)
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    storage = f"storage:\n  postgres:\n    postgres_url: \"{storage_url}\"\n" if storage_url else ""
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n" + storage)
     assets._extract = timed
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -505,10 +509,19 @@ def main() -> None:
             old_s, new_s = compute(app, mixed_tasks, repeat)
             figure(f"(a) a day of {len(mixed_tasks)} mixed clients, batches vs per client-day", f"{old_s / new_s:.1f}x")
             in_memory(app, mixed_tasks, repeat)
-            records, _, job_s, compute_s = dagster_events(app, folder / "home-1", START, START)
+            records, _, job_s, compute_s = dagster_events(app, folder / "home-0", START, START)
             figure("(f) event-log records of one day's run of every zone", f"{records} (target <= 20)")
-            figure("(f) Dagster's share of a day's run", f"{max(0.0, job_s - compute_s) / job_s:.0%} (target <= 20 %; "
-                   f"{job_s:.2f} s run in process, {compute_s:.2f} s of it in the asset's own code)")
+            figure("(f) Dagster's share of a day's run, the first in this process",
+                   f"{max(0.0, job_s - compute_s) / job_s:.0%} ({job_s:.2f} s, {compute_s:.2f} s of it in the "
+                   "asset's own code; Dagster's first-run imports and migrations included)")
+            dagster_pg = stack.enter_context(scratch_postgres("rp_bench_dagster"))
+            for label, home, url in (("SQLite instance", "home-1", None), ("PostgreSQL instance", "home-pg", dagster_pg)):
+                runs = [dagster_events(app, folder / f"{home}-{i}", START, START, url) for i in range(repeat + 1)][1:]
+                job_s = statistics.median(r[2] for r in runs)
+                compute_s = statistics.median(r[3] for r in runs)
+                figure(f"(f) Dagster's share of a day's run ({len(mixed_tasks)} clients), {label}",
+                       f"{max(0.0, job_s - compute_s) / job_s:.0%} (target <= 20 %; {job_s:.2f} s run in process, "
+                       f"{compute_s:.2f} s of it in the asset's own code; medians of {repeat} after a first run)")
 
         if want("b", "c"):
             say("(b), (c) a 30-day summary")
