@@ -44,6 +44,7 @@ import datetime as dt
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -51,6 +52,9 @@ import pyarrow.compute as pc
 
 from report_pipelines.domain.calls import MAX_TEXT, Disposition
 from report_pipelines.domain.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from report_pipelines.domain.queue_log_columns import QueueLogTables
 
 UTC = dt.UTC
 ATTEMPT_EVENTS = frozenset({"ENTERQUEUE", "RINGNOANSWER", "CONNECT", "COMPLETEAGENT", "COMPLETECALLER", "TRANSFER",
@@ -257,6 +261,15 @@ class QueueLog:
                 interval.ended_at = e.at
             else:
                 self.orphan_ends.append(OrphanEnd("pause", queue, agent, e.at))
+
+    def tables(self) -> QueueLogTables:
+        """The same as :func:`~report_pipelines.domain.queue_log_columns.build_queue_log` gives."""
+        from report_pipelines.domain.queue_log_columns import ATTEMPT_SCHEMA, QueueLogTables
+
+        attempts = pa.table({name: [getattr(a, name) for a in self.attempts] for name in ATTEMPT_SCHEMA.names},
+                            schema=ATTEMPT_SCHEMA)
+        return QueueLogTables(attempts, list(self.sessions), list(self.pauses), list(self.orphan_ends),
+                              Counter(self.events), Counter(self.skipped))
 
     def by_callid(self) -> dict[str, list[QueueAttempt]]:
         found: dict[str, list[QueueAttempt]] = {}
