@@ -87,21 +87,23 @@ class _Reader:
         plain = self.decoder.encoding is None and b"\x00" not in data and not (start == 0 and data.startswith(codecs.BOM_UTF8))
         if plain:
             try:
-                text = data.decode("utf-8")
+                data.decode("utf-8")
             except UnicodeDecodeError:
                 plain = False
         if plain:
-            ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-            lengths = np.diff(np.concatenate(([-1], ends, [len(data)] if not data.endswith(b"\n") else []))) - 1
+            ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
+            bounds = np.concatenate(([0], ends, [len(data)] if not data.endswith(b"\n") else [])).astype(np.int32)
+            lengths = np.diff(bounds) - 1  # without the "\n" (the last line may have none)
+            if not data.endswith(b"\n") and len(lengths):
+                lengths[-1] += 1
             plain = not len(lengths) or int(lengths.max()) <= MAX_LINE_BYTES
         if not plain:
             self.line_by_line(io.BytesIO(data), start)
             return
-        lines = pc.list_flatten(pc.split_pattern(pa.array([text]), "\n"))
-        if data.endswith(b"\n"):
-            lines = lines.slice(0, len(lines) - 1)
+        # One string a line, its "\n" included, over the block's bytes (no copy): rstrip(b"\r\n") takes it off.
+        lines = pa.StringArray.from_buffers(len(bounds) - 1, pa.py_buffer(bounds.tobytes()), pa.py_buffer(data))
         number = pa.array(np.arange(start + 1, start + 1 + len(lines), dtype=np.int64))
-        lines = pc.utf8_rtrim(lines, "\r")
+        lines = pc.utf8_rtrim(lines, "\r\n")
         kept = pc.not_equal(pc.utf8_trim(lines, _BLANK), "")
         lines, number = lines.filter(kept), number.filter(kept)
         self.rows += len(lines)
@@ -130,9 +132,13 @@ class _Reader:
         for i in (1, 2, 3):
             ok = pc.and_(ok, pc.less_equal(pc.utf8_length(nth(i)), MAX_TEXT))
         ok = pc.fill_null(ok, False)
-        whole = pc.extract_regex(pc.if_else(ok, epoch, "0000000000"), r"^(?P<s>[0-9]+)(?:\.(?P<f>[0-9]*))?$")
-        seconds = pc.cast(pc.struct_field(whole, "s"), pa.int64())
-        fraction = pc.cast(pc.utf8_rpad(pc.fill_null(pc.struct_field(whole, "f"), ""), 6, "0"), pa.int64())
+        epoch = pc.if_else(ok, epoch, "0000000000")
+        if pc.any(pc.match_substring(epoch, ".")).as_py():  # fractions: seconds and microseconds apart, exactly
+            whole = pc.extract_regex(epoch, r"^(?P<s>[0-9]+)(?:\.(?P<f>[0-9]*))?$")
+            seconds = pc.cast(pc.struct_field(whole, "s"), pa.int64())
+            fraction = pc.cast(pc.utf8_rpad(pc.fill_null(pc.struct_field(whole, "f"), ""), 6, "0"), pa.int64())
+        else:
+            seconds, fraction = pc.cast(epoch, pa.int64()), 0
         at = pc.add(pc.multiply(seconds, 1_000_000), fraction)
         ok = pc.and_(ok, pc.and_(pc.greater_equal(at, _EPOCH_MIN * 1_000_000), pc.less(at, _EPOCH_MAX * 1_000_000)))
         odd = np.flatnonzero(~ok.to_numpy(zero_copy_only=False))
