@@ -36,6 +36,12 @@ agent took: ABANDON -> ABANDONED, EXITWITHTIMEOUT/EXITEMPTY/EXITWITHKEY -> NO AN
 call the queue did not connect but an agent answered afterwards (a ring group after a timeout)
 keeps the CDR's answer. The queue_log's instants are kept inside the CDR call (clamped; a clamp of
 more than 5 seconds is counted, it means the two clocks or zones disagree).
+
+The import runs these rules in columns (:mod:`report_pipelines.domain.queue_log_columns`: group-bys
+over the whole file and one ``searchsorted`` per block of calls); :class:`QueueLog`, :func:`join_calls`
+and :func:`attempts_by_call` here, event by event and call by call, are the reference it is compared
+with (``report_pipelines_tests/test_queue_log_columns.py``, ``benchmarks/bench_cdr_import.py``).
+:func:`parse_event` reads every line the columns cannot read plainly.
 """
 
 from __future__ import annotations

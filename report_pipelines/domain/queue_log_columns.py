@@ -58,6 +58,10 @@ ATTEMPT_SCHEMA = pa.schema([("callid", pa.string()), ("queue", pa.string()), ("e
                             ("first_line", pa.int64()), ("connected_at", INSTANT), ("ended_at", INSTANT),
                             ("agent", pa.string()), ("outcome", pa.string()), ("ring_attempts", pa.int64()),
                             ("caller", pa.string()), ("pbx_call_id", pa.string())])
+#: The data fields the rules read, by event (the others need not be kept): a CONNECT's holdtime, a
+#: pause's reason, an ENTERQUEUE's caller, an exit's wait.
+DATA_READ = {"d0": ("CONNECT", "PAUSE", "PAUSEALL"), "d1": ("ENTERQUEUE",),
+             "d2": ("ABANDON", "EXITWITHTIMEOUT", "EXITEMPTY"), "d3": ("EXITWITHKEY",)}
 _US = dt.timedelta(microseconds=1)
 _ENTER, _CONNECT, _EXIT, _RING, _END = range(5)
 _NO = np.iinfo(np.int64).max
@@ -122,16 +126,24 @@ def _instants(micros: np.ndarray, valid: np.ndarray) -> pa.Array:
     return pa.array(np.where(valid, micros, 0), type=pa.int64(), mask=~valid).cast(INSTANT)
 
 
-def build_attempts(events: pa.Table) -> pa.Table:
-    """The attempt events (line order) as attempts (:data:`ATTEMPT_SCHEMA`, ``pbx_call_id`` null)."""
-    if events.num_rows == 0:
+def build_attempts(events: pa.Table, rows: np.ndarray | None = None) -> pa.Table:
+    """The attempt events (line order; ``rows``: their positions in ``events``, default all) as
+    attempts (:data:`ATTEMPT_SCHEMA`, ``pbx_call_id`` null). Only the columns' values an attempt
+    reads are taken (the whole file's events are not copied)."""
+    rows = np.arange(events.num_rows) if rows is None else rows
+    if not len(rows):
         return ATTEMPT_SCHEMA.empty_table()
-    key = _keys(events.column("callid").combine_chunks(), events.column("queue").combine_chunks())
-    line = _np(events.column("line"))
+
+    def values(name: str, at: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+        return pc.take(events.column(name), pa.array(rows[at], mask=mask)).combine_chunks()
+
+    everything = np.arange(len(rows))
+    key = _keys(values("callid", everything), values("queue", everything))
+    line = _np(events.column("line"))[rows]
     order = np.lexsort((line, key))
-    ev = events.take(pa.array(order))
-    key, line, at = key[order], line[order], _np(ev.column("at"))
-    code = _codes(ev.column("event").combine_chunks())
+    rows, key, line = rows[order], key[order], line[order]
+    at = _np(events.column("at"))[rows]
+    code = _codes(values("event", everything))
     closes = (code == _EXIT) | (code == _END)
     start = np.ones(len(key), dtype=bool)
     start[1:] = (key[1:] != key[:-1]) | (code[1:] == _ENTER) | closes[:-1]
@@ -141,12 +153,15 @@ def build_attempts(events: pa.Table) -> pa.Table:
     n = len(first)
     # The entry: the first event's instant, less the hold (CONNECT) or the wait (exits) it says.
     first_code = code[first]
-    wait_field = pc.if_else(pc.equal(ev.column("event"), "EXITWITHKEY"), ev.column("d3"), ev.column("d2"))
     back = np.zeros(n, dtype=np.int64)
-    for kind, values in ((_CONNECT, ev.column("d0")), (_EXIT, wait_field)):
-        hit = first_code == kind
-        if hit.any():
-            back[hit] = _back_us(pc.take(values, pa.array(first[hit])).combine_chunks())
+    hit = first_code == _CONNECT
+    if hit.any():
+        back[hit] = _back_us(values("d0", first[hit]))
+    hit = first_code == _EXIT
+    if hit.any():
+        exits = first[hit]
+        with_key = pc.equal(values("event", exits), "EXITWITHKEY")
+        back[hit] = _back_us(pc.if_else(with_key, values("d3", exits), values("d2", exits)))
     entered = at[first] - back
     # The answer: the last CONNECT of the attempt; an end without one answers at the entry.
     connect_row = np.full(n, -1, dtype=np.int64)
@@ -154,22 +169,20 @@ def build_attempts(events: pa.Table) -> pa.Table:
     np.maximum.at(connect_row, seg[connects], connects)
     has_connect = connect_row >= 0
     closed = closes[last]
-    ended_by = np.where(code[last] == _END, True, False) & closed
-    agent_row = np.where(has_connect, connect_row, np.where(ended_by, last, -1))
-    agents = pc.take(ev.column("agent"), pa.array(agent_row, mask=agent_row < 0)).combine_chunks()
+    ended_by = (code[last] == _END) & closed
+    agent_row = np.where(has_connect, connect_row, np.where(ended_by, last, 0))
+    agents = values("agent", agent_row, ~(has_connect | ended_by))
     connected = np.where(has_connect, at[np.maximum(connect_row, 0)], entered)
     outcome = np.where(has_connect | ended_by, "answered", "open").astype(object)
-    exit_names = _np(pc.take(ev.column("event"), pa.array(last))).astype(object)
     is_exit = code[last] == _EXIT
-    outcome[is_exit] = [_EXITS[name] for name in exit_names[is_exit]]
-    is_enter = first_code == _ENTER
-    caller = pc.take(ev.column("d1"), pa.array(first, mask=~is_enter)).combine_chunks()
+    outcome[is_exit] = [_EXITS[name] for name in values("event", last[is_exit]).to_pylist()]
+    caller = values("d1", first, first_code != _ENTER)
     caller = pc.if_else(pc.equal(caller, ""), pa.scalar(None, pa.string()), caller)
     table = pa.table({
-        "callid": pc.take(ev.column("callid"), pa.array(first)), "queue": pc.take(ev.column("queue"), pa.array(first)),
+        "callid": values("callid", first), "queue": values("queue", first),
         "entered_at": _instants(entered, np.ones(n, dtype=bool)), "first_line": pa.array(line[first]),
         "connected_at": _instants(connected, has_connect | ended_by), "ended_at": _instants(at[last], closed),
-        "agent": _per_value(agents, lambda a: None if a is None else member_agent(a), pa.string()),
+        "agent": _per_value(agents, member_agent, pa.string()),
         "outcome": pa.array(outcome, type=pa.string()),
         "ring_attempts": pa.array(np.bincount(seg, weights=code == _RING, minlength=n).astype(np.int64)),
         "caller": caller, "pbx_call_id": pa.nulls(n, pa.string()),
@@ -239,7 +252,7 @@ def build_queue_log(events: pa.Table) -> QueueLogTables:
     sessions, session_orphans = _intervals(member_events.filter(session_kind), frozenset({"ADDMEMBER", "AGENTLOGIN"}), False)
     pauses, pause_orphans = _intervals(member_events.filter(pc.invert(session_kind)), frozenset({"PAUSE", "PAUSEALL"}), True)
     orphans = [end for _, end in sorted(session_orphans + pause_orphans, key=lambda item: item[0])]
-    return QueueLogTables(build_attempts(events.filter(is_attempt)), sessions, pauses, orphans, _counted(names),
+    return QueueLogTables(build_attempts(events, np.flatnonzero(_np(is_attempt))), sessions, pauses, orphans, _counted(names),
                           _counted(names.filter(skipped)))
 
 

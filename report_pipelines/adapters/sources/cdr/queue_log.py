@@ -26,7 +26,13 @@ from report_pipelines.adapters.sources.cdr.rows import MAX_LINE_BYTES, Decoder, 
 from report_pipelines.domain.calls import MAX_TEXT
 from report_pipelines.domain.errors import InvalidInput
 from report_pipelines.domain.queue_log import _EPOCH_MAX, _EPOCH_MIN, QueueLog, parse_event
-from report_pipelines.domain.queue_log_columns import EVENT_SCHEMA, QueueLogTables, build_queue_log, event_rows
+from report_pipelines.domain.queue_log_columns import (
+    DATA_READ,
+    EVENT_SCHEMA,
+    QueueLogTables,
+    build_queue_log,
+    event_rows,
+)
 
 BLOCK_BYTES = 4 << 20
 #: What ``str.strip()`` strips (every character whose ``isspace()`` is true).
@@ -148,7 +154,8 @@ class _Reader:
             return
         columns = {"line": number, "at": at, "callid": pc.utf8_trim(nth(1), PY_WHITESPACE),
                    "queue": pc.utf8_trim(nth(2), PY_WHITESPACE), "agent": pc.utf8_trim(nth(3), PY_WHITESPACE),
-                   "event": event, **{f"d{i}": nth(5 + i) for i in range(4)}}
+                   "event": event, **{name: pc.if_else(pc.is_in(event, value_set=pa.array(events)), nth(5 + i), None)
+                                      for i, (name, events) in enumerate(DATA_READ.items())}}
         self.tables.append(pa.table(columns, schema=EVENT_SCHEMA).filter(ok))
 
     def events(self) -> pa.Table:
