@@ -140,7 +140,8 @@ def build_attempts(events: pa.Table, rows: np.ndarray | None = None) -> pa.Table
     everything = np.arange(len(rows))
     key = _keys(values("callid", everything), values("queue", everything))
     line = _np(events.column("line"))[rows]
-    order = np.lexsort((line, key))
+    in_order = len(line) < 2 or bool((line[1:] > line[:-1]).all())
+    order = np.argsort(key, kind="stable") if in_order else np.lexsort((line, key))
     rows, key, line = rows[order], key[order], line[order]
     at = _np(events.column("at"))[rows]
     code = _codes(values("event", everything))

@@ -156,7 +156,8 @@ class _Reader:
                    "queue": pc.utf8_trim(nth(2), PY_WHITESPACE), "agent": pc.utf8_trim(nth(3), PY_WHITESPACE),
                    "event": event, **{name: pc.if_else(pc.is_in(event, value_set=pa.array(events)), nth(5 + i), None)
                                       for i, (name, events) in enumerate(DATA_READ.items())}}
-        self.tables.append(pa.table(columns, schema=EVENT_SCHEMA).filter(ok))
+        table = pa.table(columns, schema=EVENT_SCHEMA)
+        self.tables.append(table.filter(ok) if len(odd) else table)
 
     def events(self) -> pa.Table:
         found = [*self.tables, event_rows(self.careful)] if self.careful else self.tables
