@@ -268,6 +268,11 @@ def _fixed_width(values: pa.Array, width: int) -> tuple[np.ndarray, np.ndarray]:
     usable = (lengths <= width) & _np(pc.is_valid(values))
     lengths = np.where(usable, lengths, 0)
     out = np.zeros((n, max(width, 1)), dtype=np.uint8)
+    if usable.all():  # the bytes are contiguous: one shift per row
+        width = max(width, 1)
+        shift = np.repeat(np.arange(n) * width - (offsets[:-1] - offsets[0]), lengths)
+        out.reshape(-1)[np.arange(len(shift)) + shift] = data[offsets[0]:offsets[-1]]
+        return out.view(f"S{width}").reshape(n), usable
     rows = np.repeat(np.arange(n), lengths)
     starts = np.repeat(offsets[:-1], lengths)
     cols = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)

@@ -124,10 +124,14 @@ class _Reader:
 
         taken: dict[int, pa.Array] = {}
 
-        def nth(i: int) -> pa.Array:
-            if i not in taken:
-                has = count > i
-                taken[i] = values.take(pa.array(np.where(has, offsets + i, 0), mask=~has))
+        def nth(i: int, only: np.ndarray | None = None) -> pa.Array:
+            """Field ``i`` of each line (null where the line has fewer, or where not ``only``)."""
+            if i not in taken or only is not None:
+                has = count > i if only is None else (count > i) & only
+                found = values.take(pa.array(np.where(has, offsets + i, 0), mask=~has))
+                if only is not None:
+                    return found
+                taken[i] = found
             return taken[i]
 
         enough = count >= 5
@@ -154,7 +158,8 @@ class _Reader:
             return
         columns = {"line": number, "at": at, "callid": pc.utf8_trim(nth(1), PY_WHITESPACE),
                    "queue": pc.utf8_trim(nth(2), PY_WHITESPACE), "agent": pc.utf8_trim(nth(3), PY_WHITESPACE),
-                   "event": event, **{name: pc.if_else(pc.is_in(event, value_set=pa.array(events)), nth(5 + i), None)
+                   "event": event, **{name: nth(5 + i, pc.fill_null(pc.is_in(event, value_set=pa.array(events)), False)
+                                                .to_numpy(zero_copy_only=False))
                                       for i, (name, events) in enumerate(DATA_READ.items())}}
         table = pa.table(columns, schema=EVENT_SCHEMA)
         self.tables.append(table.filter(ok) if len(odd) else table)
