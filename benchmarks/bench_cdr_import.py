@@ -7,7 +7,11 @@ each stage in its own process (so its peak memory is its own, ``ru_maxrss``), on
 1. a bare ``csv.reader`` pass over ``Master.csv`` (the baseline: reading, no checks, no calls);
 2. our reader + grouping + collapse, no database (what issue 14's target of 100k rows/s is about);
 3. the whole ``import_cdr`` into SQLite, and into PostgreSQL (``--no-postgres`` to skip);
-4. the queue_log: a bare ``str.split('|')`` pass against ``read_queue_log`` (events into attempts).
+4. the queue_log: a bare ``str.split('|')`` pass against ``read_queue_log`` (Arrow blocks, events into
+   attempts by group-bys) and against ``read_queue_log_by_line`` (the event-by-event reference);
+5. read + group + collapse + the queue_log read and joined to the calls, no database: the columns
+   (``AttemptJoin``) against the reference (``attempts_by_call`` + ``join_calls`` per call), with a
+   digest of every joined block and of the attempts' owners: ``DIFFER`` (exit 1) when they are not equal.
 
     .venv/bin/python benchmarks/bench_cdr_import.py [--rows 1000000] [--smoke] [--no-postgres]
 """
@@ -139,13 +143,75 @@ def stage_import(path: str, url: str, queue_log: str | None = None) -> tuple[int
     return summary.rows_read, seconds, _maxrss_mb()
 
 
-def stage_queue_log(path: str) -> tuple[int, float, float]:
-    from report_pipelines.adapters.sources.cdr import read_queue_log
+def stage_queue_log(path: str, reference: bool = False) -> tuple[int, float, float]:
+    from report_pipelines.adapters.sources.cdr.queue_log import read_queue_log, read_queue_log_by_line
 
     began = time.perf_counter()
     with open(path, "rb") as stream:
-        result = read_queue_log(stream)
+        result = (read_queue_log_by_line if reference else read_queue_log)(stream)
     return result.rows, time.perf_counter() - began, _maxrss_mb()
+
+
+def _digest(table, digest) -> None:
+    """Every value of every column, in order (nulls apart): the same digest for equal tables."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for name in table.column_names:
+        column = table.column(name).combine_chunks()
+        if pa.types.is_timestamp(column.type):
+            column = column.cast(pa.int64())
+        digest.update(name.encode() + pc.is_valid(column).to_numpy(zero_copy_only=False).tobytes())
+        digest.update(repr(column.to_pylist()).encode())
+
+
+def stage_join(path: str, queue_log: str, reference: bool) -> tuple[int, float, float, str, int]:
+    """Read + group + collapse, the queue_log read and joined to each block of calls (no database)."""
+    import hashlib
+
+    from report_pipelines.adapters.sources.cdr import Decoder, read_asterisk_csv
+    from report_pipelines.adapters.sources.cdr.queue_log import read_queue_log, read_queue_log_by_line
+    from report_pipelines.domain.cdr import ClockCheck, LocalTimes
+    from report_pipelines.domain.cdr_collapse import collapse_legs
+    from report_pipelines.domain.queue_log import AttemptIndex, JoinStats, attempts_by_call, join_calls
+    from report_pipelines.domain.queue_log_columns import AttemptJoin
+    from report_pipelines.services.cdr_import import DEFAULT_HORIZON, _Grouper
+
+    began = time.perf_counter()
+    with open(queue_log, "rb") as stream:
+        log = (read_queue_log_by_line if reference else read_queue_log)(stream)
+    stats, joined = JoinStats(), []
+    if reference:
+        index = AttemptIndex(log.reference)
+
+        def join(calls, legs):
+            ids, uniqueids = legs.column("call_id").combine_chunks(), legs.column("uniqueid").combine_chunks()
+            return join_calls(calls, attempts_by_call(ids, uniqueids, index), stats)
+    else:
+        columns = AttemptJoin(log.log.attempts)
+
+        def join(calls, legs):
+            return columns.join(calls, legs.column("call_id").combine_chunks(), legs.column("uniqueid").combine_chunks(),
+                                stats)
+    times = LocalTimes(dt.UTC, latest=dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+    grouper, rows = _Grouper(DEFAULT_HORIZON), 0
+
+    def collapse(legs) -> None:
+        if legs is not None:
+            joined.append(join(collapse_legs(legs, 1).table, legs))
+
+    with open(path, "rb") as stream:
+        for batch in read_asterisk_csv(stream, times, decoder=Decoder(), clock=ClockCheck("UTC")):
+            rows += batch.rows
+            grouper.add(batch.legs)
+            collapse(grouper.ready())
+    collapse(grouper.ready(everything=True))
+    attempts = log.reference.tables().attempts if reference else columns.attempts()
+    seconds, peak = time.perf_counter() - began, _maxrss_mb()
+    digest = hashlib.sha256(repr((stats.joined, stats.clamped, sorted(stats.outcomes.items()))).encode())
+    for table in [*joined, attempts]:
+        _digest(table, digest)
+    return rows, seconds, peak, digest.hexdigest(), stats.joined
 
 
 def run(stage, *args) -> tuple[int, float, float]:
@@ -178,6 +244,8 @@ def main() -> None:
                 results["postgres+queue_log"] = run(stage_import, str(cdr), url, str(qlog))
         results["split"] = run(stage_split, str(qlog))
         results["queue_log"] = run(stage_queue_log, str(qlog))
+        results["queue_log_by_line"] = run(stage_queue_log, str(qlog), True)
+        joins = {name: run(stage_join, str(cdr), str(qlog), name == "reference") for name in ("reference", "columns")}
 
     def rate(key: str) -> float:
         n, seconds, _ = results[key]
@@ -193,11 +261,25 @@ def main() -> None:
             print(f"{label:<44} {rate(key):>10,.0f} {rate(key) / baseline:>7.2f}x {results[key][2]:>8.0f}")
     split = rate("split")
     print(f"{'bare split of queue_log (baseline)':<44} {split:>10,.0f} {1:>7.2f}x {results['split'][2]:>8.0f}")
-    print(f"{'read_queue_log (events -> attempts)':<44} {rate('queue_log'):>10,.0f} {rate('queue_log') / split:>7.2f}x "
-          f"{results['queue_log'][2]:>8.0f}")
+    for key, label in (("queue_log", "read_queue_log (Arrow blocks, group-bys)"),
+                       ("queue_log_by_line", "read_queue_log_by_line (the reference)")):
+        print(f"{label:<44} {rate(key):>10,.0f} {rate(key) / split:>7.2f}x {results[key][2]:>8.0f}")
+    print(f"read_queue_log = {rate('queue_log') / rate('queue_log_by_line'):.1f}x the line-by-line reference")
+    print(f"\n{'read + collapse + queue_log join (no db)':<44} {'rows/s':>10} {'vs ref':>8} {'peak MB':>8}")
+    reference_rate = joins["reference"][0] / joins["reference"][1]
+    for name, (n, seconds, peak, _, calls_joined) in joins.items():
+        print(f"{name:<44} {n / seconds:>10,.0f} {n / seconds / reference_rate:>7.2f}x {peak:>8.0f}  "
+              f"({calls_joined:,} calls joined)")
+    same = joins["reference"][3] == joins["columns"][3]
+    print("joined calls and attempts: " + ("equal (digest of every block and of the attempts' owners)" if same else
+                                           "DIFFER between the columns and the reference"))
     reached = rate("collapse")
+    joined_rate = joins["columns"][0] / joins["columns"][1]
     print(f"\nissue 14 target: {TARGET:,} cdr_csv rows/s per core; read + collapse reaches {reached:,.0f} "
-          f"({reached / TARGET:.0%} of it); the whole SQLite import {rate('sqlite'):,.0f}")
+          f"({reached / TARGET:.0%} of it), with the queue_log joined {joined_rate:,.0f} ({joined_rate / TARGET:.0%}); "
+          f"the whole SQLite import {rate('sqlite'):,.0f}")
+    if not same:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,12 @@ agent took: ABANDON -> ABANDONED, EXITWITHTIMEOUT/EXITEMPTY/EXITWITHKEY -> NO AN
 call the queue did not connect but an agent answered afterwards (a ring group after a timeout)
 keeps the CDR's answer. The queue_log's instants are kept inside the CDR call (clamped; a clamp of
 more than 5 seconds is counted, it means the two clocks or zones disagree).
+
+The import runs these rules in columns (:mod:`report_pipelines.domain.queue_log_columns`: group-bys
+over the whole file and one ``searchsorted`` per block of calls); :class:`QueueLog`, :func:`join_calls`
+and :func:`attempts_by_call` here, event by event and call by call, are the reference it is compared
+with (``report_pipelines_tests/test_queue_log_columns.py``, ``benchmarks/bench_cdr_import.py``).
+:func:`parse_event` reads every line the columns cannot read plainly.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import datetime as dt
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -51,6 +58,9 @@ import pyarrow.compute as pc
 
 from report_pipelines.domain.calls import MAX_TEXT, Disposition
 from report_pipelines.domain.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from report_pipelines.domain.queue_log_columns import QueueLogTables
 
 UTC = dt.UTC
 ATTEMPT_EVENTS = frozenset({"ENTERQUEUE", "RINGNOANSWER", "CONNECT", "COMPLETEAGENT", "COMPLETECALLER", "TRANSFER",
@@ -257,6 +267,15 @@ class QueueLog:
                 interval.ended_at = e.at
             else:
                 self.orphan_ends.append(OrphanEnd("pause", queue, agent, e.at))
+
+    def tables(self) -> QueueLogTables:
+        """The same as :func:`~report_pipelines.domain.queue_log_columns.build_queue_log` gives."""
+        from report_pipelines.domain.queue_log_columns import ATTEMPT_SCHEMA, QueueLogTables
+
+        attempts = pa.table({name: [getattr(a, name) for a in self.attempts] for name in ATTEMPT_SCHEMA.names},
+                            schema=ATTEMPT_SCHEMA)
+        return QueueLogTables(attempts, list(self.sessions), list(self.pauses), list(self.orphan_ends),
+                              Counter(self.events), Counter(self.skipped))
 
     def by_callid(self) -> dict[str, list[QueueAttempt]]:
         found: dict[str, list[QueueAttempt]] = {}

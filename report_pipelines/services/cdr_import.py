@@ -73,7 +73,8 @@ from report_pipelines.domain.cdr import BASES, CDR_FORMATS, ClockCheck, LocalTim
 from report_pipelines.domain.cdr_collapse import CollapsedCalls, collapse_legs, endpoint_keys
 from report_pipelines.domain.errors import InvalidInput, NotFound
 from report_pipelines.domain.pbx import PbxConfig
-from report_pipelines.domain.queue_log import AttemptIndex, JoinStats, QueueLog, attempts_by_call, join_calls
+from report_pipelines.domain.queue_log import JoinStats
+from report_pipelines.domain.queue_log_columns import AttemptJoin, QueueLogTables
 from report_pipelines.domain.timezones import parse_zone
 
 UTC = dt.UTC
@@ -397,7 +398,7 @@ def import_cdr(
     times = LocalTimes(zone, latest=now + dt.timedelta(days=1))
     clock = ClockCheck(zone_label)
 
-    queue_log: QueueLog | None = None
+    queue_log: QueueLogTables | None = None
     queue_file = None
     queue_rejects: RejectsFile | None = None
     if queue_path is not None:
@@ -409,7 +410,7 @@ def import_cdr(
             for row in queue_file.rejects:
                 queue_rejects.write(row.line, row.reason, row.raw)
             queue_rejects.close()
-    by_callid = AttemptIndex(queue_log) if queue_log is not None else None
+    by_callid = AttemptJoin(queue_log.attempts) if queue_log is not None else None
     join = JoinStats()
 
     grouper = _Grouper(horizon)
@@ -436,9 +437,8 @@ def import_cdr(
         collapsed = collapse_legs(legs, client.id, config)
         table = collapsed.table
         if by_callid:
-            attempts = attempts_by_call(legs.column("call_id").combine_chunks(), legs.column("uniqueid").combine_chunks(),
-                                        by_callid)
-            table = join_calls(table, attempts, join)
+            table = by_callid.join(table, legs.column("call_id").combine_chunks(), legs.column("uniqueid").combine_chunks(),
+                                   join)
         checked = CollapsedCalls(table, client.id)
         problems = checked.problems()
         if problems:
@@ -522,8 +522,8 @@ def import_cdr(
                     from report_pipelines.domain.timezones import local_date_of
 
                     session.extend_active_from(local_date_of(merged.earliest, client_zone), now)
-                if queue_log is not None:
-                    session.store_queue_log(queue_log.attempts, queue_log.sessions, queue_log.pauses, replace=replace,
+                if queue_log is not None and by_callid is not None:
+                    session.store_queue_log(by_callid.attempts(), queue_log.sessions, queue_log.pauses, replace=replace,
                                             orphan_ends=queue_log.orphan_ends, zone=client_zone, now=now)
                 state["client_has_inbound"] = session.has_inbound()
     finally:
@@ -537,10 +537,10 @@ def import_cdr(
     warnings = _warnings(clock, times, counts["direction"], not_inbound_origins, unknown_origins, config, join,
                          client_has_inbound=state.get("client_has_inbound", True))
     queue_summary = None
-    if queue_log is not None and queue_file is not None:
+    if queue_log is not None and queue_file is not None and by_callid is not None:
         queue_summary = QueueLogSummary(
-            rows=queue_file.rows, events=dict(queue_log.events), attempts=len(queue_log.attempts),
-            joined_calls=join.joined, unmatched_attempts=sum(1 for a in queue_log.attempts if a.pbx_call_id is None),
+            rows=queue_file.rows, events=dict(queue_log.events), attempts=queue_log.attempts.num_rows,
+            joined_calls=join.joined, unmatched_attempts=by_callid.attempts().column("pbx_call_id").null_count,
             outcomes=dict(join.outcomes), sessions=len(queue_log.sessions), pauses=len(queue_log.pauses),
             rejected=len(queue_file.rejects), rejects_path=queue_rejects.path if queue_rejects else None,
             clamped=join.clamped)

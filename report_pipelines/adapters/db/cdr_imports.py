@@ -17,7 +17,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
@@ -32,7 +34,7 @@ from report_pipelines.adapters.db.models import (
 )
 from report_pipelines.adapters.db.repositories import _as_utc
 from report_pipelines.domain.pbx import PbxConfig, config_from_json
-from report_pipelines.domain.queue_log import AgentInterval, OrphanEnd, QueueAttempt
+from report_pipelines.domain.queue_log import AgentInterval, OrphanEnd
 
 UTC = dt.UTC
 STAGED = (*CALL_EVENT_COLUMNS, "first_line")
@@ -175,7 +177,7 @@ class CallImport:
                           .values(active_from=day, updated_at=now))
 
     # --- queue_log --------------------------------------------------------------------------------
-    def store_queue_log(self, attempts: list[QueueAttempt], sessions: list[AgentInterval], pauses: list[AgentInterval],
+    def store_queue_log(self, attempts: pa.Table, sessions: list[AgentInterval], pauses: list[AgentInterval],
                         *, replace: bool, orphan_ends: list[OrphanEnd] = (), zone: dt.tzinfo | None = None,
                         now: dt.datetime | None = None) -> int:
         """Store a queue_log's attempts, sessions and pauses (ignoring what is stored already; with
@@ -189,7 +191,9 @@ class CallImport:
         With ``zone`` and ``now``, every local day these sessions and pauses cover (the intervals
         closed included) is recorded in ``call_event_changes``, so the late-data path recomputes a
         cached day whose agent figures this file changed even when its calls did not change."""
-        instants = [a.entered_at for a in attempts] + [i.started_at for i in (*sessions, *pauses)]
+        entered = pc.min_max(attempts.column("entered_at"))
+        instants = [i.started_at for i in (*sessions, *pauses)] + \
+            ([entered["min"].as_py(), entered["max"].as_py()] if attempts.num_rows else [])
         if replace and instants:
             low, high = min(instants), max(instants)
             for model in (QueueCallRow, QueueAgentSessionRow, QueueAgentPauseRow):
@@ -244,13 +248,17 @@ class CallImport:
                     closed.append((_as_utc(latest[1]), end.at))
         return closed
 
-    def _copy_ignore(self, table: str, columns: dict[str, pa.DataType], items: list, keys: tuple[str, ...]) -> int:
+    def _copy_ignore(self, table: str, columns: dict[str, pa.DataType], items: list | pa.Table, keys: tuple[str, ...]) -> int:
         """Insert the items' ``columns`` (and this client) into ``table``, skipping rows whose ``keys``
-        are stored already: PostgreSQL through COPY into a temporary table, SQLite one executemany."""
-        if not items:
+        are stored already: PostgreSQL through COPY into a temporary table, SQLite one executemany.
+        ``items``: objects with those attributes, or a table with those columns."""
+        count = items.num_rows if isinstance(items, pa.Table) else len(items)
+        if not count:
             return 0
-        data = pa.table({"client_id": pa.array([self.client_id] * len(items), type=pa.int64()),
-                         **{name: pa.array([getattr(i, name) for i in items], type=kind) for name, kind in columns.items()}})
+        column = (lambda name, kind: items.column(name).cast(kind)) if isinstance(items, pa.Table) else \
+            (lambda name, kind: pa.array([getattr(i, name) for i in items], type=kind))
+        data = pa.table({"client_id": pa.array(np.full(count, self.client_id, dtype=np.int64)),
+                         **{name: column(name, kind) for name, kind in columns.items()}})
         names = ", ".join(data.column_names)
         for name, kind in columns.items():
             if pa.types.is_timestamp(kind):  # naive UTC wall clock, read back as UTC

@@ -154,12 +154,14 @@ class Decoder:
         return ", ".join(parts) or "no lines"
 
 
-def numbered_lines(stream: BinaryIO, decoder: Decoder | None = None) -> Iterator[tuple[int, str] | RejectedRow]:
+def numbered_lines(stream: BinaryIO, decoder: Decoder | None = None, start: int = 0
+                   ) -> Iterator[tuple[int, str] | RejectedRow]:
     """``(line number, text)`` per non-blank line, or a :class:`RejectedRow` for a line that cannot
     be decoded (shown in the rejects file with ``\\xNN`` escapes). A UTF-8 BOM is skipped. Lines are
-    UTF-8, or in the :class:`Decoder`'s fallback code page."""
+    UTF-8, or in the :class:`Decoder`'s fallback code page. ``start``: the lines before the stream's
+    first one (a part of a file read from the middle)."""
     decoder = decoder or Decoder()
-    number = 0
+    number = start
     while True:
         data = stream.readline(MAX_LINE_BYTES + 1)
         if not data:
