@@ -246,3 +246,21 @@ def test_an_import_joins_the_calls_as_the_reference_does(engine: Engine, tmp_pat
     assert summary.queue_log.joined_calls > 1000 and summary.queue_log.clamped > 0 and summary.queue_log.unmatched_attempts
     assert summary.imported > 1300 and {"answered", "abandoned", "timeout", "empty", "key"} <= set(summary.queue_log.outcomes)
     assert stored(engine, client.id)  # stored through the new path
+
+
+def test_hold_and_talk_times_that_are_not_finite_or_absurd_read_as_unknown_on_both_paths() -> None:
+    """``inf`` used to stop the import with an OverflowError; ``nan``, ``inf`` and 1e300 now read as an
+    unknown hold time (like a negative one), and the columns agree with the line reader."""
+    lines = [b"1711843800|c1|support|NONE|ENTERQUEUE||0711111111|1",
+             b"1711843805|c1|support|SIP/201|CONNECT|inf|c1.1|2",
+             b"1711843900|c1|support|SIP/201|COMPLETECALLER|nan|95|1",
+             b"1711843800|c2|support|NONE|ENTERQUEUE||0722222222|1",
+             b"1711843809|c2|support|SIP/202|CONNECT|1e300|c2.1|3",
+             b"1711843999|c2|support|SIP/202|COMPLETEAGENT|9|190|1",
+             b"1711843800|c3|support|NONE|ENTERQUEUE||0733333333|1",
+             b"1711843812|c3|support|SIP/203|CONNECT|12|c3.1|2",
+             b"1711843900|c3|support|SIP/203|COMPLETECALLER|12|88|1"]
+    data = b"\n".join(lines) + b"\n"
+    old = read_queue_log_by_line(io.BytesIO(data))
+    _same(read_queue_log(io.BytesIO(data)), old)
+    assert old.log.attempts.num_rows == 3 and not old.rejects

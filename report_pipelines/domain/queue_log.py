@@ -125,12 +125,18 @@ def member_agent(agent: str) -> str | None:
     return agent
 
 
+#: A hold or talk time above this (a year) is not a call's: read as unknown, like a negative one.
+MAX_SECONDS = 366 * 86_400.0
+
+
 def _seconds(data: tuple[str, ...], index: int) -> float | None:
+    """A queue_log seconds field (holdtime, calltime...), or None when it is missing, negative, not a
+    number or not finite (``inf``, ``nan``, ``1e300``: a corrupt line must not stop the import)."""
     try:
         value = float(data[index])
     except (IndexError, ValueError):
         return None
-    return value if value >= 0 else None
+    return value if 0 <= value <= MAX_SECONDS else None
 
 
 @dataclass(slots=True)
