@@ -132,3 +132,36 @@ def test_screening_refuses_tables_it_cannot_read() -> None:
 def test_empty_input_screens_to_an_empty_table() -> None:
     result = screen_calls(table([]), CTX)
     assert result.clean.num_rows == 0 and result.rejected == {}
+
+
+def test_the_reports_reuse_the_screenings_view_which_equals_a_fresh_one_and_is_checked_once(monkeypatch) -> None:
+    """Screening hands its NumPy view of the clean rows to the reports (conformed and checked once per
+    client-day): the view equals the one computed from the clean table itself, and a call table screening
+    did not produce (or one screened over another window) is still conformed and checked."""
+    import numpy as np
+
+    from report_pipelines.domain.reports import _calls
+
+    bad = bad_rows()
+    rows = [GOOD[0], bad["null_client_id"], GOOD[1], bad["outside_day"], GOOD[2], GOOD[3], bad["unknown_disposition"], GOOD[4]]
+    checks = []
+    original = _calls._checked_view
+    monkeypatch.setattr(_calls, "_checked_view", lambda calls, ctx: checks.append(calls) or original(calls, ctx))
+    result = screen_calls(table(rows), CTX)
+    reused = _calls.prepare(result.clean, CTX)
+    assert checks == []  # no second conform-and-check
+    fresh = _calls.view_calls(result.clean)
+    assert reused.table.equals(fresh.table)
+    for name in _calls._ARRAYS:
+        assert np.array_equal(getattr(reused, name), getattr(fresh, name)), name
+    for name in REPORTS:  # every report computes from it
+        REPORTS[name].compute_day_from(result.clean, CTX, {})
+    assert checks == []
+    # a table screening did not produce is checked (and refused when dirty)
+    with pytest.raises(InvalidInput, match="screened"):
+        _calls.prepare(table(rows), CTX)
+    assert len(checks) == 1
+    # screened over a window that is not the context's own: the reports check for themselves
+    wider = screen_calls(table(GOOD), CTX, at("2024-06-30 00:00:00"), at("2024-07-02 23:00:00"))
+    _calls.prepare(wider.clean, CTX)
+    assert len(checks) == 2

@@ -35,7 +35,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from report_pipelines.domain.reports._calls import REQUIRED_COLUMNS, count_reasons, epoch_us, problem_masks, window_us
+from report_pipelines.domain.reports._calls import (
+    REQUIRED_COLUMNS,
+    count_reasons,
+    epoch_us,
+    problem_masks,
+    remember_checked,
+    view_calls,
+    window_us,
+)
 from report_pipelines.domain.reports.base import DayContext
 
 REJECTION_REASONS: tuple[str, ...] = (
@@ -74,7 +82,9 @@ def screen_calls(calls: pa.Table, ctx: DayContext, window_start_utc: dt.datetime
     Vectorised: a handful of Arrow/NumPy passes, no Python loop per row.
     """
     n = calls.num_rows
-    masks = problem_masks(calls, ctx.client_id, window_us(ctx, window_start_utc, window_end_utc))
+    window = window_us(ctx, window_start_utc, window_end_utc)
+    view = view_calls(calls)
+    masks = problem_masks(calls, ctx.client_id, window, view)
     code, rejected = count_reasons(masks, n)
     valid = np.flatnonzero(code == 0)
     duplicate = _later_copies(calls, valid)
@@ -83,6 +93,8 @@ def screen_calls(calls: pa.Table, ctx: DayContext, window_start_utc: dt.datetime
         valid = np.setdiff1d(valid, duplicate, assume_unique=True)
     assert set(rejected) <= set(REJECTION_REASONS), rejected
     clean = calls if valid.size == n else calls.take(pa.array(valid, type=pa.int64()))
+    if window == window_us(ctx):  # the clean rows pass what prepare() checks: the reports reuse this view
+        remember_checked(clean, ctx, view if valid.size == n else view.take(valid))
     return ScreenResult(clean=clean, rejected={r: rejected[r] for r in REJECTION_REASONS if r in rejected})
 
 
@@ -90,12 +102,15 @@ def _later_copies(calls: pa.Table, rows: np.ndarray) -> np.ndarray:
     """Positions (among ``rows``) of every copy of a pbx_call_id but the one kept."""
     if rows.size < 2:
         return np.empty(0, dtype=np.int64)
-    ids = pc.dictionary_encode(calls.column("pbx_call_id").take(pa.array(rows)).combine_chunks())
+    every = rows.size == calls.num_rows  # no row rejected (the usual case): no copy of the ids
+    ids = calls.column("pbx_call_id")
+    ids = pc.dictionary_encode((ids if every else ids.take(pa.array(rows))).combine_chunks())
     codes = ids.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     if len(ids.dictionary) == rows.size:
         return np.empty(0, dtype=np.int64)
     if "ingested_at" in calls.column_names and pa.types.is_timestamp(calls.schema.field("ingested_at").type):
-        ingested, known = epoch_us(calls.column("ingested_at").take(pa.array(rows)))
+        ingested_at = calls.column("ingested_at")
+        ingested, known = epoch_us(ingested_at if every else ingested_at.take(pa.array(rows)))
         recency = np.where(known, ingested, np.iinfo(np.int64).min)
     else:
         recency = np.zeros(rows.size, dtype=np.int64)
