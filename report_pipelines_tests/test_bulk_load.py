@@ -168,3 +168,12 @@ def test_rebuild_only_when_the_load_outweighs_the_table(pg_engine: Engine, monke
     assert chosen == [False, True]
     assert _count(pg_engine) == 22_001
     _assert_constraints_intact(pg_engine, client.id)
+
+
+def test_a_repeated_call_in_one_table_fails_it_whole(pg_engine: Engine, loader: Loader) -> None:
+    """On the rebuild path the unique key is re-added after the copy, and refuses there."""
+    client = add_client(pg_engine, "acme", "Acme", "Europe/Lisbon")
+    with pytest.raises(Exception, match="uq_call_events_client_call"):  # each driver raises its own IntegrityError
+        loader(pg_engine, _calls(client.id, ["x", "y", "x"]))
+    assert _count(pg_engine) == 0
+    _assert_constraints_intact(pg_engine, client.id)

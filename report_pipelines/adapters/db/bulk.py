@@ -14,8 +14,10 @@ PostgreSQL has two paths, chosen by size (``benchmarks/bench_load_events.py`` me
   * *rebuild*, when the table brings at least as many rows as ``call_events`` holds (and at least
     :data:`REBUILD_MIN_ROWS`): the secondary indexes and the foreign key are dropped, the rows copied,
     the indexes built again by one sort each and the foreign key re-added (PostgreSQL validates it
-    over the whole table). The primary key and the ``(client_id, pbx_call_id)`` unique key stay in
-    place throughout. DDL is transactional: a failure anywhere puts every index and constraint back.
+    over the whole table). With ``on_conflict="error"`` the ``(client_id, pbx_call_id)`` unique key
+    is rebuilt the same way (a duplicate then fails the load when it is re-added); ``"ignore"``
+    needs it in place as the conflict arbiter. The primary key stays. DDL is transactional: a
+    failure anywhere puts every index and constraint back.
     The drop takes an ACCESS EXCLUSIVE lock, so readers of ``call_events`` wait for the load.
   * *incremental* otherwise: rows go through every index; the per-row foreign-key trigger is skipped
     (``SET LOCAL session_replication_role = replica``) when the role may set it and ``call_events``
@@ -74,7 +76,7 @@ def _utc_wall_clock(table: pa.Table) -> pa.Table:
 
 
 #: Below this many rows a table goes by CSV COPY on a pooled connection (see the module docstring).
-BINARY_MIN_ROWS = 10_000
+BINARY_MIN_ROWS = 50_000
 #: The binary path drops and rebuilds the secondary indexes for at least this many rows ...
 REBUILD_MIN_ROWS = 100_000
 #: ... that are at least as many as ``call_events`` holds, estimated from its heap size at this
@@ -141,7 +143,8 @@ def _load_postgresql_binary(engine: Engine, table: pa.Table, client_ids: list[in
             _require_clients(cursor.fetchall(), client_ids)
             # clients.id is an integer; every id fits now that all of them were found.
             table = table.set_column(0, "client_id", table.column("client_id").cast(pa.int32()))
-            dropped = _drop_for_rebuild(cursor) if _rebuild_pays(cursor, table.num_rows) else None
+            dropped = (_drop_for_rebuild(cursor, unique_keys=on_conflict == "error")
+                       if _rebuild_pays(cursor, table.num_rows) else None)
             if dropped is None:
                 _skip_foreign_key_trigger(cursor)
             if on_conflict == "ignore":
@@ -172,9 +175,15 @@ def _rebuild_pays(cursor, rows: int) -> bool:
     return rows >= heap_bytes // _MIN_ROW_BYTES
 
 
-def _drop_for_rebuild(cursor) -> list[str]:
-    """Drop the foreign keys and the indexes no constraint owns; return the statements that restore them
-    (indexes first, so that the foreign-key validation may use them)."""
+def _drop_for_rebuild(cursor, *, unique_keys: bool) -> list[str]:
+    """Drop the foreign keys, the indexes no constraint owns and, with ``unique_keys``, the unique
+    constraints; return the statements that restore them (unique keys first: a duplicate fails the
+    load there; indexes before the foreign keys, whose validation may use them)."""
+    uniques: list[tuple[str, str]] = []
+    if unique_keys:
+        cursor.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                       " WHERE conrelid = 'call_events'::regclass AND contype = 'u' ORDER BY 1")
+        uniques = cursor.fetchall()
     cursor.execute(
         "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
         " WHERE x.indrelid = 'call_events'::regclass"
@@ -183,13 +192,14 @@ def _drop_for_rebuild(cursor) -> list[str]:
     cursor.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
                    " WHERE conrelid = 'call_events'::regclass AND contype = 'f' ORDER BY 1")
     foreign_keys = cursor.fetchall()
-    for name, _ in foreign_keys:
+    for name, _ in [*foreign_keys, *uniques]:
         cursor.execute(f'ALTER TABLE call_events DROP CONSTRAINT "{name}"')
     for name, _ in indexes:
         cursor.execute(f'DROP INDEX "{name}"')
     cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")  # each index is one in-memory sort
-    return ([definition for _, definition in indexes]
-            + [f'ALTER TABLE call_events ADD CONSTRAINT "{name}" {definition}' for name, definition in foreign_keys])
+    add = 'ALTER TABLE call_events ADD CONSTRAINT "{}" {}'
+    return ([add.format(*unique) for unique in uniques] + [definition for _, definition in indexes]
+            + [add.format(*foreign_key) for foreign_key in foreign_keys])
 
 
 def _restore(cursor, statements: list[str]) -> None:
