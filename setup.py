@@ -28,6 +28,9 @@ setup(
         "alembic>=1.13,<2",
         "pandas>=2.2,<4",
         "pyarrow>=16,<27",
+        # bulk load of call events: COPY BINARY from Arrow (adapters/db/bulk.py)
+        "adbc-driver-manager==1.13.0",
+        "adbc-driver-postgresql==1.13.0",
         "numpy>=1.26,<3",
         "tzdata>=2024.1",
         "PyYAML>=6.0",

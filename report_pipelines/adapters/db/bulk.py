@@ -3,6 +3,30 @@
 Row-by-row ORM inserts are 10-50x slower (``benchmarks/bench_load_events.py`` measures it), so every
 path that writes many calls (demo seed, CDR import) comes through here with an Arrow table whose
 columns are :data:`CALL_EVENT_COLUMNS`.
+
+PostgreSQL has two paths, chosen by size (``benchmarks/bench_load_events.py`` measures both):
+
+- **COPY BINARY from Arrow** (ADBC, ``adbc-driver-postgresql``) for tables of at least
+  :data:`BINARY_MIN_ROWS` rows, on its own connection and in one transaction of its own:
+  the client ids are checked once for the whole table (``SELECT ... FOR KEY SHARE``, the lock the
+  foreign-key trigger would take per row, so a client cannot be deleted under the load), then
+
+  * *rebuild*, when the table brings at least as many rows as ``call_events`` holds (and at least
+    :data:`REBUILD_MIN_ROWS`): the secondary indexes and the foreign key are dropped, the rows copied,
+    the indexes built again by one sort each and the foreign key re-added (PostgreSQL validates it
+    over the whole table). With ``on_conflict="error"`` the ``(client_id, pbx_call_id)`` unique key
+    is rebuilt the same way (a duplicate then fails the load when it is re-added); ``"ignore"``
+    needs it in place as the conflict arbiter. The primary key stays. DDL is transactional: a
+    failure anywhere puts every index and constraint back.
+    The drop takes an ACCESS EXCLUSIVE lock, so readers of ``call_events`` wait for the load.
+  * *incremental* otherwise: rows go through every index; the per-row foreign-key trigger is skipped
+    (``SET LOCAL session_replication_role = replica``) when the role may set it and ``call_events``
+    has no trigger of its own, since the check and the lock above did its work; else it fires.
+
+  ``on_conflict="ignore"`` copies into a temporary table first, then one
+  ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``.
+- **COPY of CSV text** on a pooled psycopg2 connection (:func:`load_call_events_csv`, the loader
+  before the binary one) for small tables: opening an ADBC connection costs ~60 ms.
 """
 
 from __future__ import annotations
@@ -11,11 +35,13 @@ import io
 from typing import Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Engine
 
 from report_pipelines.adapters.db.models import CALL_EVENT_COLUMNS
 from report_pipelines.domain.calls import CALL_SCHEMA, INSTANT
+from report_pipelines.domain.errors import InvalidInput
 
 OnConflict = Literal["error", "ignore"]
 
@@ -49,25 +75,155 @@ def _utc_wall_clock(table: pa.Table) -> pa.Table:
     return table
 
 
+#: Below this many rows a table goes by CSV COPY on a pooled connection (see the module docstring).
+BINARY_MIN_ROWS = 50_000
+#: The binary path drops and rebuilds the secondary indexes for at least this many rows ...
+REBUILD_MIN_ROWS = 100_000
+#: ... that are at least as many as ``call_events`` holds, estimated from its heap size at this
+#: (low) number of bytes per row, so a full table is never mistaken for an empty one.
+_MIN_ROW_BYTES = 100
+
+
 def load_call_events(engine: Engine, table: pa.Table, on_conflict: OnConflict = "error",
                      chunk_rows: int = 200_000) -> int:
     """Insert the rows of ``table`` into ``call_events``; return how many were inserted.
 
     ``on_conflict="ignore"`` skips rows whose ``(client_id, pbx_call_id)`` already exists, which is
     what makes a re-import idempotent. ``"error"`` is the fastest path, for fresh data (demo seed).
-    The whole table is one transaction: either every row lands or none does.
+    The whole table is one transaction: either every row lands or none does. A client id that
+    ``clients`` does not have is refused (:class:`InvalidInput` on ``client_id``) before anything is
+    loaded.
     """
-    table = _utc_wall_clock(conform(table))
+    table = conform(table)
     if table.num_rows == 0:
         return 0
+    client_ids = pc.unique(table.column("client_id")).to_pylist()
+    if engine.dialect.name == "postgresql" and table.num_rows >= BINARY_MIN_ROWS:
+        return _load_postgresql_binary(engine, table, client_ids, on_conflict)
+    if engine.dialect.name not in ("postgresql", "sqlite"):
+        raise RuntimeError(f"no bulk loader for database dialect {engine.dialect.name!r}")
+    with engine.connect() as conn:
+        _require_clients(conn.exec_driver_sql(_clients_query(client_ids, lock=False)).all(), client_ids)
     if engine.dialect.name == "postgresql":
-        return _load_postgresql(engine, table, on_conflict, chunk_rows)
-    if engine.dialect.name == "sqlite":
-        return _load_sqlite(engine, table, on_conflict, chunk_rows)
-    raise RuntimeError(f"no bulk loader for database dialect {engine.dialect.name!r}")
+        return _load_postgresql_csv(engine, _utc_wall_clock(table), on_conflict, chunk_rows)
+    return _load_sqlite(engine, _utc_wall_clock(table), on_conflict, chunk_rows)
 
 
-def _load_postgresql(engine: Engine, table: pa.Table, on_conflict: OnConflict, chunk_rows: int) -> int:
+def load_call_events_csv(engine: Engine, table: pa.Table, on_conflict: OnConflict = "error",
+                         chunk_rows: int = 200_000) -> int:
+    """The PostgreSQL loader before the binary one, whatever the size (COPY of CSV text, every
+    constraint checked per row): the benchmark's baseline and the tests' reference."""
+    table = _utc_wall_clock(conform(table))
+    return _load_postgresql_csv(engine, table, on_conflict, chunk_rows) if table.num_rows else 0
+
+
+def _clients_query(client_ids: list[int], *, lock: bool) -> str:
+    ids = ", ".join(str(int(i)) for i in client_ids)  # ints from an int64 column: nothing to quote
+    return f"SELECT id FROM clients WHERE id IN ({ids})" + (" FOR KEY SHARE" if lock else "")
+
+
+def _require_clients(found_rows, client_ids: list[int]) -> None:
+    unknown = sorted(set(client_ids) - {int(row[0]) for row in found_rows})
+    if unknown:
+        shown = ", ".join(str(i) for i in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise InvalidInput("client_id", f"no client with id {shown} ({len(unknown)} unknown); nothing was loaded")
+
+
+def _libpq_uri(engine: Engine) -> str:
+    """The engine's database as the libpq URI ADBC wants (``postgresql://user@host:port/db``)."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _load_postgresql_binary(engine: Engine, table: pa.Table, client_ids: list[int], on_conflict: OnConflict) -> int:
+    import adbc_driver_postgresql.dbapi as adbc  # a native driver: loaded when first used
+
+    with adbc.connect(_libpq_uri(engine)) as conn, conn.cursor() as cursor:
+        try:
+            cursor.execute(_clients_query(client_ids, lock=True))
+            _require_clients(cursor.fetchall(), client_ids)
+            # clients.id is an integer; every id fits now that all of them were found.
+            table = table.set_column(0, "client_id", table.column("client_id").cast(pa.int32()))
+            dropped = (_drop_for_rebuild(cursor, unique_keys=on_conflict == "error")
+                       if _rebuild_pays(cursor, table.num_rows) else None)
+            if dropped is None:
+                _skip_foreign_key_trigger(cursor)
+            if on_conflict == "ignore":
+                columns = ", ".join(CALL_EVENT_COLUMNS)
+                cursor.execute("CREATE TEMP TABLE _incoming_calls AS SELECT "
+                               f"{columns} FROM call_events WITH NO DATA")
+                cursor.adbc_ingest("_incoming_calls", table, mode="append", temporary=True)
+                cursor.execute(f"INSERT INTO call_events ({columns}) SELECT {columns} FROM _incoming_calls "
+                               "ON CONFLICT (client_id, pbx_call_id) DO NOTHING")
+                inserted = cursor.rowcount
+                cursor.execute("DROP TABLE _incoming_calls")
+            else:
+                inserted = cursor.adbc_ingest("call_events", table, mode="append")
+            if dropped is not None:
+                _restore(cursor, dropped)
+            conn.commit()
+            return inserted
+        except BaseException:
+            conn.rollback()
+            raise
+
+
+def _rebuild_pays(cursor, rows: int) -> bool:
+    if rows < REBUILD_MIN_ROWS:
+        return False
+    cursor.execute("SELECT pg_relation_size('call_events')")
+    [(heap_bytes,)] = cursor.fetchall()
+    return rows >= heap_bytes // _MIN_ROW_BYTES
+
+
+def _drop_for_rebuild(cursor, *, unique_keys: bool) -> list[str]:
+    """Drop the foreign keys, the indexes no constraint owns and, with ``unique_keys``, the unique
+    constraints; return the statements that restore them (unique keys first: a duplicate fails the
+    load there; indexes before the foreign keys, whose validation may use them)."""
+    uniques: list[tuple[str, str]] = []
+    if unique_keys:
+        cursor.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                       " WHERE conrelid = 'call_events'::regclass AND contype = 'u' ORDER BY 1")
+        uniques = cursor.fetchall()
+    cursor.execute(
+        "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
+        " WHERE x.indrelid = 'call_events'::regclass"
+        " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid) ORDER BY 1")
+    indexes = cursor.fetchall()
+    cursor.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                   " WHERE conrelid = 'call_events'::regclass AND contype = 'f' ORDER BY 1")
+    foreign_keys = cursor.fetchall()
+    for name, _ in [*foreign_keys, *uniques]:
+        cursor.execute(f'ALTER TABLE call_events DROP CONSTRAINT "{name}"')
+    for name, _ in indexes:
+        cursor.execute(f'DROP INDEX "{name}"')
+    cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")  # each index is one in-memory sort
+    add = 'ALTER TABLE call_events ADD CONSTRAINT "{}" {}'
+    return ([add.format(*unique) for unique in uniques] + [definition for _, definition in indexes]
+            + [add.format(*foreign_key) for foreign_key in foreign_keys])
+
+
+def _restore(cursor, statements: list[str]) -> None:
+    for statement in statements:
+        cursor.execute(statement)
+
+
+def _skip_foreign_key_trigger(cursor) -> None:
+    """``SET LOCAL session_replication_role = replica`` if this role may and no trigger of our own
+    would be skipped with the foreign key's; nothing otherwise (the trigger then checks each row)."""
+    cursor.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'call_events'::regclass AND NOT tgisinternal")
+    [(own_triggers,)] = cursor.fetchall()
+    if own_triggers:
+        return
+    cursor.execute("SAVEPOINT replication_role")
+    try:
+        cursor.execute("SET LOCAL session_replication_role = replica")
+    except Exception:  # not a superuser and not granted SET on it: keep the trigger
+        cursor.execute("ROLLBACK TO SAVEPOINT replication_role")
+    else:
+        cursor.execute("RELEASE SAVEPOINT replication_role")
+
+
+def _load_postgresql_csv(engine: Engine, table: pa.Table, on_conflict: OnConflict, chunk_rows: int) -> int:
     columns = ", ".join(CALL_EVENT_COLUMNS)
     raw = engine.raw_connection()
     try:
@@ -133,3 +289,15 @@ def _load_sqlite(engine: Engine, table: pa.Table, on_conflict: OnConflict, chunk
         raise
     finally:
         raw.close()
+
+
+def call_event_constraints(engine: Engine) -> dict[str, bool]:
+    """Every index and constraint of ``call_events`` on PostgreSQL, by name: whether it is valid
+    (an index ready and valid, a constraint validated). What a load must leave as it found."""
+    with engine.connect() as conn:
+        indexes = conn.exec_driver_sql(
+            "SELECT i.relname, x.indisvalid AND x.indisready FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
+            " WHERE x.indrelid = 'call_events'::regclass").all()
+        constraints = conn.exec_driver_sql(
+            "SELECT conname, convalidated FROM pg_constraint WHERE conrelid = 'call_events'::regclass").all()
+    return {str(name): bool(valid) for name, valid in [*indexes, *constraints]}
