@@ -152,8 +152,15 @@ class AgentAvailabilityReport(ReportDefinition):
             elif end >= start:
                 mine[kind].append((start, end, NO_REASON if reason is None else reason))
         rows: list[dict] = []
+        zeros = dict.fromkeys((*SECONDS, *COUNTS), 0)
         for agent in sorted(set(by_agent) | set(talk)):
-            mine = by_agent.get(agent, {"session": [], "pause": [], "open": []})
+            mine = by_agent.get(agent)
+            if mine is None:  # calls only, no queue_log interval: nothing to measure (most agents without a queue_log)
+                calls_answered, talk_us = talk[agent]
+                if calls_answered or talk_us:
+                    rows.append({**zeros, "agent": agent, "pause_reason": None, "talk_seconds_sum": talk_us,
+                                 "answered_calls": calls_answered})
+                continue
             sessions = union((s, e) for s, e, _ in mine["session"])
             pauses = union((s, e) for s, e, _ in mine["pause"])
             calls_answered, talk_us = talk.get(agent, (0, 0))
@@ -170,7 +177,7 @@ class AgentAvailabilityReport(ReportDefinition):
                 pieces = union((s, e) for s, e, r in mine["pause"] if r == reason)
                 seconds, count = measure(pieces, low, high), started(pieces, low, high)
                 if seconds or count:
-                    rows.append({**dict.fromkeys((*SECONDS, *COUNTS), 0), "agent": agent, "pause_reason": reason,
+                    rows.append({**zeros, "agent": agent, "pause_reason": reason,
                                  "reason_paused_seconds": seconds, "reason_pauses": count})
         for row in rows:
             for name in SECONDS:
