@@ -121,3 +121,27 @@ def test_day_tables_kept_with_the_manifest_read_the_same_as_the_files(engine: En
     statements = _statements(seeded.app.engine)
     read_report_arrow("queue_performance", ny.slug, SMALL.start, SMALL.end, app=seeded.app, now=NOW)
     assert not [s for s in statements if "call_events" in s]
+
+
+def test_a_cached_summary_is_one_connection_and_two_statements(engine: Engine, tmp_path: Path) -> None:
+    """The read's validation (the client with its licences) and the manifest's day tables share one
+    checkout of the pool: two statements, no day file opened, the events table untouched."""
+    from report_pipelines.services import reading
+
+    seeded = seed(engine, tmp_path)
+    ny = seeded.clients["America/New_York"]
+    days = [SMALL.start + dt.timedelta(days=d) for d in range(SMALL.days)]
+    run_client_days(seeded.app, [ClientDay(ny.id, ny.timezone, d) for d in days], workers=1, now=NOW)
+    reading.summarize_report("queue_performance", ny.slug, SMALL.start, SMALL.end, app=seeded.app, now=NOW)  # warm
+    checkouts: list[object] = []
+    event.listen(seeded.app.engine, "checkout", lambda *args: checkouts.append(args[1]))
+    statements = _statements(seeded.app.engine)
+    opened: list[str] = []
+    original = seeded.app.store.read_days
+    seeded.app.store.read_days = lambda *a, **k: opened.append(a[0]) or original(*a, **k)
+    summary = reading.summarize_report("queue_performance", ny.slug, SMALL.start, SMALL.end, app=seeded.app, now=NOW)
+    ours = [s for s in statements if s.strip().lower() != "select 1"]  # the pool's pre-ping aside
+    assert len(checkouts) == 1
+    assert len(ours) == 2 and "client_products" in ours[0] and "cache_manifest" in ours[1], ours
+    assert not [s for s in ours if "call_events" in s]
+    assert not opened and len(summary) > 0
