@@ -188,7 +188,7 @@ def in_memory(app: App, tasks: list[ClientDay], repeat: int) -> None:
     def ours() -> int:
         rows = 0
         for ctx, window, calls in loaded:
-            clean = screen_calls(calls, ctx, *window).clean
+            clean = screen_calls(calls, ctx, *window, unique_ids=True).clean  # as the extractor: call_events rows
             rows += sum(get_report(n).compute_day_from(clean, ctx, {}).num_rows for n in names)
         return rows
 

@@ -165,3 +165,12 @@ def test_the_reports_reuse_the_screenings_view_which_equals_a_fresh_one_and_is_c
     wider = screen_calls(table(GOOD), CTX, at("2024-06-30 00:00:00"), at("2024-07-02 23:00:00"))
     _calls.prepare(wider.clean, CTX)
     assert len(checks) == 2
+
+
+def test_a_source_with_unique_ids_skips_only_the_duplicate_search() -> None:
+    bad = bad_rows()
+    rows = [GOOD[0], bad["null_client_id"], GOOD[1], bad["outside_day"], GOOD[2], GOOD[3], GOOD[4]]
+    plain, trusted = screen_calls(table(rows), CTX), screen_calls(table(rows), CTX, unique_ids=True)
+    assert trusted.clean.equals(plain.clean) and trusted.rejected == plain.rejected
+    copy = {**GOOD[1], "ingested_at": GOOD[1]["ingested_at"] - dt.timedelta(seconds=1)}
+    assert screen_calls(table([*GOOD, copy]), CTX).rejected == {"duplicate_call_id": 1}  # the default looks

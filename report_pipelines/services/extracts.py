@@ -166,7 +166,7 @@ class Extractor:
         for task in todo:
             calls = calls_by_client[task.client_id]
             ctx = DayContext(task.client_id, task.timezone, day, self.settings.service_level_seconds)
-            screened = screen_calls(calls, ctx, *window)
+            screened = screen_calls(calls, ctx, *window, unique_ids=True)  # one client's rows of call_events
             watermark = pc.max(calls.column("ingested_at")).as_py() if calls.num_rows else None
             source_checksum = call_ids_checksum(calls.column("pbx_call_id").to_pylist())
             inputs = {name: by_client[task.client_id] for name, by_client in inputs_by_client.items()}
@@ -234,7 +234,8 @@ class Extractor:
         calls = self.events.day_calls(client_id, start, min(end, now))
         extra = self._extra_inputs([report], [client_id], (start, min(end, now)))
         inputs = {name: by_client[client_id] for name, by_client in extra.items()}
-        return get_report(report).compute_day_from(screen_calls(calls, ctx, start, end).clean, ctx, inputs)
+        clean = screen_calls(calls, ctx, start, end, unique_ids=True).clean  # one client's rows of call_events
+        return get_report(report).compute_day_from(clean, ctx, inputs)
 
 
 #: A day table this small (Arrow IPC bytes) is kept with its manifest row too: the summaries' are (a
