@@ -168,7 +168,7 @@ class Extractor:
             ctx = DayContext(task.client_id, task.timezone, day, self.settings.service_level_seconds)
             screened = screen_calls(calls, ctx, *window, unique_ids=True)  # one client's rows of call_events
             watermark = pc.max(calls.column("ingested_at")).as_py() if calls.num_rows else None
-            source_checksum = call_ids_checksum(calls.column("pbx_call_id").to_pylist())
+            source_checksum = call_ids_checksum(calls.column("pbx_call_id"))
             inputs = {name: by_client[task.client_id] for name, by_client in inputs_by_client.items()}
             tables = {name: get_report(name).compute_day_from(screened.clean, ctx, inputs) for name in reports}
             provenance = day_provenance(task.timezone, calls.num_rows, source_checksum, watermark, screened.rejected)
