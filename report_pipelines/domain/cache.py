@@ -56,17 +56,17 @@ def call_ids_checksum(call_ids: Iterable[str] | pa.Array | pa.ChunkedArray) -> s
     """Order-independent fingerprint of a day's call ids (the asset check compares it with the source):
     sha256 of the ids sorted, each followed by a newline.
 
-    An Arrow string column is hashed in one pass over one buffer (sorted by Arrow, whose byte order
-    is Python's code-point order for UTF-8); the same digest as the ids one by one, ~10x faster.
+    An Arrow string column is sorted by Arrow (its byte order is Python's code-point order for UTF-8)
+    and hashed as one buffer: the same digest as the ids one by one, without a Python step per call.
     """
     if isinstance(call_ids, pa.ChunkedArray):
         call_ids = call_ids.combine_chunks()
     if isinstance(call_ids, pa.Array) and pa.types.is_string(call_ids.type) and not call_ids.null_count:
-        ordered = call_ids.take(pc.sort_indices(call_ids))
-        lines = pc.binary_join_element_wise(ordered, pa.scalar("", pa.string()), "\n") if len(ordered) else ordered
-        offsets, data = lines.buffers()[1], lines.buffers()[2]
-        if not len(lines):
+        if not len(call_ids):
             return hashlib.sha256().hexdigest()
+        ordered = call_ids.take(pc.sort_indices(call_ids))
+        lines = pc.binary_join_element_wise(ordered, pa.scalar("", pa.string()), "\n")  # every id and its newline
+        _, offsets, data = lines.buffers()
         bounds = np.frombuffer(offsets, dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4)
         return hashlib.sha256(memoryview(data)[int(bounds[0]):int(bounds[-1])]).hexdigest()
     digest = hashlib.sha256()
