@@ -292,14 +292,14 @@ def extract_period(client: str | int, report: str, start: dt.date | str, end: dt
                    str(fmt), now)
     try:
         _validate_options(shape, fmt, channel, deadline_s)
-        request = _validate_period(app, report, client, start, end, now)
+        request, kept = open_request(app, report, client, start, end, now, check=lambda r: _check_length(app, r))
         _taking(entry, request)
         target = _output((folder or Path.cwd()) / default_name(request, shape, fmt) if out is None else out, fmt, force)
         deadline = deadline_s or app.settings.periods.deadline_s
         workers = workers or app.settings.workers
         tracker = _Tracker(len(request.closed_days) + int(request.includes_today), workers, progress)
         period = prepare_period(app, request, now=now, timeout_s=deadline, workers=workers, refresh_stale=True,
-                                on_day=tracker.day, on_plan=tracker.planned)
+                                on_day=tracker.day, on_plan=tracker.planned, kept=kept)
         _filled(entry, period)
         batches, schema = _shaped(period, shape)
         if target is None:
