@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pyarrow as pa
@@ -182,8 +182,8 @@ def view_calls(calls: pa.Table) -> Calls:
     )
 
 
-_ARRAYS = ("start_us", "end_us", "answer_us", "has_answer", "inbound", "outbound", "internal", "unknown", "answered",
-           "abandoned", "wait_from_us")
+#: The view's per-call arrays (every field but the table).
+_ARRAYS = tuple(f.name for f in fields(Calls) if f.name != "table")
 
 _last = threading.local()
 
