@@ -148,6 +148,15 @@ def test_each_zone_is_precached_at_its_own_midnight_priority_clients_first(sqlit
     assert partitions == {("report_days", "2024-03-08")}
     [event] = outputs["d1:Australia/Sydney:2024-03-08:others"].get_asset_materialization_events()
     assert event.materialization.metadata["zones"].value == ["Australia/Sydney"]
+    # ... with that materialization's checks, run on Sydney's zone-day (the UI shows the latest one's)
+    verdicts = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data for e in
+                outputs["d1:Australia/Sydney:2024-03-08:others"].all_events
+                if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert set(verdicts) == {"matches_source", "no_missing_client_days"}
+    assert all(v.passed and v.asset_key.to_user_string() == "report_days" for v in verdicts.values())
+    assert verdicts["matches_source"].metadata["client_days_checked"].value == 3  # Sydney's three clients
+    assert not [e for e in outputs["d1:Australia/Sydney:2024-03-08:priority"].all_events
+                if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     # The same request run again computes nothing: every day is reused
     again = execute(sydney_then, JOB, instance, seeded.settings, now=ticks[1][0])
     assert (step_metadata(again)["computed"].value, step_metadata(again)["reused"].value) == (0, 1)

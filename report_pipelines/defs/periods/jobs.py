@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from report_pipelines.defs.common import WORKLOAD_TAG, refuse
-from report_pipelines.defs.reports.assets import ASSET
+from report_pipelines.defs.reports.assets import ASSET, check_evaluations
 from report_pipelines.defs.resources import AppResource
 from report_pipelines.domain.errors import ReportPipelinesError
 from report_pipelines.domain.reports import REPORTS
@@ -15,6 +15,7 @@ from report_pipelines.services.extracts import ClientDayResult
 from report_pipelines.services.periods import extract_period
 from report_pipelines.services.precache import precache_client_days, zone_day_complete
 from report_pipelines.services.reading import PeriodTimeout
+from report_pipelines.services.zone_days import ZoneDay
 
 
 class ExtractPeriodConfig(dg.Config):
@@ -104,6 +105,9 @@ def precache_client_days_op(context: dg.OpExecutionContext, config: PrecacheConf
             asset_key=ASSET, partition=day.isoformat(),
             metadata={"via": "precache_client_days_job", "tier": config.tier,
                       "zones": dg.MetadataValue.json([config.timezone]), "client_days": len(results)}))
+        # ... and that materialization's checks, on this zone-day (else the UI would show them not run)
+        for evaluation in check_evaluations(application, [ZoneDay(day, config.timezone)], REPORTS, started):
+            context.log_event(evaluation)
 
 
 @dg.job(description="Pre-cache one zone's closed day for the given clients, in the given order (D-1 plan).",

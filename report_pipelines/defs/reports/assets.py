@@ -191,14 +191,26 @@ def _by_worker(results: list[ClientDayResult]) -> dict[str, int]:
 
 
 def _check(name: str, app: App, zone_days: list[ZoneDay], reports: list[str], now: dt.datetime) -> dg.AssetCheckResult:
+    passed, metadata = _verdict(name, app, zone_days, reports, now)
+    return dg.AssetCheckResult(asset_key=ASSET, check_name=name, passed=passed, metadata=metadata)
+
+
+def check_evaluations(app: App, zone_days: list[ZoneDay], reports: list[str],
+                      now: dt.datetime) -> list[dg.AssetCheckEvaluation]:
+    """Both checks' verdicts on these zone-days, for a job outside the asset that records a
+    materialization of it (the D-1 pre-cache): the UI shows the checks of the latest materialization,
+    whoever made it."""
+    return [dg.AssetCheckEvaluation(asset_key=dg.AssetKey(ASSET), check_name=name, passed=passed, metadata=metadata)
+            for name in (MATCHES_SOURCE, COMPLETE)
+            for passed, metadata in [_verdict(name, app, zone_days, reports, now)]]
+
+
+def _verdict(name: str, app: App, zone_days: list[ZoneDay], reports: list[str], now: dt.datetime) -> tuple[bool, dict]:
     if name == MATCHES_SOURCE:
         checked, findings = source_mismatches(app.engine, zone_days, "call_detail")
         label = "client_days_checked"
     else:
         checked, findings = missing_client_days(app.engine, app.store, zone_days, reports, now)
         label = "client_day_reports_expected"
-    return dg.AssetCheckResult(
-        asset_key=ASSET, check_name=name, passed=not findings,
-        metadata={label: checked, "problems": len(findings),
-                  "first_problems": dg.MetadataValue.json([f.__dict__ for f in findings[:20]])},
-    )
+    return not findings, {label: checked, "problems": len(findings),
+                          "first_problems": dg.MetadataValue.json([f.__dict__ for f in findings[:20]])}
