@@ -11,6 +11,7 @@ import math
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from report_pipelines.domain.errors import InvalidInput
@@ -287,3 +288,57 @@ def test_the_inbound_counts_from_one_bincount_equal_one_masked_count_per_figure(
         for name in reference:
             assert ours[name].equals(reference[name]), (threshold, name)
         assert ours["offered"].to_pylist()[5] == 0
+
+
+def test_a_table_found_in_order_is_what_sorting_it_gives() -> None:
+    """sort_table skips the sort when neighbours show the rows already in order; on tables in order, out
+    of order only on a tied later key, with nulls or with floats, it returns what sort_indices + take does."""
+    import numpy as np
+
+    from report_pipelines.domain.reports._maths import _in_order, sort_table
+
+    rng = np.random.default_rng(3)
+    n = 2_000
+    start = np.sort(rng.integers(0, 500, n)) * 1_000_000  # many ties on the first key
+    ids = [f"c{rng.integers(0, 50):02d}" for _ in range(n)]
+    keyed = pa.table({"started_at": pa.array(start, pa.timestamp("us", tz="UTC")), "pbx_call_id": ids,
+                      "row": np.arange(n)})
+    ordered = keyed.take(pc.sort_indices(keyed, sort_keys=[("started_at", "ascending"), ("pbx_call_id", "ascending")]))
+    keys = ["started_at", "pbx_call_id"]
+    assert _in_order(ordered, keys) and sort_table(ordered, keys) is ordered
+    assert not _in_order(keyed, keys)  # ties on started_at whose ids fall: found out of order
+    with_nulls = pa.table({"k": pa.array([1, None, 2])})
+    floats = pa.table({"k": pa.array([1.0, float("nan"), 2.0])})
+    for rows, by in ((keyed, keys), (with_nulls, ["k"]), (floats, ["k"]),
+                      (pa.table({"k": [3, 1, 2]}), ["k"]), (pa.table({"k": [1, 1, 1], "r": [0, 1, 2]}), ["k"])):
+        expected = rows.take(pc.sort_indices(rows, sort_keys=[(k, "ascending") for k in by]))
+        assert repr(sort_table(rows, by).to_pydict()) == repr(expected.to_pydict())  # repr: nan is nan
+    assert not _in_order(with_nulls, ["k"]) and not _in_order(floats, ["k"])  # cannot tell: sorted
+    assert _in_order(pa.table({"k": [1, 1, 1]}), ["k"])  # ties keep their order (a stable sort)
+
+
+def test_a_views_group_codes_at_some_rows_are_those_of_the_rows_alone() -> None:
+    """Calls.group_codes encodes a column once and narrows it to rows; the codes and keys are those of
+    group_codes over the taken rows (sorted keys, null last, only keys present)."""
+    import numpy as np
+
+    from report_pipelines.domain.reports._calls import view_calls
+    from report_pipelines.domain.reports._maths import group_codes
+
+    rng = np.random.default_rng(5)
+    n = 500
+    queues = [None if x == 0 else f"q{x}" for x in rng.integers(0, 8, n)]
+    t0 = dt.datetime(2024, 3, 31, tzinfo=dt.UTC)
+    calls = pa.table({
+        "pbx_call_id": [f"id{i}" for i in range(n)], "direction": ["inbound"] * n, "queue": queues,
+        "agent": ["a"] * n, "caller": ["1"] * n, "callee": ["2"] * n,
+        "started_at": pa.array([t0] * n, pa.timestamp("us", tz="UTC")),
+        "answered_at": pa.array([None] * n, pa.timestamp("us", tz="UTC")),
+        "ended_at": pa.array([t0] * n, pa.timestamp("us", tz="UTC")), "disposition": ["ABANDONED"] * n})
+    c = view_calls(calls)
+    for rows in (np.arange(n), np.flatnonzero(rng.random(n) < 0.1), np.flatnonzero(np.array(queues) == "q3"),
+                 np.array([], dtype=np.int64)):
+        code, keys = c.group_codes("queue", rows)
+        expected_code, expected_keys = group_codes(calls.column("queue").take(pa.array(rows, pa.int64())))
+        assert np.array_equal(code, expected_code) and keys.equals(expected_keys), len(rows)
+    assert c.group_codes("queue")[1].to_pylist()[-1] is None  # null last

@@ -7,6 +7,7 @@ The rules live here once: :func:`problem_masks` is what screening rejects and wh
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 from dataclasses import dataclass, fields
 
@@ -17,6 +18,7 @@ import pyarrow.compute as pc
 # CALL_SCHEMA: the call columns reports read (the owner and ingest columns are screening's business).
 from report_pipelines.domain.calls import CALL_SCHEMA, DISPOSITIONS, Direction, Disposition
 from report_pipelines.domain.errors import InvalidInput
+from report_pipelines.domain.reports._maths import group_codes
 from report_pipelines.domain.reports.base import DayContext
 from report_pipelines.domain.timezones import ensure_utc
 
@@ -141,18 +143,35 @@ class Calls:
         return Calls(table=self.table.take(pa.array(rows, type=pa.int64())),
                      **{name: getattr(self, name)[rows] for name in _ARRAYS})
 
-    @property
+    def group_codes(self, name: str, rows: np.ndarray | None = None) -> tuple[np.ndarray, pa.Array]:
+        """:func:`group_codes` of column ``name`` at ``rows`` (every row by default): the same codes and
+        keys as encoding those rows alone, from one encoding of the whole column per view (the reports
+        group the same queue and agent columns over different rows)."""
+        cache = self.__dict__.setdefault("_codes", {})  # a frozen dataclass: its cache beside the fields
+        if name not in cache:
+            cache[name] = group_codes(self.table.column(name))
+        code, keys = cache[name]
+        if rows is None:
+            return code, keys
+        code = code[rows]
+        present = np.bincount(code, minlength=len(keys)) > 0
+        if present.all():
+            return code, keys
+        return (np.cumsum(present) - 1)[code], keys.filter(pa.array(present))
+
+    # The derived durations: computed once per view (several reports read them); never written to.
+    @functools.cached_property
     def wait_us(self) -> np.ndarray:
         """answer - wait start for answered calls, 0 otherwise (the wait start is the queue entry
         when a queue_log said it, else the call's start)."""
         return np.where(self.has_answer, self.answer_us - self.wait_from_us, 0)
 
-    @property
+    @functools.cached_property
     def held_us(self) -> np.ndarray:
         """end - wait start: how long an unanswered (abandoned) caller waited."""
         return self.end_us - self.wait_from_us
 
-    @property
+    @functools.cached_property
     def talk_us(self) -> np.ndarray:
         """end - answer for answered calls, 0 otherwise."""
         return np.where(self.has_answer, self.end_us - self.answer_us, 0)

@@ -62,13 +62,42 @@ def conform_days(days: pa.Table, fields: Sequence[pa.Field]) -> pa.Table:
 
 def sort_table(table: pa.Table, keys: Sequence[str]) -> pa.Table:
     """``table`` sorted ascending by ``keys``, nulls last."""
-    if table.num_rows == 0:
-        return table
+    if table.num_rows == 0 or _in_order(table, keys):  # the calls come sorted by start and id: no sort,
+        return table                                   # no copy of every column
     order = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in keys])  # nulls last (the default)
     positions = order.to_numpy()
-    if (positions[1:] > positions[:-1]).all():  # a permutation that only rises: already in order (the
-        return table                            # calls come sorted by start and id), no copy of every column
+    if (positions[1:] > positions[:-1]).all():  # a permutation that only rises: already in order
+        return table
     return table.take(order)
+
+
+def _comparable(column: pa.ChunkedArray) -> bool:
+    """Whether comparing neighbours orders ``column`` as ``sort_indices`` does: no nulls (sorted last),
+    no floats (NaN), no dictionaries."""
+    t = column.type
+    return column.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_timestamp(t) or pa.types.is_date(t)
+                                       or pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+def _in_order(table: pa.Table, keys: Sequence[str]) -> bool:
+    """True when every row is already at the place ``sort_indices`` by ``keys`` (ascending, stable)
+    would put it: no neighbour out of order on the first key, nor on a later one where the earlier
+    keys tie. Two passes over the keys' neighbours instead of a sort; False when it cannot tell."""
+    n = table.num_rows
+    tie = None  # neighbours equal on every key so far
+    for key in keys:
+        column = table.column(key)
+        if not _comparable(column):
+            return False
+        later, earlier = column.slice(1), column.slice(0, n - 1)
+        falls = pc.less(later, earlier)
+        if pc.any(falls if tie is None else pc.and_(falls, tie)).as_py():
+            return False
+        equal = pc.equal(later, earlier)
+        tie = equal if tie is None else pc.and_(tie, equal)
+        if not pc.any(tie).as_py():
+            return True
+    return True  # rows equal on every key stay in their order: the sort is stable
 
 
 def regroup(days: pa.Table, schema: pa.Schema, keys: Sequence[str], sums: Sequence[str],
@@ -162,23 +191,18 @@ def inbound_measures(c, group: np.ndarray, groups: int, service_level_seconds: i
     ``talk_seconds_sum`` over the answered (ended_at - answered_at). The wait starts when the call
     entered the queue (``queued_at``, from the PBX's queue_log) when known, else when it started.
     """
-    at = slice(None) if rows is None else rows
-    inbound = c.inbound[at]
-    answered, abandoned = inbound & c.answered[at], inbound & c.abandoned[at]
-    wait, talk, duration = c.wait_us[at], c.talk_us[at], c.held_us[at]
-    threshold_us = service_level_seconds * 1_000_000
-    # The six counts from one bincount: each call's outcome, 0 answered within the threshold, 1 answered
-    # after it, 2 abandoned within it, 3 abandoned after it, 4 missed, 5 not inbound.
-    outcome = np.where(answered, wait > threshold_us,
-                       np.where(abandoned, 2 + (duration > threshold_us), np.where(inbound, 4, 5))).astype(np.int64)
+    outcome, answered, wait, wait_w, talk_w, held_w = _inbound_parts(c, service_level_seconds)
+    if rows is not None:
+        outcome, answered, wait, wait_w, talk_w, held_w = (a[rows] for a in (outcome, answered, wait, wait_w, talk_w,
+                                                                              held_w))
     per = np.bincount(group * 6 + outcome, minlength=groups * 6).reshape(groups, 6)
-    answered_group, answered_wait = group[answered], wait[answered].astype(np.float64)
 
     def counts(values: np.ndarray) -> pa.Array:
         return pa.array(values.astype(np.int64), type=pa.int64())
 
-    def seconds(sums: np.ndarray) -> pa.Array:  # integer microseconds summed in float64: exact below 2**53
-        return pa.array(sums / 1_000_000, type=pa.float64())
+    def seconds(weights: np.ndarray) -> pa.Array:  # integer microseconds summed in float64: exact below 2**53,
+        # so the zeros of the calls outside the figure change nothing
+        return pa.array(np.bincount(group, weights=weights, minlength=groups) / 1_000_000, type=pa.float64())
 
     return {
         "offered": counts(per[:, :5].sum(axis=1)),
@@ -187,12 +211,30 @@ def inbound_measures(c, group: np.ndarray, groups: int, service_level_seconds: i
         "missed": counts(per[:, 4]),
         "answered_within_sl": counts(per[:, 0]),
         "abandoned_within_sl": counts(per[:, 2]),
-        "wait_seconds_sum": seconds(np.bincount(answered_group, weights=answered_wait, minlength=groups)),
-        "abandoned_wait_seconds_sum": total_seconds(group, abandoned, duration, groups),
-        "talk_seconds_sum": seconds(np.bincount(answered_group, weights=talk[answered].astype(np.float64),
-                                                minlength=groups)),
+        "wait_seconds_sum": seconds(wait_w),
+        "abandoned_wait_seconds_sum": seconds(held_w),
+        "talk_seconds_sum": seconds(talk_w),
         "wait_seconds_max": max_seconds(group, answered, wait, groups),
     }
+
+
+def _inbound_parts(c, service_level_seconds: int) -> tuple[np.ndarray, ...]:
+    """Per call of ``c``: its outcome (0 answered within the threshold, 1 answered after it, 2 abandoned
+    within it, 3 abandoned after it, 4 missed, 5 not inbound), whether it is an answered inbound call,
+    its wait, and the float64 weights of the three sums (the call's figure, 0.0 outside it). Three
+    reports ask for them on the same calls: computed once per view and threshold, kept beside it."""
+    cache = c.__dict__.setdefault("_inbound_parts", {})
+    if service_level_seconds not in cache:
+        inbound = c.inbound
+        answered, abandoned = inbound & c.answered, inbound & c.abandoned
+        wait, talk, duration = c.wait_us, c.talk_us, c.held_us
+        threshold_us = service_level_seconds * 1_000_000
+        outcome = np.where(answered, wait > threshold_us, np.where(abandoned, 2 + (duration > threshold_us),
+                                                                    np.where(inbound, 4, 5))).astype(np.int64)
+        cache[service_level_seconds] = (
+            outcome, answered, wait, np.where(answered, wait, 0).astype(np.float64),
+            np.where(answered, talk, 0).astype(np.float64), np.where(abandoned, duration, 0).astype(np.float64))
+    return cache[service_level_seconds]
 
 
 def totals_frame(combined: pa.Table, sums: Sequence[str], maxima: Sequence[str] = ()) -> pa.Table:

@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 
 from report_pipelines.domain.reports._calls import Calls
-from report_pipelines.domain.reports._maths import count, group_codes, ratio, regroup, total_seconds
+from report_pipelines.domain.reports._maths import count, ratio, regroup, total_seconds
 
 _US = 1_000_000
 
@@ -49,7 +49,7 @@ def binned_day(c: Calls, edges: Sequence[int], schema: pa.Schema, with_sums: boo
     """The day table: per queue with inbound calls and bin, the answered and abandoned calls whose
     wait fell in the bin (and, ``with_sums``, the sum of those waits in seconds)."""
     inbound = np.flatnonzero(c.inbound)
-    queue_code, queues = group_codes(c.table.column("queue").take(pa.array(inbound)))
+    queue_code, queues = c.group_codes("queue", inbound)
     bins = len(edges)
     k = len(queues) * bins
     answered, abandoned = c.answered[inbound], c.abandoned[inbound]

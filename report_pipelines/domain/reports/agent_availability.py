@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from report_pipelines.domain.errors import InvalidInput
 from report_pipelines.domain.queue_log import AGENT_INTERVAL_SCHEMA
 from report_pipelines.domain.reports._calls import epoch_us, prepare, window_us
-from report_pipelines.domain.reports._maths import conform_days, group_codes, ratio, totals_frame
+from report_pipelines.domain.reports._maths import conform_days, ratio, totals_frame
 from report_pipelines.domain.reports.base import DayContext, ReportDefinition
 
 SECONDS = ("logged_in_seconds", "paused_seconds", "paused_in_session_seconds", "reason_paused_seconds",
@@ -194,7 +194,7 @@ class AgentAvailabilityReport(ReportDefinition):
         rows = np.flatnonzero(counted)
         if not rows.size:
             return {}
-        group, agents = group_codes(agent.take(pa.array(rows)))
+        group, agents = c.group_codes("agent", rows)
         answered = np.bincount(group, minlength=len(agents))
         talk = np.bincount(group, weights=c.talk_us[rows].astype(np.float64), minlength=len(agents))  # exact below 2**53
         return {name: (int(n), int(us)) for name, n, us in zip(agents.to_pylist(), answered, talk, strict=True)}

@@ -11,7 +11,6 @@ import pyarrow as pa
 from report_pipelines.domain.reports._calls import prepare
 from report_pipelines.domain.reports._maths import (
     count,
-    group_codes,
     max_seconds,
     ratio,
     regroup,
@@ -64,7 +63,7 @@ class AgentPerformanceReport(ReportDefinition):
         c = prepare(calls, ctx)
         # Calls of unknown direction are neither taken nor placed by the agent: not counted here.
         rows = np.flatnonzero(~c.table.column("agent").is_null().to_numpy() & ~c.unknown)
-        group, agents = group_codes(c.table.column("agent").take(pa.array(rows)))
+        group, agents = c.group_codes("agent", rows)
         k = len(agents)
         inbound, outbound, internal = c.inbound[rows], c.outbound[rows], c.internal[rows]
         answered = c.answered[rows]

@@ -13,7 +13,6 @@ from report_pipelines.domain.reports._maths import (
     INBOUND_COUNTS,
     INBOUND_MAXIMA,
     INBOUND_SUMS,
-    group_codes,
     inbound_measures,
     inbound_rates,
     regroup,
@@ -60,7 +59,7 @@ class QueuePerformanceReport(ReportDefinition):
     def compute_day(self, calls: pa.Table, ctx: DayContext) -> pa.Table:
         c = prepare(calls, ctx)
         inbound = np.flatnonzero(c.inbound)
-        group, queues = group_codes(c.table.column("queue").take(pa.array(inbound)))
+        group, queues = c.group_codes("queue", inbound)
         k = len(queues)
         columns = {
             "queue": queues,
