@@ -177,3 +177,77 @@ def test_a_repeated_call_in_one_table_fails_it_whole(pg_engine: Engine, loader: 
         loader(pg_engine, _calls(client.id, ["x", "y", "x"]))
     assert _count(pg_engine) == 0
     _assert_constraints_intact(pg_engine, client.id)
+
+
+def test_a_role_that_may_not_skip_the_trigger_rebuilds_with_the_foreign_key_revalidated(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database owner that is no superuser may not set ``session_replication_role``: the incremental
+    path keeps the per-row trigger and the rebuild drops the foreign key and re-adds it (validated over
+    the whole table); both load, refuse an unknown client and leave every constraint intact. Granted
+    ``SET`` on the parameter, it skips the trigger as a superuser does, and the key stays."""
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    from report_pipelines.adapters.db.engine import make_engine
+    from report_pipelines.adapters.db.migrate import upgrade
+
+    role, url = f"rp_loader_{uuid.uuid4().hex[:8]}", make_url(pg_url)
+    admin = make_engine(url.set(database="postgres").render_as_string(hide_password=False))
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER'))
+        conn.execute(text(f'ALTER DATABASE "{url.database}" OWNER TO "{role}"'))  # CREATE on its public schema
+    engine = make_engine(url.set(username=role).render_as_string(hide_password=False))
+    try:
+        upgrade(engine)  # the tables are the role's: it may drop and re-add their constraints
+        monkeypatch.setattr(bulk, "BINARY_MIN_ROWS", 1)
+        monkeypatch.setattr(bulk, "REBUILD_MIN_ROWS", 1)
+        skipped: list[bool] = []
+        restored: list[str] = []
+        skip, drop = bulk._skip_foreign_key_trigger, bulk._drop_for_rebuild
+        monkeypatch.setattr(bulk, "_skip_foreign_key_trigger", lambda cursor: skipped.append(skip(cursor)) or skipped[-1])
+        monkeypatch.setattr(bulk, "_drop_for_rebuild", lambda cursor, **kw: restored.extend(drop(cursor, **kw)) or restored)
+        client = add_client(engine, "acme", "Acme", "Europe/Lisbon")
+        load_call_events(engine, _calls(client.id, [f"a-{i}" for i in range(300)]))  # the table is empty: rebuild
+        load_call_events(engine, _calls(client.id, ["one-more"]))  # 1 row into 300: incremental
+        assert skipped == [False, False]
+        assert [s for s in restored if "FOREIGN KEY" in s] == [
+            'ALTER TABLE call_events ADD CONSTRAINT "fk_call_events_client_id_clients" FOREIGN KEY (client_id) '
+            "REFERENCES clients(id) ON DELETE RESTRICT"]
+        assert any("PRIMARY KEY" in s for s in restored) and any("uq_call_events_client_call" in s for s in restored)
+        with pytest.raises(InvalidInput, match="client_id"):
+            load_call_events(engine, _calls(client.id + 1000, [f"b-{i}" for i in range(300)]))
+        assert _count(engine) == 301
+        _assert_constraints_intact(engine, client.id)
+
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:  # PostgreSQL 15+
+            conn.execute(text(f'GRANT SET ON PARAMETER session_replication_role TO "{role}"'))
+        restored.clear()
+        load_call_events(engine, _calls(client.id, [f"c-{i}" for i in range(5_000)]))  # outweighs the table
+        assert skipped[-1] is True and restored and not [s for s in restored if "FOREIGN KEY" in s]
+        assert _count(engine) == 5_301
+        _assert_constraints_intact(engine, client.id)
+    finally:
+        engine.dispose()
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+            conn.execute(text(f'DROP OWNED BY "{role}"'))  # its grant on the parameter
+            conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()
+
+
+def test_as_a_superuser_the_rebuild_keeps_the_foreign_key_and_skips_its_trigger(
+        pg_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows' clients are checked once per load (and locked), so the per-row trigger is skipped and
+    the key is neither dropped nor re-validated; it still refuses a bad row afterwards."""
+    monkeypatch.setattr(bulk, "BINARY_MIN_ROWS", 1)
+    monkeypatch.setattr(bulk, "REBUILD_MIN_ROWS", 1)
+    restored: list[str] = []
+    drop = bulk._drop_for_rebuild
+    monkeypatch.setattr(bulk, "_drop_for_rebuild", lambda cursor, **kw: restored.extend(drop(cursor, **kw)) or restored)
+    client = add_client(pg_engine, "acme", "Acme", "Europe/Lisbon")
+    load_call_events(pg_engine, _calls(client.id, [f"a-{i}" for i in range(300)]))
+    assert restored and not [s for s in restored if "FOREIGN KEY" in s]
+    assert any("PRIMARY KEY" in s for s in restored)
+    assert _count(pg_engine) == 300
+    _assert_constraints_intact(pg_engine, client.id)
