@@ -123,6 +123,28 @@ def test_day_tables_kept_with_the_manifest_read_the_same_as_the_files(engine: En
     assert not [s for s in statements if "call_events" in s]
 
 
+def test_kept_day_tables_read_against_one_schema_are_what_each_stream_reader_gives() -> None:
+    """A period's kept day tables are read against the first day's schema; a day of no rows, a day of
+    several batches, a day kept under another schema and a day with a dictionary column give what
+    reading each day's stream on its own gives, day by day."""
+    import pyarrow as pa
+
+    from report_pipelines.services.extracts import kept_day, kept_days, kept_table
+
+    t = pa.table({"queue": ["a", None, "c"], "offered": pa.array([1, 2, 3], pa.int64())})
+    other = t.cast(pa.schema([("queue", pa.string()), ("offered", pa.int32())]))
+    coded = pa.table({"queue": pa.array(["a", "a", "b"]).dictionary_encode(), "offered": pa.array([1, 2, 3])})
+    blobs = [kept_table(t), kept_table(t.slice(0, 0)), kept_table(pa.concat_tables([t, t.slice(1)])),
+             kept_table(other), kept_table(t.slice(2)), kept_table(coded)]
+    schema, days = kept_days(blobs)
+    assert schema.equals(t.schema)
+    assert [sum(b.num_rows for b in day) for day in days] == [3, 0, 5, 3, 1, 3]
+    for blob, batches in zip(blobs, days, strict=True):
+        alone = kept_day(blob)
+        got = pa.Table.from_batches(batches, alone.schema)
+        assert got.schema.equals(alone.schema) and got.equals(alone)
+
+
 def test_a_cached_summary_is_one_connection_and_two_statements(engine: Engine, tmp_path: Path) -> None:
     """The read's validation (the client with its licences) and the manifest's day tables share one
     checkout of the pool: two statements, no day file opened, the events table untouched."""

@@ -342,3 +342,57 @@ def test_a_views_group_codes_at_some_rows_are_those_of_the_rows_alone() -> None:
         expected_code, expected_keys = group_codes(calls.column("queue").take(pa.array(rows, pa.int64())))
         assert np.array_equal(code, expected_code) and keys.equals(expected_keys), len(rows)
     assert c.group_codes("queue")[1].to_pylist()[-1] is None  # null last
+
+
+def test_regroup_in_numpy_is_arrows_hash_aggregation_to_the_bit() -> None:
+    """The period summaries re-aggregate day tables in NumPy; on random day tables (null keys, several
+    chunks as the day tables come, null and all-null maxima, float sums of every magnitude) the table
+    equals Arrow's grouped sum, max and count, floats bit for bit, groups in key order with nulls last.
+    What NumPy cannot promise (a null among the sums, a float key) is left to Arrow."""
+    import numpy as np
+
+    from report_pipelines.domain.reports._maths import _regroup_arrow, _regroup_numpy, regroup
+
+    rng = np.random.default_rng(14)
+    schema = pa.schema([("queue", pa.string()), ("threshold", pa.int32()), ("date", pa.date32()),
+                        ("days", pa.int64()), ("offered", pa.int64()), ("wait_sum", pa.float64()),
+                        ("wait_max", pa.float64())])
+    stored = pa.schema([f for f in schema if f.name != "days"])
+
+    def day(n: int) -> pa.Table:
+        queue = [None if x == 0 else f"q{x}" for x in rng.integers(0, 6, n)]
+        wait_max = rng.random(n) * 300
+        return pa.table({
+            "queue": pa.array(queue, pa.string()), "threshold": pa.array(rng.choice([20, 30], n), pa.int32()),
+            "date": pa.array(dt.date(2024, 3, 1) + dt.timedelta(days=int(d)) for d in rng.integers(0, 3, n)),
+            "offered": pa.array(rng.integers(0, 10**6, n), pa.int64()),
+            "wait_sum": pa.array(rng.random(n) * 10.0 ** rng.integers(-3, 9, n)),
+            "wait_max": pa.array(wait_max, mask=rng.random(n) < 0.3)}, schema=stored)
+
+    for trial in range(60):
+        days = pa.concat_tables([day(int(rng.integers(1, 40))) for _ in range(int(rng.integers(1, 8)))])
+        keys = [["queue"], ["queue", "threshold"], ["date", "queue", "threshold"]][trial % 3]
+        rest = pa.schema([schema.field(k) for k in keys] + [f for f in schema if f.name not in {"queue", "threshold",
+                                                                                                 "date"}])
+        args = (rest, keys, ["offered", "wait_sum"], ["wait_max"], "days")
+        ours, arrows = _regroup_numpy(days, *args), _regroup_arrow(days, *args)
+        assert ours is not None and ours.equals(arrows), trial
+        for name in ("wait_sum", "wait_max"):
+            assert np.array_equal(ours.column(name).fill_null(-1.0).to_numpy().view(np.int64),
+                                  arrows.column(name).fill_null(-1.0).to_numpy().view(np.int64)), (trial, name)
+        if keys == ["queue"]:
+            queues = ours.column("queue").to_pylist()
+            assert queues == sorted(q for q in queues if q is not None) + [None] * (None in queues), trial
+
+    every_null = day(5).set_column(stored.get_field_index("wait_max"), "wait_max", pa.nulls(5, pa.float64()))
+    summed = _regroup_numpy(every_null, pa.schema([schema.field("queue"), schema.field("wait_max")]), ["queue"],
+                            [], ["wait_max"], None)
+    assert summed.column("wait_max").null_count == summed.num_rows  # a max over no value is null, not -inf
+
+    with_null_sum = day(6).set_column(stored.get_field_index("offered"), "offered",
+                                      pa.array([1, None, 3, 4, 5, 6], pa.int64()))
+    args = (pa.schema([schema.field("queue"), schema.field("offered")]), ["queue"], ["offered"], [], None)
+    assert _regroup_numpy(with_null_sum, *args) is None
+    assert regroup(with_null_sum, *args).equals(_regroup_arrow(with_null_sum, *args))
+    float_key = pa.table({"x": [0.5, float("nan"), 0.5], "offered": pa.array([1, 2, 3], pa.int64())})
+    assert _regroup_numpy(float_key, float_key.schema, ["x"], ["offered"], [], None) is None

@@ -33,7 +33,7 @@ from report_pipelines.services.extracts import (
     ClientDayResult,
     Extractor,
     ExtractTimeout,
-    kept_day,
+    kept_days,
     run_client_days,
 )
 from report_pipelines.services.serving import Serving, servings
@@ -260,9 +260,10 @@ def _closed_days(app: App, request: PeriodRequest, days: list[dt.date], kept: di
     name, client_id = request.report.name, request.client.id
     if not all(kept.get(day) is not None for day in days):
         return app.store.read_days(name, client_id, days, request.report.schema)
-    tables = [kept_day(kept[day]) for day in days]
-    counts = np.array([t.num_rows for t in tables], dtype=np.int64)
-    combined = pa.concat_tables(tables).replace_schema_metadata(None)
+    schema, batches = kept_days([kept[day] for day in days])
+    counts = np.array([sum(b.num_rows for b in day) for day in batches], dtype=np.int64)
+    combined = pa.Table.from_batches([b for day in batches for b in day], schema or request.report.schema
+                                     ).replace_schema_metadata(None)
     dates = np.repeat(np.array(days, dtype="datetime64[D]"), counts)
     return (combined.append_column("client", pa.array(np.full(int(counts.sum()), client_id, dtype=np.int64)))
             .append_column("date", pa.array(dates).cast(pa.date32())))
