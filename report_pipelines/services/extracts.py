@@ -159,7 +159,8 @@ class Extractor:
         todo = [t for t in tasks if t.client_id not in reused]
         if not todo:
             return _spread(results, time.perf_counter() - started)
-        calls_by_client = self.events.zone_day_calls([t.client_id for t in todo], *window)
+        calls_by_client = self.events.zone_day_calls([t.client_id for t in todo], *window,
+                                                     expected_rows=sum(t.weight for t in todo))
         inputs_by_client = self._extra_inputs(reports, [t.client_id for t in todo], window)
         computed_at = self.app.now()
         written: list[tuple[ClientDay, dict[str, pa.Table], dict[str, str], list[CachedDay]]] = []
