@@ -130,7 +130,7 @@ def _require_clients(found_rows, client_ids: list[int]) -> None:
         raise InvalidInput("client_id", f"no client with id {shown} ({len(unknown)} unknown); nothing was loaded")
 
 
-def _libpq_uri(engine: Engine) -> str:
+def libpq_uri(engine: Engine) -> str:
     """The engine's database as the libpq URI ADBC wants (``postgresql://user@host:port/db``)."""
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
@@ -138,7 +138,7 @@ def _libpq_uri(engine: Engine) -> str:
 def _load_postgresql_binary(engine: Engine, table: pa.Table, client_ids: list[int], on_conflict: OnConflict) -> int:
     import adbc_driver_postgresql.dbapi as adbc  # a native driver: loaded when first used
 
-    with adbc.connect(_libpq_uri(engine)) as conn, conn.cursor() as cursor:
+    with adbc.connect(libpq_uri(engine)) as conn, conn.cursor() as cursor:
         try:
             cursor.execute(_clients_query(client_ids, lock=True))
             _require_clients(cursor.fetchall(), client_ids)

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA
+from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA, libpq_uri
 from report_pipelines.adapters.db.models import CALL_EVENT_COLUMNS, CacheEntry, CallEvent, Client
 from report_pipelines.adapters.db.types import UTCDateTime
 from report_pipelines.domain.cache import CachedDay, SourceState
@@ -160,7 +160,7 @@ class _ArrowReader:
             with cls._registry_lock:
                 reader = cls._by_engine.get(engine)
                 if reader is None:
-                    reader = cls(engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
+                    reader = cls(libpq_uri(engine))
                     cls._by_engine[engine] = reader
                     event.listen(engine, "engine_disposed", lambda _engine: reader.close())
         return reader
