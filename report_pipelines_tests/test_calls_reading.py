@@ -146,3 +146,26 @@ def test_a_forked_child_never_uses_nor_closes_its_parents_adbc_connection(pg_eng
     again = repo.zone_day_calls(two_clients, START, END)
     assert _reader(pg_engine).conn is parents  # the parent's connection still works: not closed by the child
     assert all(again[c].equals(reference[c]) for c in two_clients)
+
+
+@pytest.mark.parametrize("backend", ["postgresql-csv", "postgresql-binary", "sqlite"])
+def test_the_call_ids_the_checks_fingerprint_are_each_clients_by_every_read(
+        backend: str, pg_engine: Engine, sqlite_engine: Engine) -> None:
+    """What the source check reads: each client's call ids in the window, as Arrow text (a client without
+    calls absent), fingerprinted as the ids one by one would be."""
+    from report_pipelines.domain.cache import call_ids_checksum
+
+    engine = sqlite_engine if backend == "sqlite" else pg_engine
+    a = add_client(engine, "acme", "Acme", "Europe/Lisbon").id
+    b = add_client(engine, "bravo", "Bravo", "Europe/Lisbon").id
+    idle = add_client(engine, "idle", "Idle", "Europe/Lisbon").id
+    load_call_events(engine, pa.concat_tables([
+        _tricky_calls(a), _calls(b, ["z-9", "a-1", "m-5"], start=dt.datetime(2024, 6, 1, tzinfo=UTC)),
+        _calls(b, ["outside"], start=END)]))
+    expected_rows = ARROW_READ_MIN_ROWS if backend == "postgresql-binary" else 0
+    found = CallEventRepository(engine).zone_day_call_ids([b, idle, a], START, END, expected_rows=expected_rows)
+    assert (_reader(engine) is not None) == (backend == "postgresql-binary")
+    assert set(found) == {a, b}
+    assert sorted(found[a].to_pylist()) == ["a-spring", "b-autumn", "c-quote"]
+    assert sorted(found[b].to_pylist()) == ["a-1", "m-5", "z-9"]
+    assert call_ids_checksum(found[b]) == call_ids_checksum(["z-9", "a-1", "m-5"])

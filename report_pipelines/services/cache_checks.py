@@ -39,7 +39,8 @@ def source_mismatches(engine: Engine, zone_days: list[ZoneDay], report: str = "c
         start, end = zone_day.window
         cached = [e for e in manifest.entries_for_day(members, zone_day.day) if e.report == report]
         # one query for the zone-day's call ids, not one per client-day
-        source = events.zone_day_call_ids([e.client_id for e in cached], start, end)
+        source = events.zone_day_call_ids([e.client_id for e in cached], start, end,
+                                          expected_rows=sum(e.source_rows for e in cached))
         for entry in cached:
             checked += 1
             ids = source.get(entry.client_id, [])

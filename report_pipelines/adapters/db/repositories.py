@@ -118,15 +118,20 @@ class ClientWatermark:
 ARROW_READ_MIN_ROWS = 50_000
 
 
-def _calls_query(ids: list[int], start: dt.datetime, end: dt.datetime) -> str:
-    """The calls of ``ids`` started in ``[start, end)``, as SQL text with its values written in: ADBC sends a
-    query that has no parameters as ``COPY (...) TO STDOUT (FORMAT binary)``, one with parameters row by
-    row. The values are integers and instants formatted here, never text from outside."""
+def _calls_query(ids: list[int], start: dt.datetime, end: dt.datetime,
+                 columns: Sequence[str] = CALL_EVENT_COLUMNS,
+                 order: str = "client_id, started_at, pbx_call_id") -> str:
+    """``columns`` of the calls of ``ids`` started in ``[start, end)``, as SQL text with its values written in:
+    ADBC sends a query that has no parameters as ``COPY (...) TO STDOUT (FORMAT binary)``, one with
+    parameters row by row. The values are integers and instants formatted here, never text from outside."""
     id_list = ",".join(str(int(i)) for i in ids)
-    return (f"SELECT {', '.join(CALL_EVENT_COLUMNS)} FROM call_events WHERE client_id = ANY('{{{id_list}}}'::int[]) "
+    return (f"SELECT {', '.join(columns)} FROM call_events WHERE client_id = ANY('{{{id_list}}}'::int[]) "
             f"AND started_at >= '{start.astimezone(UTC).isoformat()}'::timestamptz "
-            f"AND started_at < '{end.astimezone(UTC).isoformat()}'::timestamptz "
-            "ORDER BY client_id, started_at, pbx_call_id")
+            f"AND started_at < '{end.astimezone(UTC).isoformat()}'::timestamptz ORDER BY {order}")
+
+
+#: The call ids the checks fingerprint, with their client.
+_CALL_IDS_SCHEMA = pa.schema([("client_id", pa.int64()), ("pbx_call_id", pa.string())])
 
 
 class _ArrowReader:
@@ -165,8 +170,8 @@ class _ArrowReader:
                     event.listen(engine, "engine_disposed", lambda _engine: reader.close())
         return reader
 
-    def read(self, sql: str) -> pa.Table | None:
-        """The query's rows as Arrow (CALL_EVENT_SCHEMA), or None: take the CSV path."""
+    def read(self, sql: str, schema: pa.Schema) -> pa.Table | None:
+        """The query's rows as Arrow (its columns of ``schema``, cast to it), or None: take the CSV path."""
         if self.failures >= self.MAX_FAILURES or not self.lock.acquire(blocking=False):
             return None
         try:
@@ -179,7 +184,7 @@ class _ArrowReader:
                 table = cursor.fetch_arrow_table()
             self.conn.rollback()  # a read: its snapshot released, nothing to commit
             self.failures = 0
-            return table.select(list(CALL_EVENT_COLUMNS)).cast(CALL_EVENT_SCHEMA)
+            return table.select(schema.names).cast(schema)
         except Exception as error:
             self.failures += 1
             log.warning("reading calls through ADBC failed (%s: %s); the CSV COPY answers this read",
@@ -215,7 +220,7 @@ class _ArrowReader:
 
 
 class _NoReader:
-    def read(self, sql: str) -> None:
+    def read(self, sql: str, schema: pa.Schema) -> None:
         return None
 
 
@@ -278,9 +283,10 @@ class CallEventRepository:
         if not ids:
             return {}
         if self.engine.dialect.name == "postgresql":
-            table = _ArrowReader.of(self.engine, open_for=expected_rows).read(_calls_query(ids, start, end))
+            sql = _calls_query(ids, start, end)
+            table = _ArrowReader.of(self.engine, open_for=expected_rows).read(sql, CALL_EVENT_SCHEMA)
             if table is None:
-                table = self._calls_copy(ids, start, end)
+                table = self._copy_csv(sql, CALL_EVENT_SCHEMA)
         else:
             table = self._calls_sqlite(ids, start, end)
         found = table.column("client_id").to_numpy()
@@ -311,19 +317,14 @@ class CallEventRepository:
                 arrays.append(pa.array(column, type=field.type))
         return pa.Table.from_arrays(arrays, schema=CALL_EVENT_SCHEMA)
 
-    def _calls_copy(self, ids: list[int], start: dt.datetime, end: dt.datetime) -> pa.Table:
-        columns = ", ".join(CALL_EVENT_COLUMNS)
+    def _copy_csv(self, sql: str, schema: pa.Schema) -> pa.Table:
+        """``COPY (sql) TO STDOUT`` as CSV, read by Arrow's CSV reader into ``schema`` (its columns' order)."""
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
-            cursor.execute("SET TIME ZONE 'UTC'")
-            query = cursor.mogrify(
-                f"SELECT {columns} FROM call_events WHERE client_id = ANY(%s) AND started_at >= %s AND started_at < %s "
-                "ORDER BY client_id, started_at, pbx_call_id",
-                (ids, start, end),
-            ).decode()
+            cursor.execute("SET TIME ZONE 'UTC'")  # the CSV's instants in UTC
             buffer = io.BytesIO()
-            cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)", buffer)
+            cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)", buffer)
             raw.rollback()
         finally:
             raw.close()
@@ -331,9 +332,9 @@ class CallEventRepository:
         return pacsv.read_csv(
             buffer,
             convert_options=pacsv.ConvertOptions(
-                column_types=CALL_EVENT_SCHEMA, strings_can_be_null=True, quoted_strings_can_be_null=False
+                column_types=schema, strings_can_be_null=True, quoted_strings_can_be_null=False
             ),
-        ).select(list(CALL_EVENT_COLUMNS)).cast(CALL_EVENT_SCHEMA)
+        ).select(schema.names).cast(schema)
 
     def window_counts(self, client_ids: list[int], start: dt.datetime, end: dt.datetime) -> dict[int, int]:
         """Calls started in ``[start, end)`` per client (clients of one zone share a local-day window)."""
@@ -354,18 +355,32 @@ class CallEventRepository:
         with self.engine.connect() as conn:
             return list(conn.scalars(query))
 
-    def zone_day_call_ids(self, client_ids: Sequence[int], start: dt.datetime,
-                          end: dt.datetime) -> dict[int, list[str]]:
-        """:meth:`day_call_ids` of several clients of one zone-day, in one query (clients without calls absent)."""
-        if not client_ids:
+    def zone_day_call_ids(self, client_ids: Sequence[int], start: dt.datetime, end: dt.datetime, *,
+                          expected_rows: int = 0) -> dict[int, pa.Array]:
+        """:meth:`day_call_ids` of several clients of one zone-day, in one query (clients without calls absent),
+        as Arrow text arrays: the checks fingerprint them with no Python object per call. PostgreSQL reads
+        them as :meth:`zone_day_calls` reads the calls."""
+        ids = sorted(set(client_ids))
+        if not ids:
             return {}
-        query = select(CallEvent.client_id, CallEvent.pbx_call_id).where(
-            CallEvent.client_id.in_(list(client_ids)), CallEvent.started_at >= start, CallEvent.started_at < end)
-        found: dict[int, list[str]] = {}
-        with self.engine.connect() as conn:
-            for client_id, call_id in conn.execute(query):
-                found.setdefault(client_id, []).append(call_id)
-        return found
+        if self.engine.dialect.name == "postgresql":
+            sql = _calls_query(ids, start, end, columns=_CALL_IDS_SCHEMA.names, order="client_id")
+            table = _ArrowReader.of(self.engine, open_for=expected_rows).read(sql, _CALL_IDS_SCHEMA)
+            if table is None:
+                table = self._copy_csv(sql, _CALL_IDS_SCHEMA)
+        else:
+            query = select(CallEvent.client_id, CallEvent.pbx_call_id).where(
+                CallEvent.client_id.in_(ids), CallEvent.started_at >= start, CallEvent.started_at < end
+            ).order_by(CallEvent.client_id)
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            table = pa.table([pa.array([r[0] for r in rows], pa.int64()), pa.array([r[1] for r in rows], pa.string())],
+                             schema=_CALL_IDS_SCHEMA)
+        found = table.column("client_id").to_numpy()
+        bounds = np.searchsorted(found, np.asarray(ids, dtype=np.int64), side="left").tolist() + [table.num_rows]
+        call_ids = table.column("pbx_call_id").combine_chunks()
+        return {cid: call_ids.slice(bounds[i], bounds[i + 1] - bounds[i]) for i, cid in enumerate(ids)
+                if bounds[i + 1] > bounds[i]}
 
     def day_sources(self, client_ids: Sequence[int], start: dt.datetime, end: dt.datetime) -> dict[int, SourceState]:
         """:meth:`day_source` of several clients of one zone-day, in one query (clients without calls absent)."""
