@@ -169,3 +169,31 @@ def test_the_call_ids_the_checks_fingerprint_are_each_clients_by_every_read(
     assert sorted(found[a].to_pylist()) == ["a-spring", "b-autumn", "c-quote"]
     assert sorted(found[b].to_pylist()) == ["a-1", "m-5", "z-9"]
     assert call_ids_checksum(found[b]) == call_ids_checksum(["z-9", "a-1", "m-5"])
+
+
+def test_three_failures_in_a_row_pause_the_binary_read_for_a_minute(pg_engine: Engine, two_clients: list[int],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database that refuses ADBC (restarting, say) costs one failed attempt per read three times, then
+    the CSV path alone answers for PAUSE_S, then ADBC is tried again; every read is answered."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    clock = [1000.0]
+    monkeypatch.setattr(repositories.time, "monotonic", lambda: clock[0])
+    attempts: list[str] = []
+    connect = adbc.connect
+
+    def refusing(uri, *args, **kwargs):
+        attempts.append(uri)
+        raise OSError("the server is restarting")
+
+    monkeypatch.setattr(adbc, "connect", refusing)
+    repo = CallEventRepository(pg_engine)
+    reference = repo.zone_day_calls(two_clients, START, END)
+    for _ in range(5):
+        got = repo.zone_day_calls(two_clients, START, END, expected_rows=ARROW_READ_MIN_ROWS)
+        assert all(got[c].equals(reference[c]) for c in two_clients)
+    assert len(attempts) == 3  # then paused: the 4th and 5th reads did not try
+    monkeypatch.setattr(adbc, "connect", connect)
+    clock[0] += _ArrowReader.PAUSE_S + 1
+    got = repo.zone_day_calls(two_clients, START, END)
+    assert _reader(pg_engine).conn is not None and all(got[c].equals(reference[c]) for c in two_clients)

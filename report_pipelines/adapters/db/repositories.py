@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -141,20 +142,24 @@ class _ArrowReader:
     CSV reader, but an ADBC connection costs ~40 ms to open: it is opened by the first read expected to be
     big and kept for every later read of the process (a worker's batches, an API server's live days).
     One read at a time (a read that finds it busy takes the CSV path); any error closes it and that read
-    takes the CSV path (which raises if the database is really gone); the engine's ``dispose`` closes
+    takes the CSV path (which raises if the database is really gone), three in a row pause it for a
+    minute; the engine's ``dispose`` closes
     it, and so does the process's exit; a forked child forgets its parent's without closing it (the
     socket is the parent's)."""
 
     _by_engine: weakref.WeakKeyDictionary[Engine, _ArrowReader] = weakref.WeakKeyDictionary()
     _registry_lock = threading.Lock()
     _inherited: list[object] = []  # a parent's connections in a forked child: never used, never closed
+    #: After this many failures in a row, the CSV path alone for PAUSE_S (the database may be restarting).
     MAX_FAILURES = 3
+    PAUSE_S = 60.0
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self.lock = threading.Lock()
         self.conn = None
         self.failures = 0
+        self.paused_until = 0.0
 
     @classmethod
     def of(cls, engine: Engine, *, open_for: int) -> _ArrowReader | _NoReader:
@@ -172,7 +177,7 @@ class _ArrowReader:
 
     def read(self, sql: str, schema: pa.Schema) -> pa.Table | None:
         """The query's rows as Arrow (its columns of ``schema``, cast to it), or None: take the CSV path."""
-        if self.failures >= self.MAX_FAILURES or not self.lock.acquire(blocking=False):
+        if time.monotonic() < self.paused_until or not self.lock.acquire(blocking=False):
             return None
         try:
             if self.conn is None:
@@ -187,6 +192,8 @@ class _ArrowReader:
             return table.select(schema.names).cast(schema)
         except Exception as error:
             self.failures += 1
+            if self.failures >= self.MAX_FAILURES:
+                self.failures, self.paused_until = 0, time.monotonic() + self.PAUSE_S
             log.warning("reading calls through ADBC failed (%s: %s); the CSV COPY answers this read",
                         type(error).__name__, str(error)[:200])
             self._close_locked()
