@@ -1,7 +1,7 @@
 """Step 10 of the demo: the HTTP API, served on a free loopback port in this process (no other server).
 
 A client key is created (shown once), then used over HTTP for three things a client's developer does:
-yesterday's summary, a scheduled report created over HTTP, the client's licences; and the same key
+a day's summary (the last day of the demo's calls, or yesterday), a scheduled report created over HTTP, the client's licences; and the same key
 asking for another client's licences and schedule gets 404, like things that do not exist.
 """
 
@@ -16,6 +16,7 @@ from report_pipelines.app import App
 def run_api_demo(echo: Callable[[str], None], app: App, client_slug: str, other_slug: str) -> bool:
     import httpx
 
+    from report_pipelines.adapters.db.repositories import CallEventRepository
     from report_pipelines.api.server import serving_in_thread
     from report_pipelines.domain.timezones import local_date_of, parse_zone
     from report_pipelines.services.api_keys import create_key
@@ -25,16 +26,21 @@ def run_api_demo(echo: Callable[[str], None], app: App, client_slug: str, other_
     client = get_client(app.engine, client_slug)
     created = create_key(app, client=client_slug, label="demo", by="demo")
     other_schedule = add_schedule(app.engine, other_slug, report="daily_summary", recipients=["ops@example.com"])
-    yesterday = local_date_of(app.now(), parse_zone(client.timezone)) - dt.timedelta(days=1)
+    # the last local day of the demo's calls (the seed ends two days ago), so that the summary has queues
+    newest = next((w.latest_started_at for w in CallEventRepository(app.engine).watermarks()
+                   if w.client_id == client.id), None)
+    zone = parse_zone(client.timezone)
+    yesterday = local_date_of(app.now(), zone) - dt.timedelta(days=1)
+    day = min(yesterday, local_date_of(newest, zone)) if newest else yesterday
     ok = True
     with serving_in_thread(app) as url, httpx.Client(
             base_url=url, headers={"Authorization": f"Bearer {created.token}"}, timeout=120) as http:
         echo(f"10. the HTTP API on {url}/v1 (docs {url}/v1/docs); client key {created.key.prefix} for {client_slug} "
              "(`report-pipelines api-keys create --client SLUG`, shown once, stored as a salted scrypt hash)")
-        summary = http.get(f"/v1/reports/queue_performance?from={yesterday}&to={yesterday}&shape=summary&format=json")
+        summary = http.get(f"/v1/reports/queue_performance?from={day}&to={day}&shape=summary&format=json")
         ok &= summary.status_code == 200
         lines = summary.text.splitlines()
-        echo(f"   GET /v1/reports/queue_performance?from={yesterday}&to={yesterday}&shape=summary -> "
+        echo(f"   GET /v1/reports/queue_performance?from={day}&to={day}&shape=summary -> "
              f"{summary.status_code}, {len(lines)} queues ({summary.headers.get('content-disposition')})")
         for line in lines[:3]:
             echo(f"     {line[:150]}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,8 @@ def test_demo_seed_and_run_end_to_end_on_postgresql(run, pg_url: str) -> None:
     # 10. the HTTP API on a loopback port: a client key, three calls, another client's 404
     assert "10. the HTTP API on http://127.0.0.1:" in demo.stdout
     assert "shape=summary -> 200" in demo.stdout and "POST /v1/schedules -> 201" in demo.stdout
+    # the summary asked for is of the last day with calls (the seed ends on 2024-10-27), not an empty one
+    assert re.search(r"from=2024-10-27&to=2024-10-27&shape=summary -> 200, [1-9]\d* queues", demo.stdout), demo.stdout
     assert "/licences -> REPORTS x1" in demo.stdout and demo.stdout.count("(another client's) -> 404") == 2
 
     # The PostgreSQL demo works any number of times: the reset removes everything the demo made
