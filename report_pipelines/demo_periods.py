@@ -44,7 +44,8 @@ def run_periods_demo(echo: Callable[[str], None], instance: dg.DagsterInstance, 
          f"{result.bytes / 1e6:.1f} MB -> {result.path} ({result.days_cached} days from the cache, "
          f"{result.days_computed} computed, {result.days_live} live)")
     summary = summarize_report("queue_performance", client_slug, first, last, app=app)
-    for line in summary[["queue", "offered", "answered", "service_level"]].round(3).to_string(index=False).splitlines():
+    for line in (summary[["queue", "offered", "answered", "service_level"]].fillna({"queue": "(no queue)"}).round(3)
+                 .to_string(index=False).splitlines()):
         echo(f"   {line}")
 
     now = app.now()

@@ -116,7 +116,7 @@ def run_demo(app: App, echo: Callable[[str], None] = print, days: int = 7, last_
     summary = summarize_report("queue_performance", biggest.slug, first, last, app=app)
     columns = ["queue", "offered", "answered", "abandoned", "answer_rate", "service_level", "average_speed_of_answer"]
     echo(f"4. summarize_report('queue_performance', '{biggest.slug}', '{first}', '{last}'):")
-    for line in summary[columns].round(3).to_string(index=False).splitlines():
+    for line in summary[columns].fillna({"queue": "(no queue)"}).round(3).to_string(index=False).splitlines():
         echo(f"   {line}")
     with dg.DagsterInstance.get() as instance:
         _commercial(echo, instance, app, defs)
