@@ -99,7 +99,7 @@ def test_disposing_the_engine_closes_the_adbc_connection(pg_engine: Engine, two_
     def backends() -> int:
         with pg_engine.connect() as conn:
             return conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                                     " AND pid <> pg_backend_pid()")).scalar_one()
+                                     " AND backend_type = 'client backend' AND pid <> pg_backend_pid()")).scalar_one()
 
     CallEventRepository(pg_engine).zone_day_calls(two_clients, START, END, expected_rows=ARROW_READ_MIN_ROWS)
     assert backends() == 1  # the ADBC connection (the pool's other connections are idle in the pool: none)
