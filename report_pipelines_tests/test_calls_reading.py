@@ -178,7 +178,7 @@ def test_three_failures_in_a_row_pause_the_binary_read_for_a_minute(pg_engine: E
     import adbc_driver_postgresql.dbapi as adbc
 
     clock = [1000.0]
-    monkeypatch.setattr(repositories.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(repositories, "_clock", lambda: clock[0])
     attempts: list[str] = []
     connect = adbc.connect
 
