@@ -335,17 +335,10 @@ def validation(stack: contextlib.ExitStack, folder: Path, small: int, large: int
     slugs = [f"fleet-{n // 2:06d}" for n in (small, large)]
     calls = [lambda a=a, s=s: validate_request(a, "queue_performance", s, START, START, NOW)
              for a, s in zip(apps, slugs, strict=True)]
-    for call in calls:
-        call()  # warm-up: connections, caches
-    times: list[list[float]] = [[], []]
-    for _ in range(repeat * 20):
-        for which, call in enumerate(calls):
-            t0 = time.perf_counter()
-            call()
-            times[which].append(time.perf_counter() - t0)
+    (at_small, _), (at_large, _) = medians_in_turns(calls, repeat * 20)  # warm-up first: connections, caches
     for app in apps:
         app.engine.dispose()
-    return statistics.median(times[0]), statistics.median(times[1])
+    return at_small, at_large
 
 
 # --- (e) --------------------------------------------------------------------------------------------

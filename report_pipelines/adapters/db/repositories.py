@@ -132,6 +132,13 @@ def _calls_query(ids: list[int], start: dt.datetime, end: dt.datetime,
             f"AND started_at < '{end.astimezone(UTC).isoformat()}'::timestamptz ORDER BY {order}")
 
 
+def _by_client(table: pa.Table, ids: list[int]):
+    """``(client id, its rows)`` for each of ``ids`` (ascending), from ``table`` ordered by client: slices, no copy."""
+    found = table.column("client_id").to_numpy()
+    bounds = np.searchsorted(found, np.asarray(ids, dtype=np.int64), side="left").tolist() + [table.num_rows]
+    return ((cid, table.slice(bounds[i], bounds[i + 1] - bounds[i])) for i, cid in enumerate(ids))
+
+
 #: The call ids the checks fingerprint, with their client.
 _CALL_IDS_SCHEMA = pa.schema([("client_id", pa.int64()), ("pbx_call_id", pa.string())])
 
@@ -291,15 +298,10 @@ class CallEventRepository:
         if not ids:
             return {}
         if self.engine.dialect.name == "postgresql":
-            sql = _calls_query(ids, start, end)
-            table = _ArrowReader.of(self.engine, open_for=expected_rows).read(sql, CALL_EVENT_SCHEMA)
-            if table is None:
-                table = self._copy_csv(sql, CALL_EVENT_SCHEMA)
+            table = self._copy(_calls_query(ids, start, end), CALL_EVENT_SCHEMA, expected_rows)
         else:
             table = self._calls_sqlite(ids, start, end)
-        found = table.column("client_id").to_numpy()
-        bounds = np.searchsorted(found, np.asarray(ids, dtype=np.int64), side="left").tolist() + [table.num_rows]
-        return {cid: table.slice(bounds[i], bounds[i + 1] - bounds[i]) for i, cid in enumerate(ids)}
+        return dict(_by_client(table, ids))
 
     def _calls_sqlite(self, ids: list[int], start: dt.datetime, end: dt.datetime) -> pa.Table:
         columns = ", ".join(CALL_EVENT_COLUMNS)
@@ -324,6 +326,12 @@ class CallEventRepository:
             else:
                 arrays.append(pa.array(column, type=field.type))
         return pa.Table.from_arrays(arrays, schema=CALL_EVENT_SCHEMA)
+
+    def _copy(self, sql: str, schema: pa.Schema, expected_rows: int) -> pa.Table:
+        """``sql``'s rows as Arrow ``schema``: on the process's ADBC connection if it is open (or this read is
+        expected to be big enough to open it), else by the CSV ``COPY``."""
+        table = _ArrowReader.of(self.engine, open_for=expected_rows).read(sql, schema)
+        return table if table is not None else self._copy_csv(sql, schema)
 
     def _copy_csv(self, sql: str, schema: pa.Schema) -> pa.Table:
         """``COPY (sql) TO STDOUT`` as CSV, read by Arrow's CSV reader into ``schema`` (its columns' order)."""
@@ -372,10 +380,8 @@ class CallEventRepository:
         if not ids:
             return {}
         if self.engine.dialect.name == "postgresql":
-            sql = _calls_query(ids, start, end, columns=_CALL_IDS_SCHEMA.names, order="client_id")
-            table = _ArrowReader.of(self.engine, open_for=expected_rows).read(sql, _CALL_IDS_SCHEMA)
-            if table is None:
-                table = self._copy_csv(sql, _CALL_IDS_SCHEMA)
+            table = self._copy(_calls_query(ids, start, end, columns=_CALL_IDS_SCHEMA.names, order="client_id"),
+                               _CALL_IDS_SCHEMA, expected_rows)
         else:
             query = select(CallEvent.client_id, CallEvent.pbx_call_id).where(
                 CallEvent.client_id.in_(ids), CallEvent.started_at >= start, CallEvent.started_at < end
@@ -384,11 +390,7 @@ class CallEventRepository:
                 rows = conn.execute(query).all()
             table = pa.table([pa.array([r[0] for r in rows], pa.int64()), pa.array([r[1] for r in rows], pa.string())],
                              schema=_CALL_IDS_SCHEMA)
-        found = table.column("client_id").to_numpy()
-        bounds = np.searchsorted(found, np.asarray(ids, dtype=np.int64), side="left").tolist() + [table.num_rows]
-        call_ids = table.column("pbx_call_id").combine_chunks()
-        return {cid: call_ids.slice(bounds[i], bounds[i + 1] - bounds[i]) for i, cid in enumerate(ids)
-                if bounds[i + 1] > bounds[i]}
+        return {cid: rows.column("pbx_call_id").combine_chunks() for cid, rows in _by_client(table, ids) if rows.num_rows}
 
     def day_sources(self, client_ids: Sequence[int], start: dt.datetime, end: dt.datetime) -> dict[int, SourceState]:
         """:meth:`day_source` of several clients of one zone-day, in one query (clients without calls absent)."""
