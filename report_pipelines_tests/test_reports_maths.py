@@ -363,7 +363,7 @@ def test_regroup_in_numpy_is_arrows_hash_aggregation_to_the_bit() -> None:
         queue = [None if x == 0 else f"q{x}" for x in rng.integers(0, 6, n)]
         wait_max = rng.random(n) * 300
         return pa.table({
-            "queue": pa.array(queue, pa.string()), "threshold": pa.array(rng.choice([20, 30], n), pa.int32()),
+            "queue": pa.array(queue, pa.string()), "threshold": pa.array(rng.choice([-5, 20, 30, 7], n), pa.int32()),
             "date": pa.array(dt.date(2024, 3, 1) + dt.timedelta(days=int(d)) for d in rng.integers(0, 3, n)),
             "offered": pa.array(rng.integers(0, 10**6, n), pa.int64()),
             "wait_sum": pa.array(rng.random(n) * 10.0 ** rng.integers(-3, 9, n)),
@@ -371,7 +371,7 @@ def test_regroup_in_numpy_is_arrows_hash_aggregation_to_the_bit() -> None:
 
     for trial in range(60):
         days = pa.concat_tables([day(int(rng.integers(1, 40))) for _ in range(int(rng.integers(1, 8)))])
-        keys = [["queue"], ["queue", "threshold"], ["date", "queue", "threshold"]][trial % 3]
+        keys = [["queue"], ["queue", "threshold"], ["date", "queue", "threshold"], ["threshold", "queue"]][trial % 4]
         rest = pa.schema([schema.field(k) for k in keys] + [f for f in schema if f.name not in {"queue", "threshold",
                                                                                                  "date"}])
         args = (rest, keys, ["offered", "wait_sum"], ["wait_max"], "days")
@@ -396,3 +396,26 @@ def test_regroup_in_numpy_is_arrows_hash_aggregation_to_the_bit() -> None:
     assert regroup(with_null_sum, *args).equals(_regroup_arrow(with_null_sum, *args))
     float_key = pa.table({"x": [0.5, float("nan"), 0.5], "offered": pa.array([1, 2, 3], pa.int64())})
     assert _regroup_numpy(float_key, float_key.schema, ["x"], ["offered"], [], None) is None
+
+
+def test_a_presented_frame_is_what_to_pandas_gives() -> None:
+    """``arrow_frame`` builds the presented DataFrame from the columns (numbers, text) instead of
+    ``to_pandas``; the dtypes, values, nulls and index are the same, the frame is writable, and a column
+    it cannot promise (an integer with a null, a date) takes ``to_pandas``."""
+    import numpy as np
+
+    from report_pipelines.domain.reports._maths import arrow_frame
+
+    plain = pa.table({"queue": pa.array(["sales", None, "ünïcode"]), "offered": pa.array([3, 0, 2], pa.int64()),
+                      "threshold": pa.array([20, 20, 30], pa.int32()), "wait_max": pa.array([1.5, None, 0.0]),
+                      "flag": pa.array([True, False, True])})
+    rates = {"answer_rate": np.array([0.5, np.nan, 1.0])}
+    expected = plain.to_pandas()
+    expected["answer_rate"] = rates["answer_rate"]
+    ours = arrow_frame(plain, extra=rates)
+    pd.testing.assert_frame_equal(ours, expected, check_exact=True)
+    assert list(ours.dtypes.astype(str)) == list(expected.dtypes.astype(str))
+    ours.loc[0, "offered"] = 7  # writable, as to_pandas' frame is
+    for other in (pa.table({"offered": pa.array([1, None], pa.int64())}),
+                  pa.table({"date": pa.array([dt.date(2024, 2, 29), None], pa.date32())})):
+        pd.testing.assert_frame_equal(arrow_frame(other), other.to_pandas())

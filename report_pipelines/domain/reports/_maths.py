@@ -49,14 +49,16 @@ def max_seconds(group: np.ndarray, mask: np.ndarray, micros: np.ndarray, groups:
 
 def conform_days(days: pa.Table, fields: Sequence[pa.Field]) -> pa.Table:
     """The columns ``fields`` of concatenated day tables, cast to their stored types."""
-    columns = []
+    columns, present = [], {name: i for i, name in enumerate(days.column_names)}
     for f in fields:
-        if f.name not in days.column_names:
+        if f.name not in present:
             raise InvalidInput("days", f"column {f.name!r} is missing from the day tables")
-        column = days.column(f.name)
-        if pa.types.is_dictionary(column.type):
-            column = column.cast(column.type.value_type)
-        columns.append(column.cast(f.type))
+        column = days.column(present[f.name])
+        if column.type != f.type:  # most are stored as they are read: no cast (a call each, per column)
+            if pa.types.is_dictionary(column.type):
+                column = column.cast(column.type.value_type)
+            column = column.cast(f.type)
+        columns.append(column)
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
@@ -108,7 +110,7 @@ def regroup(days: pa.Table, schema: pa.Schema, keys: Sequence[str], sums: Sequen
     Returns ``schema`` (keys first), sorted by ``keys`` with nulls last.
     """
     stored = [schema.field(n) for n in (*keys, *sums, *maxima) if n != counted]
-    table = conform_days(days, stored)
+    table = conform_days(days, stored).combine_chunks()  # a period's rows are few: one chunk per column
     grouped = _regroup_numpy(table, schema, keys, sums, maxima, counted)
     return grouped if grouped is not None else _regroup_arrow(table, schema, keys, sums, maxima, counted)
 
@@ -154,14 +156,20 @@ def _regroup_numpy(table: pa.Table, schema: pa.Schema, keys: Sequence[str], sums
     if any(not (pa.types.is_integer(columns[name].type) or pa.types.is_floating(columns[name].type))
            for name in (*sums, *maxima) if name != counted):
         return None
-    composite = np.zeros(n, dtype=np.int64)
-    for key in keys:
-        code, values = group_codes(table.column(key))
-        # dense again after each key: the composite stays below n * len(values) <= n**2
-        _, composite = np.unique(composite * len(values) + code, return_inverse=True)
+    composite: np.ndarray | None = None
+    for i, key in enumerate(keys):
+        code, size = _key_codes(table.column(key))
+        if composite is None:
+            composite = code  # dense already
+            continue
+        composite = composite * size + code
+        if i < len(keys) - 1:  # dense again before the next key: the composite stays below n * size <= n**2
+            _, composite = np.unique(composite, return_inverse=True)
     _, first, group = np.unique(composite, return_index=True, return_inverse=True)
     groups = len(first)
-    out: dict[str, pa.Array | pa.ChunkedArray] = {k: table.column(k).take(pa.array(first)) for k in keys}
+    types = {f.name: f.type for f in schema}
+    taken = pa.array(first)
+    out: dict[str, pa.Array | pa.ChunkedArray] = {k: table.column(k).take(taken) for k in keys}
     for name in sums:
         if name == counted:
             continue
@@ -171,7 +179,7 @@ def _regroup_numpy(table: pa.Table, schema: pa.Schema, keys: Sequence[str], sums
             np.add.at(total, group, values.astype(np.int64, copy=False))  # exact, whatever the size
         else:
             total = np.bincount(group, weights=values.astype(np.float64, copy=False), minlength=groups)
-        out[name] = pa.array(total)
+        out[name] = pa.array(total, type=types[name])
     for name in maxima:
         column = columns[name]
         valid = (np.ones(n, dtype=bool) if column.null_count == 0
@@ -187,10 +195,22 @@ def _regroup_numpy(table: pa.Table, schema: pa.Schema, keys: Sequence[str], sums
             best = np.full(groups, np.iinfo(np.int64).min, dtype=np.int64)
         np.maximum.at(best, group[valid], values[valid])
         empty = np.bincount(group[valid], minlength=groups) == 0
-        out[name] = pa.array(np.where(empty, 0, best), mask=empty)
+        out[name] = pa.array(np.where(empty, 0, best), mask=empty, type=types[name])
     if counted is not None:
-        out[counted] = pa.array(np.bincount(group, minlength=groups).astype(np.int64))
-    return pa.Table.from_arrays([out[f.name].cast(f.type) for f in schema], schema=schema)
+        out[counted] = pa.array(np.bincount(group, minlength=groups).astype(np.int64), type=types[counted])
+    return pa.Table.from_arrays([out[f.name] if out[f.name].type == f.type else out[f.name].cast(f.type)
+                                 for f in schema], schema=schema)
+
+
+def _key_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
+    """``(dense code per row, number of values)``, the codes ranking the values as ``sort_indices``
+    does (nulls last): :func:`group_codes`, or ``np.unique`` straight away for integers without nulls
+    (no dictionary to build and sort)."""
+    if pa.types.is_integer(column.type) and column.null_count == 0:
+        values, code = np.unique(column.to_numpy(), return_inverse=True)
+        return code, len(values)
+    code, values = group_codes(column)
+    return code, len(values)
 
 
 def ratio(numerator: pd.Series | np.ndarray, denominator: pd.Series | np.ndarray) -> np.ndarray:
@@ -201,6 +221,32 @@ def ratio(numerator: pd.Series | np.ndarray, denominator: pd.Series | np.ndarray
     ok = np.isfinite(den) & (den != 0)
     np.divide(num, den, out=out, where=ok)
     return out
+
+
+def arrow_frame(table: pa.Table, extra: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """``table.to_pandas()`` (with the float64 columns ``extra`` after its own), built from the columns
+    directly when every one converts as ``to_pandas`` would convert it: numbers, booleans without nulls
+    and text (a few hundred rows: ``to_pandas``' pandas-metadata handling was half of presenting a
+    period); any other column type takes ``to_pandas`` itself."""
+    def plain(t: pa.DataType, nulls: int) -> bool:
+        return (pa.types.is_floating(t) or (nulls == 0 and (pa.types.is_integer(t) or pa.types.is_boolean(t)))
+                or pa.types.is_string(t) or pa.types.is_large_string(t))
+
+    names = table.column_names
+    if (table.schema.metadata or len(set(names)) < len(names)
+            or not all(plain(c.type, c.null_count) for c in table.columns)):
+        frame = table.to_pandas()
+        for name, values in (extra or {}).items():
+            frame[name] = np.asarray(values, dtype=np.float64)
+        return frame
+    data: dict[str, object] = {}
+    for name, column in zip(names, table.columns, strict=True):
+        t = column.type
+        data[name] = (column.to_pandas() if pa.types.is_string(t) or pa.types.is_large_string(t)
+                      else column.to_numpy(zero_copy_only=False))
+    for name, values in (extra or {}).items():
+        data[name] = np.asarray(values, dtype=np.float64)
+    return pd.DataFrame(data)  # copied into its blocks, writable, as to_pandas gives them
 
 
 def inbound_rates(frame: pd.DataFrame | pa.Table) -> pd.DataFrame:
@@ -235,8 +281,7 @@ def inbound_rates(frame: pd.DataFrame | pa.Table) -> pd.DataFrame:
     }
     if isinstance(frame, pa.Table):
         kept = [name for name in frame.column_names if name not in rates]
-        return pa.Table.from_arrays([*frame.select(kept).columns, *(pa.array(v, type=pa.float64()) for v in rates.values())],
-                                    names=[*kept, *rates]).to_pandas()
+        return arrow_frame(frame.select(kept), extra=rates)
     kept = frame.drop(columns=[name for name in rates if name in frame.columns])
     frame = pd.concat([kept, pd.DataFrame(rates, index=frame.index)], axis=1)  # one copy, not one per column
     return frame
