@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 from decimal import Decimal
 
@@ -137,7 +138,8 @@ class CacheEntry(Base):
     run_id: Mapped[str | None] = mapped_column(String(64))
     #: A summary report's day table itself (Arrow IPC, at most ``DAY_TABLE_MAX_BYTES``), written with the
     #: row: a period summary reads its days from one indexed query instead of one file each.
-    day_table: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
+    #: (``builtins.bytes``: in this class ``bytes`` is the column above)
+    day_table: Mapped[builtins.bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
 
 
 class ReportSchedule(Base):
