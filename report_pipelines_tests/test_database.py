@@ -9,8 +9,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.orm import Session
 
-from report_pipelines.adapters.db import engine as engine_module
 from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA, load_call_events
+from report_pipelines.adapters.db import engine as engine_module
 from report_pipelines.adapters.db.engine import make_engine, make_read_engine
 from report_pipelines.adapters.db.migrate import current_revision, downgrade, head_revision, upgrade
 from report_pipelines.adapters.db.models import Base, CallEvent
