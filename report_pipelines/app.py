@@ -8,8 +8,6 @@ reads the environment: :func:`bootstrap` is the one caller of :meth:`Settings.fr
 The pieces are made on first use, so a command that only validates its input opens no connection:
 
 * ``engine``: the app database (SQLAlchemy, one pool per App);
-* ``read_engine``: the same database for reads without a transaction (a second pool, in autocommit,
-  on PostgreSQL);
 * ``store``: the Parquet report store;
 * ``mailer``: SMTP when a host is configured, else the local outbox;
 * ``locks``: the client-day locks (PostgreSQL advisory locks, or file locks beside a SQLite database);
@@ -82,17 +80,6 @@ class App:
             return make_engine(self.settings.database_url)
 
     @cached_property
-    def read_engine(self) -> Engine:
-        """The engine for a request's transaction-free reads (:func:`~report_pipelines.adapters.db.engine.make_read_engine`):
-        a pool of its own in autocommit on PostgreSQL, the app's engine on SQLite."""
-        from report_pipelines.adapters.db.engine import make_read_engine
-
-        if self.engine.dialect.name != "postgresql":
-            return self.engine
-        with self._lock:
-            return make_read_engine(self.settings.database_url)
-
-    @cached_property
     def store(self) -> ParquetReportStore:
         from report_pipelines.adapters.report_store import ParquetReportStore
 
@@ -113,10 +100,9 @@ class App:
     def dispose(self) -> None:
         """Close the database pool (a worker process that ends, a test that is done)."""
         engine = self.__dict__.pop("engine", None)
-        reads = self.__dict__.pop("read_engine", None)
         self.__dict__.pop("locks", None)
-        for pool in {id(e): e for e in (engine, reads) if e is not None}.values():
-            pool.dispose()
+        if engine is not None:
+            engine.dispose()
 
     def __repr__(self) -> str:
         return f"App(database={self.settings.database_url.split('@')[-1]!r}, store={self.settings.store_root!r})"

@@ -6,19 +6,16 @@ import pyarrow as pa
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session
 
 from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA, load_call_events
-from report_pipelines.adapters.db import engine as engine_module
-from report_pipelines.adapters.db.engine import make_engine, make_read_engine
+from report_pipelines.adapters.db.engine import make_engine
 from report_pipelines.adapters.db.migrate import current_revision, downgrade, head_revision, upgrade
 from report_pipelines.adapters.db.models import Base, CallEvent
 from report_pipelines.adapters.db.repositories import CallEventRepository
-from report_pipelines.app import App
 from report_pipelines.domain.errors import Conflict, InvalidInput
 from report_pipelines.services.clients import add_client, list_clients
-from report_pipelines.settings import Settings
 
 UTC = dt.UTC
 
@@ -157,65 +154,3 @@ def test_a_new_client_is_stamped_with_the_applications_clock(engine: Engine) -> 
     with engine.connect() as conn:
         stamps = conn.execute(select(Client.created_at, Client.updated_at).where(Client.id == east.id)).one()
     assert tuple(s.astimezone(UTC) for s in stamps) == (pinned, pinned)
-
-
-# --- the pools: a ping only after idle time, and the reads' autocommit pool ------------------------------
-def _backend_pid(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
-
-
-def test_a_connection_used_a_moment_ago_is_not_pinged_and_an_idle_one_is(pg_url: str, monkeypatch) -> None:
-    engine = make_engine(pg_url)
-    pings: list[object] = []
-    real_ping = engine.dialect.do_ping
-    monkeypatch.setattr(engine.dialect, "do_ping", lambda c: pings.append(c) or real_ping(c))
-    try:
-        first = _backend_pid(engine)  # a new connection: it has just answered the connect
-        assert [_backend_pid(engine) for _ in range(5)] == [first] * 5 and pings == []  # reused, not pinged
-        monkeypatch.setattr(engine_module, "IDLE_PING_S", 0.0)  # every connection counts as idle
-        assert _backend_pid(engine) == first and len(pings) == 1
-    finally:
-        engine.dispose()
-
-
-@pytest.mark.parametrize("reads", [False, True], ids=["app engine", "read engine"])
-def test_an_idle_connection_the_server_dropped_is_replaced_before_anyone_uses_it(pg_url: str, monkeypatch,
-                                                                                 reads: bool) -> None:
-    engine = make_read_engine(pg_url) if reads else make_engine(pg_url)
-    admin = make_engine(pg_url)
-    try:
-        dropped = _backend_pid(engine)
-        with admin.connect() as conn:
-            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dropped}).scalar_one()
-        monkeypatch.setattr(engine_module, "IDLE_PING_S", 0.0)
-        replaced = _backend_pid(engine)  # no error: the ping found it dead, the pool reconnected
-        assert replaced != dropped
-    finally:
-        engine.dispose()
-        admin.dispose()
-
-
-def test_the_read_engine_runs_without_a_transaction_and_sees_what_is_committed(pg_url: str, tmp_path) -> None:
-    app = App(Settings(data_dir=tmp_path, database_url=pg_url, store_root=str(tmp_path / "reports")))
-    upgrade(app.engine)
-    with app.read_engine.connect() as conn:
-        assert conn.connection.dbapi_connection.autocommit is True
-        assert conn.execute(text("SELECT count(*) FROM clients")).scalar_one() == 0
-        add_client(app.engine, "acme", "Acme", "Europe/Lisbon")  # committed by the app's engine meanwhile
-        assert conn.execute(text("SELECT slug FROM clients")).scalars().all() == ["acme"]  # no old snapshot
-        state = conn.execute(text("SELECT state FROM pg_stat_activity WHERE pid = pg_backend_pid()")).scalar_one()
-        assert state == "active"  # not "idle in transaction" between statements: there is none
-    assert app.read_engine is not app.engine
-    app.dispose()
-    with make_engine(pg_url).connect() as conn:
-        others = conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                   "AND backend_type = 'client backend' AND pid <> pg_backend_pid()")).scalar_one()
-    assert others == 0  # dispose closed both pools
-
-
-def test_with_sqlite_the_reads_use_the_apps_engine(tmp_path) -> None:
-    app = App(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'app.sqlite3'}",
-                       store_root=str(tmp_path / "reports")))
-    assert app.read_engine is app.engine
-    app.dispose()

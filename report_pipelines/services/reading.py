@@ -107,7 +107,7 @@ def open_request(app: App, report: str, client: str | int, start: dt.date | str,
     """:func:`validate_request` (then ``check``, a front door's own rules) and the manifest's day tables of
     the request's closed days, on one connection: a cached summary's whole database part is one checkout
     and two indexed statements. Pass the tables to :func:`prepare_period` (``kept``)."""
-    with app.read_engine.connect() as conn:  # autocommit on PostgreSQL: no BEGIN, no ROLLBACK
+    with app.engine.connect() as conn:
         request = validate_request(app, report, client, start, end, now, conn=conn)
         if check is not None:
             check(request)

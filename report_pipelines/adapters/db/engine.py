@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from functools import lru_cache
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from report_pipelines.settings import normalise_database_url
@@ -33,48 +32,8 @@ def make_engine(url: str, **kwargs) -> Engine:
             cursor.close()
 
         return engine
-    engine = create_engine(url, **kwargs)
-    if not kwargs.get("pool_pre_ping"):
-        _ping_after_idle(engine)
-    return engine
-
-
-def make_read_engine(url: str) -> Engine:
-    """An engine for reads that need no transaction (a request's validation and its day tables): its own
-    pool of connections in autocommit, so a checkout costs no ``BEGIN`` and its return no ``ROLLBACK``
-    (two of a cached summary's four round trips). Each statement still sees one committed snapshot, as in
-    a read-committed transaction. SQLite has no such cost: the app's engine is used there."""
-    return make_engine(url, isolation_level="AUTOCOMMIT")
-
-
-#: A pooled PostgreSQL connection idle for longer is pinged before it is handed out.
-IDLE_PING_S = 1.0
-
-
-def _ping_after_idle(engine: Engine) -> None:
-    """``pool_pre_ping`` for connections that were idle: one that was returned less than
-    :data:`IDLE_PING_S` ago has just answered, and the ping's round trip is a third of a small read; an
-    older one (the server may have restarted, a proxy dropped it) is pinged, and a dead one replaced
-    before anyone sees it. A connection that dies within that second fails its statement, as it could
-    between a ping and the statement."""
-
-    @event.listens_for(engine, "checkin")
-    def _returned(_dbapi_connection, record) -> None:
-        record.info["returned_at"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _check(dbapi_connection, record, _proxy) -> None:
-        returned = record.info.get("returned_at")
-        if returned is None or time.monotonic() - returned < IDLE_PING_S:
-            return  # new (it has just connected), or used a moment ago
-        try:
-            alive = engine.dialect.do_ping(dbapi_connection)
-        except engine.dialect.loaded_dbapi.Error as error:
-            if not engine.dialect.is_disconnect(error, dbapi_connection, None):
-                raise
-            alive = False
-        if not alive:  # as pool_pre_ping: the connections older than this one are replaced too, when checked out
-            raise exc.InvalidatePoolError("a pooled connection did not answer its ping")
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
 
 
 @lru_cache(maxsize=16)
