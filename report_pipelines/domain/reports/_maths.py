@@ -198,8 +198,7 @@ def _regroup_numpy(table: pa.Table, schema: pa.Schema, keys: Sequence[str], sums
         out[name] = pa.array(np.where(empty, 0, best), mask=empty, type=types[name])
     if counted is not None:
         out[counted] = pa.array(np.bincount(group, minlength=groups).astype(np.int64), type=types[counted])
-    return pa.Table.from_arrays([out[f.name] if out[f.name].type == f.type else out[f.name].cast(f.type)
-                                 for f in schema], schema=schema)
+    return pa.Table.from_arrays([out[f.name] for f in schema], schema=schema)  # every column built as its type
 
 
 def _key_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
