@@ -1,16 +1,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pyarrow as pa
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.orm import Session
 
+from report_pipelines.adapters.db import engine as engine_module
 from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA, load_call_events
-from report_pipelines.adapters.db.engine import make_engine
+from report_pipelines.adapters.db.engine import make_engine, transaction_free
 from report_pipelines.adapters.db.migrate import current_revision, downgrade, head_revision, upgrade
 from report_pipelines.adapters.db.models import Base, CallEvent
 from report_pipelines.adapters.db.repositories import CallEventRepository
@@ -154,3 +156,78 @@ def test_a_new_client_is_stamped_with_the_applications_clock(engine: Engine) -> 
     with engine.connect() as conn:
         stamps = conn.execute(select(Client.created_at, Client.updated_at).where(Client.id == east.id)).one()
     assert tuple(s.astimezone(UTC) for s in stamps) == (pinned, pinned)
+
+
+# --- the pool: a ping only after idle time; reads without a transaction -----------------------------------
+def _backend_pid(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+
+def test_a_connection_used_a_moment_ago_is_not_pinged_and_an_idle_one_is(pg_url: str, monkeypatch) -> None:
+    engine = make_engine(pg_url)
+    pings: list[object] = []
+    real_ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda c: pings.append(c) or real_ping(c))
+    try:
+        first = _backend_pid(engine)  # a new connection: it has just answered the connect
+        assert [_backend_pid(engine) for _ in range(5)] == [first] * 5 and pings == []  # reused, not pinged
+        monkeypatch.setattr(engine_module, "IDLE_PING_S", 0.0)  # every connection counts as idle
+        assert _backend_pid(engine) == first and len(pings) == 1
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("reads", [False, True], ids=["in a transaction", "transaction-free"])
+def test_an_idle_connection_the_server_dropped_is_replaced_before_anyone_uses_it(pg_url: str, monkeypatch,
+                                                                                 reads: bool) -> None:
+    engine, admin = make_engine(pg_url), make_engine(pg_url)
+    try:
+        dropped = _backend_pid(engine)
+        with admin.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dropped}).scalar_one()
+        monkeypatch.setattr(engine_module, "IDLE_PING_S", 0.0)
+        if reads:  # no error: the ping found it dead, the pool reconnected
+            with transaction_free(engine) as conn:
+                replaced = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        else:
+            replaced = _backend_pid(engine)
+        assert replaced != dropped
+    finally:
+        engine.dispose()
+        admin.dispose()
+
+
+def _in_transaction_block(conn) -> bool:
+    """Whether the statement runs inside a transaction begun earlier: only then is the transaction's start
+    (``now()``) before the statement's (the pause makes them apart by more than the clock's microsecond)."""
+    time.sleep(0.002)
+    return conn.execute(text("SELECT now() < statement_timestamp()")).scalar_one()
+
+
+def test_transaction_free_reads_have_no_transaction_see_each_commit_and_hand_back_a_normal_connection(
+        pg_engine: Engine, pg_url: str) -> None:
+    engine = make_engine(pg_url, pool_size=1, max_overflow=0)  # one connection: the next checkout is the same
+    try:
+        with transaction_free(engine) as conn:
+            driver = conn.connection.dbapi_connection
+            assert conn.execute(text("SELECT count(*) FROM clients")).scalar_one() == 0
+            add_client(pg_engine, "acme", "Acme", "Europe/Lisbon")  # committed on another connection meanwhile
+            assert conn.execute(text("SELECT slug FROM clients")).scalars().all() == ["acme"]  # no old snapshot
+            assert not _in_transaction_block(conn)
+            assert driver.get_transaction_status() == 0  # idle between statements, not "idle in transaction"
+        assert driver.autocommit is False  # back in the pool as any other connection
+        with engine.connect() as conn:
+            assert conn.connection.dbapi_connection is driver
+            conn.execute(text("SELECT 1"))
+            assert _in_transaction_block(conn)  # transactions as usual
+            conn.execute(text("UPDATE clients SET name = 'Changed'"))
+            conn.rollback()
+        assert list_clients(pg_engine)[0].name == "Acme"  # the rollback undid the update: it was a transaction
+    finally:
+        engine.dispose()
+
+
+def test_with_sqlite_transaction_free_is_a_plain_connection(sqlite_engine: Engine) -> None:
+    with transaction_free(sqlite_engine) as conn:
+        assert conn.execute(text("SELECT count(*) FROM clients")).scalar_one() == 0

@@ -158,12 +158,17 @@ def test_a_cached_summary_is_one_connection_and_two_statements(engine: Engine, t
     checkouts: list[object] = []
     event.listen(seeded.app.engine, "checkout", lambda *args: checkouts.append(args[1]))
     statements = _statements(seeded.app.engine)
+    autocommit: list[bool] = []  # the driver's flag at each statement: no BEGIN before them on PostgreSQL
+    event.listen(seeded.app.engine, "before_cursor_execute",
+                 lambda conn, *_: autocommit.append(getattr(conn.connection.dbapi_connection, "autocommit", None)))
     opened: list[str] = []
     original = seeded.app.store.read_days
     seeded.app.store.read_days = lambda *a, **k: opened.append(a[0]) or original(*a, **k)
     summary = reading.summarize_report("queue_performance", ny.slug, SMALL.start, SMALL.end, app=seeded.app, now=NOW)
-    ours = [s for s in statements if s.strip().lower() != "select 1"]  # the pool's pre-ping aside
+    ours = [s for s in statements if s.strip().lower() != "select 1"]  # a ping after idle time aside
     assert len(checkouts) == 1
+    if engine.dialect.name == "postgresql":
+        assert autocommit == [True] * len(statements)
     assert len(ours) == 2 and "client_products" in ours[0] and "cache_manifest" in ours[1], ours
     assert not [s for s in ours if "call_events" in s]
     assert not opened and len(summary) > 0

@@ -21,6 +21,7 @@ import pyarrow as pa
 from sqlalchemy import Connection
 
 from report_pipelines.adapters.db.cdr_imports import CallEventChanges
+from report_pipelines.adapters.db.engine import transaction_free
 from report_pipelines.adapters.db.repositories import CacheManifestRepository, CallEventRepository
 from report_pipelines.app import App, default_app
 from report_pipelines.domain.clients import ClientRecord
@@ -106,8 +107,9 @@ def open_request(app: App, report: str, client: str | int, start: dt.date | str,
                  ) -> tuple[PeriodRequest, dict[dt.date, bytes | None]]:
     """:func:`validate_request` (then ``check``, a front door's own rules) and the manifest's day tables of
     the request's closed days, on one connection: a cached summary's whole database part is one checkout
-    and two indexed statements. Pass the tables to :func:`prepare_period` (``kept``)."""
-    with app.engine.connect() as conn:
+    and two indexed statements, without a transaction around them. Pass the tables to :func:`prepare_period`
+    (``kept``)."""
+    with transaction_free(app.engine) as conn:
         request = validate_request(app, report, client, start, end, now, conn=conn)
         if check is not None:
             check(request)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
 from report_pipelines.settings import normalise_database_url
@@ -32,8 +35,63 @@ def make_engine(url: str, **kwargs) -> Engine:
             cursor.close()
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_after_idle(engine)
+    return engine
+
+
+#: A pooled PostgreSQL connection idle for longer is pinged before it is handed out.
+IDLE_PING_S = 1.0
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """``pool_pre_ping`` for connections that were idle: one that was returned less than
+    :data:`IDLE_PING_S` ago has just answered, and the ping's round trip is a fifth of a small read; an
+    older one (the server may have restarted, a proxy dropped it) is pinged, and a dead one replaced
+    before anyone sees it. A connection that dies within that second fails its statement, as it could
+    between a ping and the statement."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection, record) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_connection, record, _proxy) -> None:
+        returned = record.info.get("returned_at")
+        if returned is None or time.monotonic() - returned < IDLE_PING_S:
+            return  # new (it has just connected), or used a moment ago
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            if not engine.dialect.is_disconnect(error, dbapi_connection, None):
+                raise
+            alive = False
+        if not alive:  # as pool_pre_ping: the connections older than this one are replaced too, when checked out
+            raise exc.InvalidatePoolError("a pooled connection did not answer its ping")
+
+
+@contextmanager
+def transaction_free(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection for statements that need no transaction together (a request's validation and
+    its day tables: each statement sees one committed snapshot, as in read committed). On PostgreSQL the
+    driver's connection is switched to autocommit for the duration, a client-side flag: no ``BEGIN``
+    before the first statement and nothing to roll back when it returns to the pool (two of a cached
+    summary's four round trips), on the app's own pool, so no second pool of connections. Do not write
+    through it: each statement would commit on its own."""
+    with engine.connect() as conn:
+        if engine.dialect.name != "postgresql":
+            yield conn
+            return
+        driver = conn.connection.dbapi_connection
+        driver.autocommit = True
+        try:
+            yield conn
+        finally:
+            try:  # back as the pool hands connections out; no transaction is open, so this sends nothing
+                driver.autocommit = False
+            except engine.dialect.loaded_dbapi.Error:
+                conn.invalidate()  # a connection that died meanwhile is not returned to the pool
 
 
 @lru_cache(maxsize=16)
