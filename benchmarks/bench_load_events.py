@@ -7,6 +7,9 @@ Prints generation and loading throughput (events/s) and, measured in this same r
    rows into the full table, then the same tenth again with ``on_conflict="ignore"`` (nothing new);
    the rows each path stored compared (count and an order-independent hash of every column), the
    constraints checked after (every index and constraint valid, a foreign-key violation refused);
+   with ``--collations``, each loader also into the table whose call id has the database's own
+   collation (the schema before migration 0012; "C" since), in the same turns, so the loader before
+   on the schema before is measured against today's loader on today's schema;
 2. the CSV COPY over (a) SQLAlchemy 2.0's ORM bulk INSERT (``session.execute(insert(CallEvent), dicts)``)
    and (b) the classic unit of work (``session.add_all(objects)``) into the empty table. Use
    ``--orm-rows`` to time the ORM paths on a prefix of the rows only (their rate is then compared,
@@ -37,6 +40,7 @@ from report_pipelines.adapters.db.migrate import upgrade
 from report_pipelines.adapters.db.models import CALL_EVENT_COLUMNS, CallEvent
 from report_pipelines.adapters.db.repositories import ClientRepository
 from report_pipelines.adapters.sources.synthetic import CallGenerator, GeneratorConfig, plan_clients
+from report_pipelines.domain.calls import MAX_TEXT
 from report_pipelines.domain.clients import ClientSpec
 
 WEEKDAY_MEAN = 0.79  # mean of the generator's weekday factors
@@ -91,9 +95,11 @@ def main() -> None:
     parser.add_argument("--orm-rows", type=int, default=None, help="time the ORM paths on this many rows only")
     parser.add_argument("--repeat", type=int, default=2, help="loads into the empty table per path, in turns")
     parser.add_argument("--smoke", action="store_true", help="20,000 events: seconds, not minutes")
+    parser.add_argument("--collations", action="store_true",
+                        help="also load into the schema before 0012 (the call id in the database's collation)")
     args = parser.parse_args()
     if args.smoke:
-        args.events, args.clients, args.days, args.repeat = 20_000, 4, 5, 1
+        args.events, args.clients, args.days, args.repeat, args.collations = 20_000, 4, 5, 1, True
         args.orm_rows = min(args.orm_rows or 5_000, 5_000)
 
     config = config_for(args.events, args.clients, args.days)
@@ -124,24 +130,41 @@ def main() -> None:
             return t.seconds, inserted
 
         strategy = "indexes and foreign key rebuilt" if n >= bulk.REBUILD_MIN_ROWS else "incremental"
+
+        def collate(collation: str) -> None:
+            """The call id's collation (on the empty table: the unique key's index rebuilt empty)."""
+            with engine.begin() as conn:
+                conn.execute(text(f'ALTER TABLE call_events ALTER COLUMN pbx_call_id TYPE varchar({MAX_TEXT})'
+                                  f' COLLATE "{collation}"'))
+
         # In turns, each path the best of --repeat loads (the machine is shared: the least disturbed run)
-        csv_times, binary_times = [], []
+        schemas = ["default", "C"] if args.collations else ["C"]
+        times: dict[tuple[str, str], list[float]] = {(p, c): [] for p in ("csv", "binary") for c in schemas}
+        stored: dict[tuple[str, str], tuple[int, int]] = {}
         for attempt in range(args.repeat):
-            if attempt:
-                truncate()
-            csv_times.append(timed(load_call_events_csv, table)[0])
-            csv_rows = fingerprint(engine)
-            truncate()
-            binary_times.append(timed(load_call_events, table)[0])
-            binary_rows = fingerprint(engine)
-        csv_s, binary_s = min(csv_times), min(binary_times)
+            for collation in schemas:
+                for path, load in (("csv", load_call_events_csv), ("binary", load_call_events)):
+                    if attempt or stored:
+                        truncate()
+                    if args.collations:
+                        collate(collation)
+                    times[path, collation].append(timed(load, table)[0])
+                    stored[path, collation] = fingerprint(engine)
+        best = {key: min(values) for key, values in times.items()}
+        csv_s, binary_s = best["csv", "C"], best["binary", "C"]
+        csv_rows, binary_rows = stored["csv", "C"], stored["binary", "C"]
         if args.repeat > 1:
-            print("empty table, in turns (s): CSV " + ", ".join(f"{t:.2f}" for t in csv_times)
-                  + "; BINARY " + ", ".join(f"{t:.2f}" for t in binary_times))
+            print("empty table, in turns (s): " + "; ".join(
+                f"{path.upper()}{'' if len(schemas) == 1 else ' ' + collation} " + ", ".join(f"{t:.2f}" for t in values)
+                for (path, collation), values in times.items()))
         copy_rate = n / csv_s
         print(f"empty table, CSV COPY (before):    {n:>10,} rows in {csv_s:7.2f} s = {n / csv_s:>10,.0f} events/s")
         print(f"empty table, COPY BINARY (ADBC):   {n:>10,} rows in {binary_s:7.2f} s = {n / binary_s:>10,.0f} events/s"
               f"  ({strategy})")
+        if args.collations:
+            for path in ("csv", "binary"):
+                print(f"  {path.upper():6} call id in the database's collation: {best[path, 'default']:7.2f} s,"
+                      f' in "C": {best[path, "C"]:7.2f} s = {best[path, "default"] / best[path, "C"]:.2f}x')
 
         tenth = min(n, max(n // 10, bulk.BINARY_MIN_ROWS))
         more = {name: renamed(table.slice(0, tenth), name) for name in ("csv", "binary")}
@@ -160,6 +183,7 @@ def main() -> None:
         invalid = sorted(name for name, valid in constraints.items() if not valid)
         checks = {
             "same rows stored by both paths (count, hash of every column)": csv_rows == binary_rows and csv_rows[0] == n,
+            "same rows stored whatever the call id's collation": len(set(stored.values())) == 1,
             "same counts returned": (csv_more, csv_again) == (binary_more, binary_again) == (tenth, 0),
             f"{len(constraints)} indexes and constraints valid{': not ' + ', '.join(invalid) if invalid else ''}":
                 not invalid and {"uq_call_events_client_call", "fk_call_events_client_id_clients"} <= set(constraints),
@@ -194,6 +218,9 @@ def main() -> None:
         engine.dispose()
 
     print(f"ratio COPY BINARY / CSV COPY, empty table:   {csv_s / binary_s:6.2f}x  (same rows; issue 14's target 2.5x)")
+    if args.collations:
+        print(f"ratio COPY BINARY on today's schema / CSV COPY on the schema before 0012: "
+              f"{best['csv', 'default'] / binary_s:6.2f}x  (issue 14's target 2.5x: today's loader against the one before)")
     print(f"ratio COPY BINARY / CSV COPY, full table:    {csv_more_s / binary_more_s:6.2f}x  (a tenth more rows)")
     print(f"ratio COPY BINARY / CSV COPY, ignore again:  {csv_again_s / binary_again_s:6.2f}x  (nothing new)")
     basis = "same rows" if m == n else f"rates; ORM timed on the first {m:,} rows"

