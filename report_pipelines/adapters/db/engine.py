@@ -47,7 +47,7 @@ IDLE_PING_S = 1.0
 
 def _ping_after_idle(engine: Engine) -> None:
     """``pool_pre_ping`` for connections that were idle: one that was returned less than
-    :data:`IDLE_PING_S` ago has just answered, and the ping's round trip is a fifth of a small read; an
+    :data:`IDLE_PING_S` ago has just answered, so its ping would be a round trip for nothing; an
     older one (the server may have restarted, a proxy dropped it) is pinged, and a dead one replaced
     before anyone sees it. A connection that dies within that second fails its statement, as it could
     between a ping and the statement."""
@@ -76,8 +76,8 @@ def transaction_free(engine: Engine) -> Iterator[Connection]:
     """A pooled connection for statements that need no transaction together (a request's validation and
     its day tables: each statement sees one committed snapshot, as in read committed). On PostgreSQL the
     driver's connection is switched to autocommit for the duration, a client-side flag: no ``BEGIN``
-    before the first statement and nothing to roll back when it returns to the pool (two of a cached
-    summary's four round trips), on the app's own pool, so no second pool of connections. Do not write
+    before the first statement and nothing to roll back when it returns to the pool (with the ping
+    after idle time, a cached summary's read is 2 round trips instead of 5), on the app's own pool, so no second pool of connections. Do not write
     through it: each statement would commit on its own."""
     with engine.connect() as conn:
         if engine.dialect.name != "postgresql":
