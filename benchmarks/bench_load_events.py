@@ -141,10 +141,10 @@ def main() -> None:
         schemas = ["default", "C"] if args.collations else ["C"]
         times: dict[tuple[str, str], list[float]] = {(p, c): [] for p in ("csv", "binary") for c in schemas}
         stored: dict[tuple[str, str], tuple[int, int]] = {}
-        for attempt in range(args.repeat):
+        for _ in range(args.repeat):
             for collation in schemas:
                 for path, load in (("csv", load_call_events_csv), ("binary", load_call_events)):
-                    if attempt or stored:
+                    if stored:  # every load after the first starts from an empty table
                         truncate()
                     if args.collations:
                         collate(collation)

@@ -39,10 +39,10 @@ def main() -> None:
     parser.add_argument("--storm", type=float, default=300.0, help="seconds of SIGKILLs")
     parser.add_argument("--kill-every", type=float, nargs=2, default=(0.4, 1.6), metavar=("MIN", "MAX"))
     parser.add_argument("--seed", type=int, default=9)
-    parser.add_argument("--smoke", action="store_true", help="30 schedules, a 15-second storm")
+    parser.add_argument("--smoke", action="store_true", help="20 schedules, a 6-second storm")
     args = parser.parse_args()
     if args.smoke:
-        args.schedules, args.storm = 30, 15.0
+        args.schedules, args.storm = 20, 6.0
     with scratch_postgres("rp_soak_sched") as url, tempfile.TemporaryDirectory(prefix="rp_soak_") as workdir:
         engine = make_engine(url)
         try:
