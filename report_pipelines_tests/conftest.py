@@ -14,12 +14,13 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from report_pipelines.adapters.db.engine import make_engine
@@ -27,6 +28,26 @@ from report_pipelines.adapters.db.migrate import upgrade
 from report_pipelines_tests.s3_support import s3_server, use_test_credentials  # noqa: F401  (fixture)
 
 use_test_credentials()
+
+#: Engines that connected during the running test (the fixtures', the code's own: an ``App``'s pool, a
+#: Dagster resource's process-wide ``app_for`` pool, their ADBC connections).
+_engines_used: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@event.listens_for(Engine, "engine_connect")
+def _note_engine(connection) -> None:
+    _engines_used.add(connection.engine)
+
+
+@pytest.fixture(autouse=True)
+def _close_idle_connections() -> Iterator[None]:
+    """Every pool a test used is disposed when it ends: its idle connections closed (a disposed engine
+    opens new ones if used again). Without this, each test's pools stay open until collected, or for
+    good in process-wide caches, and the suite reached 97 of the server's 100 connections."""
+    yield
+    for engine in list(_engines_used):
+        engine.dispose()
+    _engines_used.clear()
 
 PG_ADMIN_URL = os.environ.get(
     "REPORT_PIPELINES_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
