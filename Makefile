@@ -13,6 +13,9 @@ export DAGSTER_PG_USER ?= postgres
 export DAGSTER_PG_PASSWORD ?=
 export DAGSTER_PG_DB ?= dagster
 PYTEST_ARGS ?=
+# make test runs the suite on this many processes, each taking whole test files (pytest-xdist's loadfile:
+# a file's module fixtures are built once); 0 runs it in this process.
+PYTEST_WORKERS ?= 2
 
 CLUSTER_DB ?= report_pipelines_cluster_demo
 CLUSTER_DATA_DIR ?= $(CURDIR)/data_cluster
@@ -64,7 +67,7 @@ demo-cluster: install dagster-home
 
 ## make test: venv + install, the linter, then the whole suite (SQLite and the PostgreSQL at 127.0.0.1:5432).
 test: install ensure-postgres ensure-chromium lint
-	$(BIN)/python -m pytest report_pipelines_tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest report_pipelines_tests $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 ## make lint: ruff, configured in ruff.toml.
 lint: install

@@ -53,6 +53,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=8,<10",
+            "pytest-xdist>=3.6,<4",  # make test: the suite on PYTEST_WORKERS processes (whole files each)
             "hypothesis>=6.100,<7",
             "aiosmtpd>=1.4.6,<2",
             "openpyxl>=3.1,<4",
