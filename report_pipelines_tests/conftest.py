@@ -101,7 +101,7 @@ class PostgresServer:
                 for name in names:
                     conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
-        # A few connections at once: each drop mostly waits on the disk.
+        # Four connections at once: a drop is a few tens of ms, hundreds of them in a session.
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(drop, [self.created[i::4] for i in range(4)]))
         self.admin.dispose()

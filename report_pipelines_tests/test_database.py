@@ -226,7 +226,8 @@ def _in_transaction_block(conn) -> bool:
 
 def test_transaction_free_reads_have_no_transaction_see_each_commit_and_hand_back_a_normal_connection(
         pg_engine: Engine) -> None:
-    engine = make_engine(pg_engine.url.render_as_string(hide_password=False), pool_size=1, max_overflow=0)  # one connection: the next checkout is the same
+    # One connection: the next checkout is the same.
+    engine = make_engine(pg_engine.url.render_as_string(hide_password=False), pool_size=1, max_overflow=0)
     try:
         with transaction_free(engine) as conn:
             driver = conn.connection.dbapi_connection
