@@ -77,8 +77,8 @@ def transaction_free(engine: Engine) -> Iterator[Connection]:
     its day tables: each statement sees one committed snapshot, as in read committed). On PostgreSQL the
     driver's connection is switched to autocommit for the duration, a client-side flag: no ``BEGIN``
     before the first statement and nothing to roll back when it returns to the pool (with the ping
-    after idle time, a cached summary's read is 2 round trips instead of 5), on the app's own pool, so no second pool of connections. Do not write
-    through it: each statement would commit on its own."""
+    after idle time, a cached summary's read is 2 round trips instead of 5), on the app's own pool, so
+    no second pool of connections. Do not write through it: each statement would commit on its own."""
     with engine.connect() as conn:
         if engine.dialect.name != "postgresql":
             yield conn
