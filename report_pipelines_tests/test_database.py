@@ -125,6 +125,39 @@ def test_call_ids_are_unique_and_ordered_byte_by_byte_on_both_backends(engine: E
     assert ordered == sorted(ids)
 
 
+def test_kept_day_tables_are_compressed_with_lz4_on_postgresql_and_read_back_whole(pg_engine: Engine) -> None:
+    """Migration 0013: the manifest's day tables (past the 2 KB TOAST threshold) are compressed with lz4,
+    not pglz, and a value written after it reads back byte for byte; going down restores the default."""
+    from report_pipelines.adapters.db.models import CacheEntry
+
+    def method() -> str:
+        with pg_engine.connect() as conn:
+            return conn.execute(text("SELECT attcompression FROM pg_attribute WHERE attname = 'day_table'"
+                                     " AND attrelid = 'report_cache_manifest'::regclass")).scalar_one()
+
+    assert method() == "l"
+    client = add_client(pg_engine, "acme", "Acme", "Europe/Lisbon")
+    from report_pipelines.services.extracts import kept_table
+
+    # a summary's day table as it is kept: Arrow IPC, past the TOAST threshold, compressible
+    blob = kept_table(pa.table({"queue": ["support", "sales"] * 100, "offered": list(range(200))}))
+    assert len(blob) > 2_048
+    now = dt.datetime(2024, 1, 2, tzinfo=UTC)
+    with Session(pg_engine) as session, session.begin():
+        session.add(CacheEntry(report="queue_performance", client_id=client.id, local_date=dt.date(2024, 1, 1),
+                               path="p", rows=1, bytes=1, checksum="c", source_rows=1, source_checksum="s",
+                               computed_at=now, day_table=blob))
+    with pg_engine.connect() as conn:
+        stored, size, found = conn.execute(text(
+            "SELECT pg_column_compression(day_table), pg_column_size(day_table), day_table"
+            " FROM report_cache_manifest")).one()
+    assert (stored, bytes(found)) == ("lz4", blob) and size < len(blob)
+    downgrade(pg_engine, "0012")
+    assert method() == ""
+    upgrade(pg_engine)
+    assert method() == "l"
+
+
 def test_bulk_load_is_all_or_nothing(engine: Engine) -> None:
     client = add_client(engine, "acme", "Acme", "Europe/Lisbon")
     start = dt.datetime(2024, 1, 1, tzinfo=UTC)
