@@ -129,6 +129,7 @@ def test_kept_day_tables_are_compressed_with_lz4_on_postgresql_and_read_back_who
     """Migration 0013: the manifest's day tables (past the 2 KB TOAST threshold) are compressed with lz4,
     not pglz, and a value written after it reads back byte for byte; going down restores the default."""
     from report_pipelines.adapters.db.models import CacheEntry
+    from report_pipelines.services.extracts import kept_table
 
     def method() -> str:
         with pg_engine.connect() as conn:
@@ -137,8 +138,6 @@ def test_kept_day_tables_are_compressed_with_lz4_on_postgresql_and_read_back_who
 
     assert method() == "l"
     client = add_client(pg_engine, "acme", "Acme", "Europe/Lisbon")
-    from report_pipelines.services.extracts import kept_table
-
     # a summary's day table as it is kept: Arrow IPC, past the TOAST threshold, compressible
     blob = kept_table(pa.table({"queue": ["support", "sales"] * 100, "offered": list(range(200))}))
     assert len(blob) > 2_048
