@@ -62,7 +62,7 @@ BIG_TABLE_BYTES = 256 * 1024
 #: Threads that encode and write a batch's day files (the calls release the GIL).
 WRITE_THREADS = 4
 #: Files a write thread takes at a time: a task per file costs ~15 us of the thread pool's own (a 200-client
-#: batch writes 1,600 files, three steps each), a few tens of files per task keep the threads balanced.
+#: batch writes 1,600 files, three steps each); sixteen to a task still leaves ~100 tasks to balance the threads.
 WRITE_CHUNK = 16
 #: Reads of an object that was replaced while it was read, before giving up (object storage only).
 READ_ATTEMPTS = 8
