@@ -53,14 +53,15 @@ class Serving:
 
 
 def servings(engine: Engine, now: dt.datetime, *, client_ids: Iterable[int] | None = None,
-             zone: str | None = None, slugs: Iterable[str] | None = None,
+             zone: str | None = None, slugs: Iterable[str] | None = None, zones: Iterable[str] | None = None,
              conn: Connection | None = None) -> dict[int, Serving]:
-    """The serving state of every client (or of these ids or slugs, or of one zone's clients), as of
-    ``now``: one query, whatever the size of the fleet (on ``conn`` when given: a caller's checkout)."""
+    """The serving state of every client (or of these ids or slugs, or of one zone's clients or several
+    zones'), as of ``now``: one query, whatever the size of the fleet (on ``conn`` when given: a caller's
+    checkout)."""
     with contextlib.nullcontext(conn) if conn is not None else engine.connect() as conn:  # a read: nothing to commit
         found = CommercialRepository(conn).reports_licences(
             client_ids=None if client_ids is None else list(client_ids), zone=zone,
-            slugs=None if slugs is None else list(slugs))
+            slugs=None if slugs is None else list(slugs), zones=None if zones is None else list(zones))
     return {client_id: Serving(client, tuple(licences), local_date_of(now, parse_zone(client.timezone)))
             for client_id, (client, licences) in found.items()}
 

@@ -115,7 +115,7 @@ def _reports_licences_query(by_ids: bool, by_zone: bool, by_slugs: bool) -> Sele
     if by_ids:
         query = query.where(Client.id.in_(bindparam("ids", expanding=True)))
     if by_zone:
-        query = query.where(Client.timezone == bindparam("zone"))
+        query = query.where(Client.timezone.in_(bindparam("zones", expanding=True)))
     if by_slugs:
         query = query.where(Client.slug.in_(bindparam("slugs", expanding=True)))
     return query.order_by(Client.id, licences.c.id)
@@ -326,13 +326,17 @@ class CommercialRepository:
         return [_licence(r) for r in rows]
 
     def reports_licences(self, *, client_ids: Sequence[int] | None = None, zone: str | None = None,
-                         slugs: Sequence[str] | None = None) -> dict[int, tuple[ClientRecord, list[Licence]]]:
-        """Clients (all, these ids or slugs, or those of one zone) with their reports licences (possibly none)."""
-        query, params = _reports_licences_query(client_ids is not None, zone is not None, slugs is not None), {}
+                         slugs: Sequence[str] | None = None,
+                         zones: Sequence[str] | None = None) -> dict[int, tuple[ClientRecord, list[Licence]]]:
+        """Clients (all, these ids or slugs, or those of one zone or of several) with their reports
+        licences (possibly none)."""
+        if zone is not None:
+            zones = [zone, *(zones or ())]
+        query, params = _reports_licences_query(client_ids is not None, zones is not None, slugs is not None), {}
         if client_ids is not None:
             params["ids"] = list(client_ids)
-        if zone is not None:
-            params["zone"] = zone
+        if zones is not None:
+            params["zones"] = list(zones)
         if slugs is not None:
             params["slugs"] = list(slugs)
         found: dict[int, tuple[ClientRecord, list[Licence]]] = {}

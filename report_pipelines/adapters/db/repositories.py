@@ -12,7 +12,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,6 +81,16 @@ class ClientRepository:
         with self.engine.connect() as conn:
             rows = conn.execute(select(Client).where(Client.timezone == timezone).order_by(Client.id)).all()
         return [_record(r) for r in rows]
+
+    def in_zones(self, timezones: Iterable[str]) -> dict[str, list[ClientRecord]]:
+        """:meth:`in_zone` of several zones in one query (a zone without clients maps to an empty list)."""
+        wanted = sorted(set(timezones))
+        found: dict[str, list[ClientRecord]] = {zone: [] for zone in wanted}
+        if wanted:
+            with self.engine.connect() as conn:
+                for row in conn.execute(select(Client).where(Client.timezone.in_(wanted)).order_by(Client.id)):
+                    found[row.timezone].append(_record(row))
+        return found
 
     def zones(self) -> list[str]:
         """The distinct time zones clients use."""
@@ -572,6 +582,31 @@ class CacheManifestRepository:
         query = select(CacheEntry).where(CacheEntry.client_id.in_(client_ids), CacheEntry.local_date == day)
         with Session(self.engine) as session:
             return [_cached(row) for row in session.scalars(query)]
+
+    def entries_for_days(self, wanted: Iterable[tuple[int, dt.date]],
+                         reports: Sequence[str] | None = None) -> dict[tuple[int, dt.date], list[CachedDay]]:
+        """:meth:`entries_for_day` of several (client, day) pairs (a run's zone-days) at once: every row of
+        these reports (or of all) for each pair, keyed by the pair (pairs without rows absent). One query
+        per 5,000 clients, without the ORM's unit of work and without the day tables."""
+        wanted = set(wanted)
+        ids = sorted({client_id for client_id, _ in wanted})
+        days = sorted({day for _, day in wanted})
+        found: dict[tuple[int, dt.date], list[CachedDay]] = {}
+        with self.engine.connect() as conn:
+            for at in range(0, len(ids), 5_000):
+                query = select(*_ENTRY_COLUMNS).where(CacheEntry.client_id.in_(ids[at:at + 5_000]),
+                                                      CacheEntry.local_date.in_(days))
+                if reports is not None:
+                    query = query.where(CacheEntry.report.in_(list(reports)))
+                for row in conn.execute(query):
+                    key = (row.client_id, row.local_date)
+                    if key in wanted:
+                        found.setdefault(key, []).append(_cached(row))
+        return found
+
+
+#: Every manifest column a :class:`CachedDay` holds (not the day table).
+_ENTRY_COLUMNS = tuple(column for column in CacheEntry.__table__.c if column.name not in ("id", "day_table"))
 
 
 def _cached(row: CacheEntry) -> CachedDay:
