@@ -23,7 +23,7 @@ import datetime as dt
 import difflib
 import re
 import zoneinfo
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -94,7 +94,7 @@ def parse_zone(name: str, field: str = "timezone") -> ZoneInfo:
         raise InvalidInput(field, f"unknown time zone {_shown(name)}") from exc
 
 
-@lru_cache(maxsize=None)
+@cache
 def _zone_info(name: str) -> ZoneInfo:
     """``ZoneInfo(name)``, held for good. ``ZoneInfo``'s own cache keeps only the last 8 zones it made
     alive, and its weak references die with their last user: a run over 10 zones in turn, whose clients
