@@ -62,7 +62,11 @@ def servings(engine: Engine, now: dt.datetime, *, client_ids: Iterable[int] | No
         found = CommercialRepository(conn).reports_licences(
             client_ids=None if client_ids is None else list(client_ids), zone=zone,
             slugs=None if slugs is None else list(slugs), zones=None if zones is None else list(zones))
-    return {client_id: Serving(client, tuple(licences), local_date_of(now, parse_zone(client.timezone)))
+    today: dict[str, dt.date] = {}  # by zone: a fleet has thousands of clients and tens of zones
+    for client, _ in found.values():
+        if client.timezone not in today:
+            today[client.timezone] = local_date_of(now, parse_zone(client.timezone))
+    return {client_id: Serving(client, tuple(licences), today[client.timezone])
             for client_id, (client, licences) in found.items()}
 
 

@@ -61,7 +61,7 @@ class Licence:
                                            f"discount in {self.discount.currency}")
         if self.unit_price.amount < 0 or self.discount.amount < 0:
             raise InvalidInput("discount", f"{self.product_code}: prices and discounts cannot be negative")
-        if self.discount > (self.unit_price * self.quantity).rounded():
+        if self.discount.amount > round_cents(self.unit_price.amount * self.quantity, self.unit_price.currency):
             raise InvalidInput("discount", f"{self.product_code}: discount {self.discount} is larger than the price")
         if not _is_date(self.valid_from):
             raise InvalidInput("valid_from", f"{self.valid_from!r} is not a date")

@@ -31,10 +31,17 @@ def validate_currency(currency: str, field: str = "currency") -> str:
 
     Only the shape is checked (three letters); which codes exist is the catalogue's business.
     """
+    if type(currency) is str and currency in _CODES_SEEN:  # every amount read back checks its code again
+        return currency
     code = currency.strip().upper() if isinstance(currency, str) else currency
     if not isinstance(code, str) or not _CURRENCY.fullmatch(code):
         raise InvalidInput(field, f"{currency!r} is not a currency code (three letters, ISO 4217, e.g. 'EUR')")
+    _CODES_SEEN.add(code)
     return code
+
+
+#: The codes :func:`validate_currency` has accepted, as given (three upper-case letters: at most 26 ** 3).
+_CODES_SEEN: set[str] = set()
 
 
 def minor_units(currency: str) -> int:
