@@ -51,11 +51,12 @@ def test_the_simulation_is_deterministic_and_in_flight_never_idles_while_work_wa
 
 
 def test_the_real_pool_agrees_with_the_simulation_on_the_ordering() -> None:
-    # Two real processes, every client-day sleeping its simulated cost x scale (~5 s of work in all).
+    # Two real processes, every client-day sleeping its simulated cost x scale (~20 s of work in all: at a
+    # quarter of that, most days slept 1-5 ms and a starved machine's per-task overhead ate the margin).
     workload = burst(make_workload(2, seed=1, requests_per_slot=12, clients_per_slot=8))
     simulated = compare(workload, 2, 1)
     assert simulated["historical"].makespan > 1.3 * simulated["in_flight"].makespan  # what we check again below
-    real = {policy: replay(workload, policy, 2, scale=0.005) for policy in ("historical", "in_flight")}
+    real = {policy: replay(workload, policy, 2, scale=0.02) for policy in ("historical", "in_flight")}
     # Same ordering of the policies (makespan and p95 latency), and requests finish in about the same order.
     assert real["historical"].makespan > real["in_flight"].makespan
     assert real["historical"].p95 > real["in_flight"].p95
