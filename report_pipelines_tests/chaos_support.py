@@ -365,11 +365,16 @@ def verdict(engine: Engine, schedule_ids: list[int], sink: ChaosRelay, storm: St
             v.stuck.append(f"file {file_id} recipient {address}: {s}")
     # What each owner recorded as accepted: (file, address, owner) -> when
     recorded: dict[tuple[int, str, str], dt.datetime] = {}
+    # ... and what it recorded as unanswered (its timeout ran out, or the connection broke, before the
+    # relay's answer): a copy the relay took all the same is SMTP's duplicate, like a lost reply
+    unanswered: set[tuple[int, str, str]] = set()
     for a in attempts:
         if a.kind == "send" and a.recipients:
             for address, reply in json.loads(a.recipients).items():
                 if reply.startswith("2") and a.outcome != "lease_lost":
                     recorded[(a.file_id, address, a.owner)] = a.finished_at
+                elif reply.startswith("no answer"):
+                    unanswered.add((a.file_id, address, a.owner))
     killed_at: dict[int, float] = {pid: at for at, kind, pid in storm.kills if kind == "sender"}
     # A copy the relay took is recorded within mark_interval (0.1 s) of its answer, plus the write;
     # on a machine starved of CPU that stretched to a few seconds. A kill more than 10 s later does
@@ -397,6 +402,8 @@ def verdict(engine: Engine, schedule_ids: list[int], sink: ChaosRelay, storm: St
             pid = int(earlier.owner[1:].split("-")[0]) if earlier.owner.startswith("s") else -1
             if earlier.reply_lost:
                 v.duplicates["reply lost (relay took it, dropped the connection)"] += 1
+            elif (file_id, address, earlier.owner) in unanswered:
+                v.duplicates["the relay's answer came after the sender stopped waiting"] += 1
             elif (file_id, address, earlier.owner) not in recorded and \
                     earlier.at <= killed_at.get(pid, 0) <= earlier.at + window:
                 v.duplicates["sender killed between the relay's 250 and its record"] += 1
