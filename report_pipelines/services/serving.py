@@ -60,8 +60,8 @@ def servings(engine: Engine, now: dt.datetime, *, client_ids: Iterable[int] | No
     checkout)."""
     with contextlib.nullcontext(conn) if conn is not None else engine.connect() as conn:  # a read: nothing to commit
         found = CommercialRepository(conn).reports_licences(
-            client_ids=None if client_ids is None else list(client_ids), zone=zone,
-            slugs=None if slugs is None else list(slugs), zones=None if zones is None else list(zones))
+            client_ids=None if client_ids is None else list(client_ids), slugs=None if slugs is None else list(slugs),
+            zones=None if zone is None and zones is None else [*([zone] if zone is not None else []), *(zones or ())])
     today: dict[str, dt.date] = {}  # by zone: a fleet has thousands of clients and tens of zones
     for client, _ in found.values():
         if client.timezone not in today:

@@ -325,13 +325,9 @@ class CommercialRepository:
                                  .order_by(ClientProductRow.valid_from, ClientProductRow.id))
         return [_licence(r) for r in rows]
 
-    def reports_licences(self, *, client_ids: Sequence[int] | None = None, zone: str | None = None,
-                         slugs: Sequence[str] | None = None,
-                         zones: Sequence[str] | None = None) -> dict[int, tuple[ClientRecord, list[Licence]]]:
-        """Clients (all, these ids or slugs, or those of one zone or of several) with their reports
-        licences (possibly none)."""
-        if zone is not None:
-            zones = [zone, *(zones or ())]
+    def reports_licences(self, *, client_ids: Sequence[int] | None = None, zones: Sequence[str] | None = None,
+                         slugs: Sequence[str] | None = None) -> dict[int, tuple[ClientRecord, list[Licence]]]:
+        """Clients (all, these ids or slugs, or those of these zones) with their reports licences (possibly none)."""
         query, params = _reports_licences_query(client_ids is not None, zones is not None, slugs is not None), {}
         if client_ids is not None:
             params["ids"] = list(client_ids)

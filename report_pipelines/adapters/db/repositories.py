@@ -76,14 +76,8 @@ class ClientRepository:
             raise NotFound("client", f"no client with id {client_id}")
         return _record(row)
 
-    def in_zone(self, timezone: str) -> list[ClientRecord]:
-        """Clients whose time zone is ``timezone`` (one partition's tenants)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(Client).where(Client.timezone == timezone).order_by(Client.id)).all()
-        return [_record(r) for r in rows]
-
     def in_zones(self, timezones: Iterable[str]) -> dict[str, list[ClientRecord]]:
-        """:meth:`in_zone` of several zones in one query (a zone without clients maps to an empty list)."""
+        """The clients of each of these zones, by id, in one query (a zone without clients: an empty list)."""
         wanted = sorted(set(timezones))
         found: dict[str, list[ClientRecord]] = {zone: [] for zone in wanted}
         if wanted:
@@ -579,9 +573,7 @@ class CacheManifestRepository:
         """Every report's row for ``day`` for these clients (one partition's clients)."""
         if not client_ids:
             return []
-        query = select(CacheEntry).where(CacheEntry.client_id.in_(client_ids), CacheEntry.local_date == day)
-        with Session(self.engine) as session:
-            return [_cached(row) for row in session.scalars(query)]
+        return [e for rows in self.entries_for_days((client_id, day) for client_id in client_ids).values() for e in rows]
 
     def entries_for_days(self, wanted: Iterable[tuple[int, dt.date]],
                          reports: Sequence[str] | None = None) -> dict[tuple[int, dt.date], list[CachedDay]]:
