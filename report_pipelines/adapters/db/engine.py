@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,6 +93,22 @@ def transaction_free(engine: Engine) -> Iterator[Connection]:
                 driver.autocommit = False
             except engine.dialect.loaded_dbapi.Error:
                 conn.invalidate()  # a connection that died meanwhile is not returned to the pool
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector held off while many rows become objects that hold no cycle
+    (a fleet's clients and licences: ~100,000 objects). Each allocation would count towards a
+    collection, and the full ones walk every object the process holds (Dagster's and SQLAlchemy's
+    too): a third of the time of reading 20,000 clients' serving states. Reference counting still
+    frees everything; the collector resumes on the way out, unless it was already off."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 @lru_cache(maxsize=16)
