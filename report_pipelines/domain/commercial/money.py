@@ -76,7 +76,12 @@ def round_cents(amount: Decimal, currency: str | None = None) -> Decimal:
     """
     amount = to_decimal(amount)
     places = DEFAULT_MINOR_UNITS if currency is None else minor_units(currency)
-    return amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return amount.quantize(_QUANTUM[places], rounding=ROUND_HALF_UP)
+
+
+#: ``Decimal("1E-<places>")`` for each minor unit (1, 0.01, 0.001): built once, not per rounding.
+_QUANTUM: dict[int, Decimal] = {places: Decimal(1).scaleb(-places)
+                                for places in {DEFAULT_MINOR_UNITS, *MINOR_UNITS.values()}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +92,15 @@ class Money:
     currency: str
 
     def __post_init__(self) -> None:
-        amount = to_decimal(self.amount, "amount")
+        amount = self.amount
+        if type(amount) is not Decimal or not amount.is_finite():  # a finite Decimal (every amount read back) stays
+            amount = to_decimal(amount, "amount")
+            object.__setattr__(self, "amount", amount)
         if abs(amount) >= MAX_AMOUNT:
             raise InvalidInput("amount", f"{amount} is too large (limit {MAX_AMOUNT:,})")
-        object.__setattr__(self, "amount", amount)
-        object.__setattr__(self, "currency", validate_currency(self.currency))
+        currency = validate_currency(self.currency)
+        if currency is not self.currency:  # normalised (" eur " -> "EUR")
+            object.__setattr__(self, "currency", currency)
 
     @classmethod
     def of(cls, amount: Decimal | int | str, currency: str) -> Money:
