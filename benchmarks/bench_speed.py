@@ -52,6 +52,7 @@ import pyarrow.dataset as ds
 from _common import scratch_postgres
 from sqlalchemy import insert, select, text
 
+from report_pipelines.adapters.db.commercial import _reports_licences_query
 from report_pipelines.adapters.db.migrate import upgrade
 from report_pipelines.adapters.db.models import Client, ClientProductRow, ReportSchedule
 from report_pipelines.adapters.db.repositories import CallEventRepository
@@ -67,6 +68,7 @@ from report_pipelines.services.clients import list_clients
 from report_pipelines.services.demo import ensure_reports_product, seed_demo
 from report_pipelines.services.extracts import ClientDay, run_client_days
 from report_pipelines.services.reading import read_report_arrow, summarize_report, validate_request
+from report_pipelines.services.serving import servings
 from report_pipelines.services.zone_days import ZoneDay, plan_zone_days
 from report_pipelines.settings import Settings
 
@@ -336,9 +338,26 @@ def validation(stack: contextlib.ExitStack, folder: Path, small: int, large: int
     calls = [lambda a=a, s=s: validate_request(a, "queue_performance", s, START, START, NOW)
              for a, s in zip(apps, slugs, strict=True)]
     (at_small, _), (at_large, _) = medians_in_turns(calls, repeat * 20)  # warm-up first: connections, caches
+    fleet_states(apps[1], large, repeat)
     for app in apps:
         app.engine.dispose()
     return at_small, at_large
+
+
+def fleet_states(app: App, fleet: int, repeat: int) -> None:
+    """Every client's serving state at once (each run's ``_clients`` lookup, the sensors' zones) against a
+    bare fetch of the same query's rows, in turns: what the client records and licences cost over the fetch."""
+    query = _reports_licences_query(False, False, False)
+
+    def bare() -> int:
+        with app.engine.connect() as conn:
+            return len(conn.execute(query).fetchall())
+
+    (states_s, states), (bare_s, rows) = medians_in_turns([lambda: servings(app.engine, NOW), bare], repeat)
+    if len(states) != fleet or rows != fleet:
+        raise SystemExit(f"the fleet's serving states: {len(states)} states and {rows} rows for {fleet} clients")
+    figure(f"(d) serving states of all {fleet:,} clients",
+           f"{states_s:.3f} s, {states_s / bare_s:.1f}x a bare fetch of the same rows ({bare_s:.3f} s)")
 
 
 # --- (e) --------------------------------------------------------------------------------------------
