@@ -283,3 +283,37 @@ def test_transaction_free_reads_have_no_transaction_see_each_commit_and_hand_bac
 def test_with_sqlite_transaction_free_is_a_plain_connection(sqlite_engine: Engine) -> None:
     with transaction_free(sqlite_engine) as conn:
         assert conn.execute(text("SELECT count(*) FROM clients")).scalar_one() == 0
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.other: _Node | None = None
+
+
+def test_gc_paused_holds_the_collector_off_restores_it_and_leaves_no_cycle_behind() -> None:
+    import gc
+    import weakref
+
+    from report_pipelines.adapters.db.engine import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        a, b = _Node(), _Node()
+        a.other, b.other = b, a  # a cycle made while the collector is off
+        gone = weakref.ref(a)
+        young = [_Node() for _ in range(1_000)]  # objects made meanwhile ...
+    assert gc.isenabled()
+    assert gc.get_count()[0] < 1_000  # ... do not count towards the next young collection
+    assert all(gc.is_tracked(n) for n in young)  # still the collector's (in the oldest generation)
+    del a, b
+    assert gone() is not None  # reference counting cannot free a cycle ...
+    gc.collect()
+    assert gone() is None  # ... the next full collection does
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # a collector that was off stays off
+    finally:
+        gc.enable()

@@ -101,13 +101,20 @@ def gc_paused() -> Iterator[None]:
     (a fleet's clients and licences: ~100,000 objects). Each allocation would count towards a
     collection, and the full ones walk every object the process holds (Dagster's and SQLAlchemy's
     too): a third of the time of reading 20,000 clients' serving states. Reference counting still
-    frees everything; the collector resumes on the way out, unless it was already off."""
+    frees everything; the collector resumes on the way out, unless it was already off.
+
+    On the way out the objects made meanwhile go straight to the oldest generation (``gc.freeze()`` then
+    ``gc.unfreeze()``, Instagram's trick): otherwise the first young collection after would walk all of
+    them and their promotion would start a full one, the same cost only moved to the next caller (measured:
+    the fetch after the read 0.09 -> 0.26 s). A cycle among them is still found by the next full collection."""
     was_on = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if was_on:
+            gc.freeze()  # every tracked object to the permanent generation, and back to the oldest one:
+            gc.unfreeze()  # the new ones skip the young collections' walks and count for no full one
             gc.enable()
 
 
