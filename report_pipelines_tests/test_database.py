@@ -302,7 +302,7 @@ def test_gc_paused_holds_the_collector_off_restores_it_and_leaves_no_cycle_behin
         a, b = _Node(), _Node()
         a.other, b.other = b, a  # a cycle made while the collector is off
         gone = weakref.ref(a)
-        young = [_Node() for _ in range(1_000)]  # objects made meanwhile ...
+        young = [_Node() for _ in range(20_000)]  # a large build's objects ...
     assert gc.isenabled()
     assert gc.get_count()[0] < 1_000  # ... do not count towards the next young collection
     assert all(gc.is_tracked(n) for n in young)  # still the collector's (in the oldest generation)
@@ -310,6 +310,11 @@ def test_gc_paused_holds_the_collector_off_restores_it_and_leaves_no_cycle_behin
     assert gone() is not None  # reference counting cannot free a cycle ...
     gc.collect()
     assert gone() is None  # ... the next full collection does
+    gc.collect()
+    with gc_paused():
+        few = [_Node() for _ in range(100)]  # a small read's objects ...
+    assert gc.get_count()[0] >= 100  # ... stay young, and so do the process's other young objects
+    del few
     gc.disable()
     try:
         with gc_paused():
