@@ -273,7 +273,14 @@ def summaries(app: App, client, days: int, repeat: int) -> None:
             return pd.DataFrame(conn.execute(text(QUEUE_SQL), {"client_id": client.id, "start": start, "end": end})
                                 .mappings().all())
 
-    timed = [lambda: summarize_report("queue_performance", client.id, first, last, app=app, now=NOW), sql]
+    def summary() -> pd.DataFrame:
+        return summarize_report("queue_performance", client.id, first, last, app=app, now=NOW)
+
+    def first_summary() -> pd.DataFrame:  # what a process that never read this period pays
+        app.memo.clear()
+        return summary()
+
+    timed = [summary, sql, first_summary]
     try:
         import duckdb
     except ImportError:
@@ -283,17 +290,23 @@ def summaries(app: App, client, days: int, repeat: int) -> None:
         query = (f"SELECT queue, sum(offered) AS offered FROM read_parquet('{glob}', hive_partitioning = true) "
                  f"WHERE date BETWEEN DATE '{first}' AND DATE '{last}' GROUP BY queue")
         timed.append(lambda: duckdb.sql(query).df())
-    (ours_s, ours), (sql_s, reference), *duck = medians_in_turns(timed, repeat)  # in turns: the same noise
+    # in turns: the same noise
+    (ours_s, ours), (sql_s, reference), (cold_s, cold), *duck = medians_in_turns(timed, repeat)
     agree = (ours[["queue", "offered", "answered", "abandoned"]].fillna("-").astype(str).values.tolist()
-             == reference.fillna("-").astype(str).values.tolist())
+             == reference.fillna("-").astype(str).values.tolist()) and ours.equals(cold)
     figure(f"(b) {days}-day queue summary, client {client.slug}, cached vs PostgreSQL GROUP BY",
            f"{sql_s / ours_s:.1f}x ({ours_s * 1000:.1f} ms vs {sql_s * 1000:.1f} ms; counts "
-           f"{'agree' if agree else 'DIFFER'})")
+           f"{'agree' if agree else 'DIFFER'}; read again by this process: its day tables and the presented "
+           "period held in its memo)")
+    figure(f"(b) {days}-day queue summary, client {client.slug}, a first read in a process vs PostgreSQL GROUP BY",
+           f"{sql_s / cold_s:.1f}x ({cold_s * 1000:.1f} ms; the memo emptied before each read: every day table "
+           f"sent, decoded, re-aggregated and presented; {cold_s / ours_s:.1f}x the read again)")
     if not agree:
         raise SystemExit("the summary and the SQL disagree")
     if duck:
         figure(f"(b) {days}-day summary, client {client.slug}, summarize_report vs DuckDB on the day files",
-               f"{duck[0][0] / ours_s:.2f}x (above 1: ours faster)")
+               f"{duck[0][0] / ours_s:.2f}x read again, {duck[0][0] / cold_s:.2f}x a first read in a process "
+               "(above 1: ours faster)")
     part = ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive")
 
     def dataset() -> pa.Table:

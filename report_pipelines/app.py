@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # the pieces import SQLAlchemy / pyarrow; the CLI imports thi
     from report_pipelines.adapters.locks import ClientDayLocks
     from report_pipelines.adapters.mailer import Mailer
     from report_pipelines.adapters.report_store import ParquetReportStore
+    from report_pipelines.services.read_memo import ReadMemo
 
 UTC = dt.UTC
 
@@ -96,6 +97,14 @@ class App:
         from report_pipelines.adapters.locks import ClientDayLocks
 
         return ClientDayLocks(self.engine, self.settings.lock_dir, self.settings.lock_timeout_s)
+
+    @cached_property
+    def memo(self) -> ReadMemo:
+        """What this process keeps of the summaries it read (:mod:`report_pipelines.services.read_memo`)."""
+        from report_pipelines.services.read_memo import ReadMemo
+
+        with self._lock:
+            return ReadMemo(self.settings.periods.memo_mb * 1024 * 1024)
 
     def dispose(self) -> None:
         """Close the database pool (a worker process that ends, a test that is done)."""

@@ -37,6 +37,7 @@ built from them, through the :class:`~report_pipelines.app.App` it returns.
 | ``REPORT_PIPELINES_SEND_DEADLINE_S`` | ``300`` | a send run starts no message after this many seconds |
 | ``REPORT_PIPELINES_EXTRACT_DEADLINE_S`` | ``120`` | default deadline of a period request (``extract --deadline``) |
 | ``REPORT_PIPELINES_EXTRACT_MAX_DAYS`` | ``366`` | longest period a request may ask for, in local days |
+| ``REPORT_PIPELINES_READ_MEMO_MB`` | ``64`` | MB a process keeps of the summaries it read (decoded day tables, presented periods; ``0``: none) |
 | ``REPORT_PIPELINES_PRECACHE_WINDOW_DAYS`` | ``28`` | days of the usage log the D-1 plan studies |
 | ``REPORT_PIPELINES_PRECACHE_MIN_SHARE`` | ``25`` | % of those days with a D-1 request that make a client ``priority`` |
 | ``REPORT_PIPELINES_PRECACHE_MIN_REQUESTS`` | ``3`` | ... and at least this many D-1 requests in the window |
@@ -201,6 +202,7 @@ class PeriodSettings:
 
     deadline_s: float = 120.0
     max_days: int = 366
+    memo_mb: int = 64
     window_days: int = 28
     min_share_percent: int = 25
     min_requests: int = 3
@@ -321,6 +323,7 @@ class Settings:
             periods=PeriodSettings(
                 deadline_s=read.seconds("EXTRACT_DEADLINE_S", 120.0, 1.0),
                 max_days=read.whole("EXTRACT_MAX_DAYS", 366, 1, 3660),
+                memo_mb=read.whole("READ_MEMO_MB", 64, 0, 65_536),
                 window_days=read.whole("PRECACHE_WINDOW_DAYS", 28, 1, 366),
                 min_share_percent=read.whole("PRECACHE_MIN_SHARE", 25, 0, 100),
                 min_requests=read.whole("PRECACHE_MIN_REQUESTS", 3, 1, 10_000),

@@ -21,6 +21,15 @@ class SourceState:
 
 
 @dataclass(frozen=True, slots=True)
+class KeptRow:
+    """A manifest row's kept day table (Arrow IPC): its row's checksum (the SHA-256 of the day's Parquet
+    file, written with it), and its bytes, unless the reader said it holds them decoded (``data`` None)."""
+
+    checksum: str
+    data: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
 class CachedDay:
     """One manifest row: a report's day table for one client-day, and the source it came from."""
 

@@ -41,6 +41,7 @@ from report_pipelines.domain.errors import InvalidInput, ReportPipelinesError
 from report_pipelines.domain.reports import REPORTS, DayContext, get_report
 from report_pipelines.domain.reports.screening import screen_calls
 from report_pipelines.domain.timezones import UTC, local_day_window, parse_zone
+from report_pipelines.services.read_memo import decode_kept
 from report_pipelines.settings import Settings
 
 T = TypeVar("T")
@@ -261,32 +262,10 @@ def kept_day(data: bytes) -> pa.Table:
 
 def kept_days(blobs: Sequence[bytes]) -> tuple[pa.Schema | None, list[list[pa.RecordBatch]]]:
     """The first day's schema and the record batches of each kept day table, in order (a day of no rows
-    has none).
-
-    The days of a period share one schema message: it is decoded once and each day's batches are read
-    against it (``read_message`` and ``read_record_batch``), instead of one stream reader per day, which
-    decodes the schema again (~18 us a day, most of reading a 90-day summary's tables). A day whose schema
-    differs (kept by an older version) or that holds a dictionary is read by its own stream reader."""
-    schema_bytes: bytes | None = None
-    schema: pa.Schema | None = None
-    days: list[list[pa.RecordBatch]] = []
-    for blob in blobs:
-        source = pa.BufferReader(blob)
-        header = pa.ipc.read_message(source)
-        if schema_bytes is None:
-            schema_bytes, schema = header.metadata.to_pybytes(), pa.ipc.read_schema(header)
-        batches: list[pa.RecordBatch] | None = [] if header.metadata.to_pybytes() == schema_bytes else None
-        while batches is not None:
-            try:
-                message = pa.ipc.read_message(source)
-            except EOFError:  # the end-of-stream marker
-                break
-            if message.type != "record batch":
-                batches = None
-                break
-            batches.append(pa.ipc.read_record_batch(message, schema))
-        days.append(batches if batches is not None else kept_day(blob).to_batches())
-    return schema, days
+    has none), each schema message decoded once (:func:`~report_pipelines.services.read_memo.decode_kept`)."""
+    schemas: dict[bytes, pa.Schema] = {}
+    days = [decode_kept(blob, schemas) for blob in blobs]
+    return (days[0].schema if days else None), [list(day.batches) for day in days]
 
 
 def day_provenance(timezone: str, source_rows: int, source_checksum: str, watermark: dt.datetime | None,

@@ -24,6 +24,7 @@ from report_pipelines.adapters.db.cdr_imports import CallEventChanges
 from report_pipelines.adapters.db.engine import transaction_free
 from report_pipelines.adapters.db.repositories import CacheManifestRepository, CallEventRepository
 from report_pipelines.app import App, default_app
+from report_pipelines.domain.cache import KeptRow
 from report_pipelines.domain.clients import ClientRecord
 from report_pipelines.domain.errors import InvalidInput, NotFound
 from report_pipelines.domain.reports import ReportDefinition, get_report
@@ -34,9 +35,9 @@ from report_pipelines.services.extracts import (
     ClientDayResult,
     Extractor,
     ExtractTimeout,
-    kept_days,
     run_client_days,
 )
+from report_pipelines.services.read_memo import DecodedDay, decode_kept
 from report_pipelines.services.serving import Serving, servings
 
 
@@ -102,9 +103,29 @@ def validate_request(app: App, report: str, client: str | int, start: dt.date | 
     return PeriodRequest(report=definition, client=record, start=first, end=last, today=today, serving=serving)
 
 
+@dataclass(frozen=True)
+class KeptTables:
+    """The manifest's kept day tables of a period's closed days (one statement: by date, None for a row
+    that keeps none, no entry for a day without a row), and the decoded tables this process held for the
+    rows the statement did not send (by checksum: see :mod:`report_pipelines.services.read_memo`)."""
+
+    rows: dict[dt.date, KeptRow | None] = field(default_factory=dict)
+    held: dict[str, DecodedDay] = field(default_factory=dict)
+
+    @staticmethod
+    def read(app: App, client_id: int, report: str, days: list[dt.date], *,
+             conn: Connection | None = None) -> KeptTables:
+        if not days:
+            return KeptTables()
+        held = app.memo.held(client_id, report, days)
+        rows = CacheManifestRepository(app.engine).day_tables(client_id, days[0], days[-1], report, conn=conn,
+                                                              held=held.keys())
+        return KeptTables(rows, held)
+
+
 def open_request(app: App, report: str, client: str | int, start: dt.date | str, end: dt.date | str,
                  now: dt.datetime, *, check: Callable[[PeriodRequest], None] | None = None
-                 ) -> tuple[PeriodRequest, dict[dt.date, bytes | None]]:
+                 ) -> tuple[PeriodRequest, KeptTables]:
     """:func:`validate_request` (then ``check``, a front door's own rules) and the manifest's day tables of
     the request's closed days, on one connection: a cached summary's whole database part is one checkout
     and two indexed statements, without a transaction around them. Pass the tables to :func:`prepare_period`
@@ -113,9 +134,7 @@ def open_request(app: App, report: str, client: str | int, start: dt.date | str,
         request = validate_request(app, report, client, start, end, now, conn=conn)
         if check is not None:
             check(request)
-        days = request.closed_days
-        kept = (CacheManifestRepository(app.engine).day_tables(request.client.id, days[0], days[-1],
-                                                               request.report.name, conn=conn) if days else {})
+        kept = KeptTables.read(app, request.client.id, request.report.name, request.closed_days, conn=conn)
     return request, kept
 
 
@@ -144,7 +163,7 @@ class PeriodDays:
     computed: list[dt.date]
     results: list[ClientDayResult] = field(default_factory=list)
     #: The day tables kept with the manifest rows (None: read the day's file), from one query.
-    kept: dict[dt.date, bytes | None] = field(default_factory=dict)
+    kept: KeptTables = field(default_factory=KeptTables)
 
     @property
     def live(self) -> bool:
@@ -178,6 +197,26 @@ class PeriodDays:
         if self.live:
             yield self._live_table()
 
+    def summary(self) -> pd.DataFrame:
+        """The period re-aggregated (sums over sums) and presented, as ``summarize_report`` gives it. A
+        period of closed days whose tables are all kept with the manifest is taken from, or kept in, this
+        process's memo, under the checksums of its days (a day recomputed since is another key)."""
+        definition, memo = self.request.report, self.app.memo
+        key = self._summary_key()
+        if key is not None and (frame := memo.summary(key)) is not None:
+            return frame
+        frame = definition.present(definition.combine(self.table().drop_columns(["client"])))
+        if key is not None:
+            memo.keep_summary(key, frame)
+        return frame
+
+    def _summary_key(self) -> tuple | None:
+        rows, days = self.kept.rows, self.days
+        if self.live or not days or any(rows.get(day) is None for day in days):
+            return None
+        return (self.request.report.name, self.request.client.id, days[0], days[-1],
+                tuple(rows[day].checksum for day in days))
+
     def table(self) -> pa.Table:
         request, store = self.request, self.app.store
         tables = [_closed_days(self.app, request, self.days, self.kept)] if self.days else []
@@ -192,7 +231,7 @@ def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeou
                    workers: int = 1, refresh_stale: bool = False,
                    on_day: Callable[[ClientDayResult], None] | None = None,
                    on_plan: Callable[[int, int], None] | None = None,
-                   kept: dict[dt.date, bytes | None] | None = None) -> PeriodDays:
+                   kept: KeptTables | None = None) -> PeriodDays:
     """Make every closed day of ``request`` cached: missing ones (and, with ``refresh_stale``, ones whose
     calls changed since: one index-only count per cached day) are computed on the pool in date order,
     under the client-day locks (a day another run is computing is waited for and reused, never computed
@@ -210,8 +249,9 @@ def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeou
     # One query: which days have a row, and the day tables kept with them. A day whose table is kept is
     # read from its row; any other needs its file (checked on disk).
     if kept is None:
-        kept = manifest.day_tables(client_id, days[0], days[-1], name) if days else {}
-    missing = [d for d in days if d not in kept or (kept[d] is None and not store.exists(name, client_id, d))]
+        kept = KeptTables.read(app, client_id, name, days)
+    rows = kept.rows
+    missing = [d for d in days if d not in rows or (rows[d] is None and not store.exists(name, client_id, d))]
     unserved = [d for d in missing if not request.serving.serves(d)]
     if unserved or (request.includes_today and not request.serving.serves(request.today)):
         what = f"{len(unserved)} day(s) of this period ({unserved[0]}...) are not cached" if unserved else "today"
@@ -250,21 +290,32 @@ def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeou
         except ExtractTimeout:
             ready = len(days) - len(missing) + len(results)
             raise PeriodTimeout(ready, len(days) + request.includes_today, len(results), timeout_s or 0.0) from None
-        kept = manifest.day_tables(client_id, days[0], days[-1], name)
+        kept = KeptTables.read(app, client_id, name, days)
     computed = sorted(r.day for r in results if r.status == "computed")  # reused: another run computed it
     return PeriodDays(app, request, now, cached=[d for d in days if d not in set(computed)], computed=computed,
                       results=results, kept=kept)
 
 
-def _closed_days(app: App, request: PeriodRequest, days: list[dt.date], kept: dict[dt.date, bytes | None]) -> pa.Table:
+def _closed_days(app: App, request: PeriodRequest, days: list[dt.date], kept: KeptTables) -> pa.Table:
     """The cached day tables of ``days``: from the manifest rows when every one keeps its table (the
-    summaries: one indexed query), else from the day files."""
+    summaries: one indexed query; a table this process held is not sent again, nor decoded again), else
+    from the day files."""
     name, client_id = request.report.name, request.client.id
-    if not all(kept.get(day) is not None for day in days):
+    rows = kept.rows
+    if not all(rows.get(day) is not None for day in days):
         return app.store.read_days(name, client_id, days, request.report.schema)
-    schema, batches = kept_days([kept[day] for day in days])
-    counts = np.array([sum(b.num_rows for b in day) for day in batches], dtype=np.int64)
-    combined = pa.Table.from_batches([b for day in batches for b in day], schema or request.report.schema
+    memo = app.memo
+    decoded: list[DecodedDay] = []
+    for day in days:
+        row = rows[day]
+        if row.data is None:  # not sent: this process held it when it asked (the reference kept since)
+            decoded.append(kept.held[row.checksum])
+            continue
+        table = decode_kept(row.data, memo.schemas)
+        memo.keep_day(client_id, name, day, row.checksum, table, len(row.data))
+        decoded.append(table)
+    counts = np.array([sum(b.num_rows for b in day.batches) for day in decoded], dtype=np.int64)
+    combined = pa.Table.from_batches([b for day in decoded for b in day.batches], decoded[0].schema
                                      ).replace_schema_metadata(None)
     dates = np.repeat(np.array(days, dtype="datetime64[D]"), counts)
     return (combined.append_column("client", pa.array(np.full(int(counts.sum()), client_id, dtype=np.int64)))
@@ -300,6 +351,7 @@ def read_report(report: str, client: str | int, start: dt.date | str, end: dt.da
 def summarize_report(report: str, client: str | int, start: dt.date | str, end: dt.date | str,
                      **options) -> pd.DataFrame:
     """The period as people read it: the days re-aggregated (sums over sums), then presented."""
-    definition = get_report(report)
-    days = read_report_arrow(report, client, start, end, **options)
-    return definition.present(definition.combine(days.drop_columns(["client"])))
+    app = options.pop("app", None) or default_app()
+    now = options.pop("now", None) or app.now()
+    request, kept = open_request(app, report, client, start, end, now)
+    return prepare_period(app, request, now=now, kept=kept, **options).summary()

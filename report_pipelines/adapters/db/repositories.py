@@ -12,14 +12,28 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg2.extras import execute_values
-from sqlalchemy import BigInteger, Connection, Engine, Integer, bindparam, delete, event, func, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Integer,
+    bindparam,
+    case,
+    delete,
+    event,
+    func,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -27,7 +41,7 @@ from sqlalchemy.orm import Session
 from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA, libpq_uri
 from report_pipelines.adapters.db.models import CALL_EVENT_COLUMNS, CacheEntry, CallEvent, Client
 from report_pipelines.adapters.db.types import UTCDateTime
-from report_pipelines.domain.cache import CachedDay, SourceState
+from report_pipelines.domain.cache import CachedDay, KeptRow, SourceState
 from report_pipelines.domain.clients import ClientRecord, ClientSpec
 from report_pipelines.domain.errors import Conflict, NotFound
 from report_pipelines.domain.timezones import local_date_of, parse_zone
@@ -488,10 +502,13 @@ def _sqlite_text(instant: dt.datetime) -> str:
     return instant.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
-#: Every summary read runs it: built once.
-_DAY_TABLES = select(CacheEntry.local_date, CacheEntry.day_table).where(
-    CacheEntry.client_id == bindparam("client_id"), CacheEntry.report == bindparam("report"),
-    CacheEntry.local_date >= bindparam("first"), CacheEntry.local_date <= bindparam("last"))
+#: Every summary read runs it: built once. A table whose checksum the reader names as held is not sent
+#: (its row still says that it keeps one).
+_DAY_TABLES = select(
+    CacheEntry.local_date, CacheEntry.checksum, CacheEntry.day_table.is_not(None),
+    case((CacheEntry.checksum.in_(bindparam("held", expanding=True)), null()), else_=CacheEntry.day_table),
+).where(CacheEntry.client_id == bindparam("client_id"), CacheEntry.report == bindparam("report"),
+        CacheEntry.local_date >= bindparam("first"), CacheEntry.local_date <= bindparam("last"))
 
 
 class CacheManifestRepository:
@@ -556,13 +573,15 @@ class CacheManifestRepository:
             return [_cached(row) for row in session.scalars(query.order_by(CacheEntry.local_date, CacheEntry.report))]
 
     def day_tables(self, client_id: int, first: dt.date, last: dt.date, report: str, *,
-                   conn: Connection | None = None) -> dict[dt.date, bytes | None]:
-        """The day tables kept with the rows of ``report`` for the client's dates ``first..last``
-        (None for a row that holds none: read its file); dates without a row are absent. On ``conn``
-        when given (a caller's checkout: the read's validation and this in one)."""
-        params = {"client_id": client_id, "report": report, "first": first, "last": last}
+                   conn: Connection | None = None, held: Collection[str] = ()) -> dict[dt.date, KeptRow | None]:
+        """The day tables kept with the rows of ``report`` for the client's dates ``first..last``, with
+        their checksums (None for a row that holds none: read its file); dates without a row are absent.
+        A table whose checksum is in ``held`` (the reader has it decoded) comes without its bytes. On
+        ``conn`` when given (a caller's checkout: the read's validation and this in one)."""
+        params = {"client_id": client_id, "report": report, "first": first, "last": last, "held": list(held)}
         with contextlib.nullcontext(conn) if conn is not None else self.engine.connect() as conn:
-            return {day: (bytes(blob) if blob is not None else None) for day, blob in conn.execute(_DAY_TABLES, params)}
+            return {day: (KeptRow(checksum, bytes(blob) if blob is not None else None) if kept else None)
+                    for day, checksum, kept, blob in conn.execute(_DAY_TABLES, params)}
 
     def all_entries(self) -> list[CachedDay]:
         """Every row (the repair pass compares them with the files)."""
