@@ -15,7 +15,8 @@ from decimal import Decimal
 from functools import lru_cache
 from types import TracebackType
 
-from sqlalchemy import Connection, Engine, Select, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Integer, Select, String, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
 from report_pipelines.adapters.db.models import (
@@ -103,21 +104,29 @@ def _policy(row: PolicyRow) -> CommercialPolicy:
         stackable=row.stackable, active=row.active)
 
 
-@lru_cache(maxsize=8)
-def _reports_licences_query(by_ids: bool, by_zone: bool, by_slugs: bool) -> Select:
+def _one_of(column, name: str, item_type, arrays: bool):
+    """``column`` among the values of parameter ``name``: one array parameter (``= ANY``) on PostgreSQL,
+    which SQLAlchemy does not rewrite at each execution as it does an expanding ``IN``."""
+    if arrays:
+        return column == func.any(bindparam(name, type_=postgresql.ARRAY(item_type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+@lru_cache(maxsize=16)
+def _reports_licences_query(by_ids: bool, by_zone: bool, by_slugs: bool, arrays: bool = False) -> Select:
     """The clients-and-reports-licences query, built once per filter shape (every read validates through
-    it: building a statement costs more than the indexed lookup it runs)."""
+    it: building a statement costs more than the indexed lookup it runs); ``arrays``: PostgreSQL's."""
     licences = ClientProductRow.__table__
     query = (select(Client.id, Client.slug, Client.name, Client.timezone, Client.active_from,
                     *[licences.c[name] for name in _LICENCE_COLUMNS])
              .select_from(Client.__table__.outerjoin(licences, (licences.c.client_id == Client.id)
                                                      & (licences.c.product_code == REPORTS_PRODUCT))))
     if by_ids:
-        query = query.where(Client.id.in_(bindparam("ids", expanding=True)))
+        query = query.where(_one_of(Client.id, "ids", Integer, arrays))
     if by_zone:
-        query = query.where(Client.timezone.in_(bindparam("zones", expanding=True)))
+        query = query.where(_one_of(Client.timezone, "zones", String, arrays))
     if by_slugs:
-        query = query.where(Client.slug.in_(bindparam("slugs", expanding=True)))
+        query = query.where(_one_of(Client.slug, "slugs", String, arrays))
     return query.order_by(Client.id, licences.c.id)
 
 
@@ -328,7 +337,9 @@ class CommercialRepository:
     def reports_licences(self, *, client_ids: Sequence[int] | None = None, zones: Sequence[str] | None = None,
                          slugs: Sequence[str] | None = None) -> dict[int, tuple[ClientRecord, list[Licence]]]:
         """Clients (all, these ids or slugs, or those of these zones) with their reports licences (possibly none)."""
-        query, params = _reports_licences_query(client_ids is not None, zones is not None, slugs is not None), {}
+        query = _reports_licences_query(client_ids is not None, zones is not None, slugs is not None,
+                                        self.conn.dialect.name == "postgresql")
+        params: dict[str, list] = {}
         if client_ids is not None:
             params["ids"] = list(client_ids)
         if zones is not None:

@@ -24,6 +24,8 @@ from sqlalchemy import (
     Connection,
     Engine,
     Integer,
+    Select,
+    String,
     bindparam,
     case,
     delete,
@@ -34,9 +36,11 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA, libpq_uri
 from report_pipelines.adapters.db.models import CALL_EVENT_COLUMNS, CacheEntry, CallEvent, Client
@@ -502,13 +506,19 @@ def _sqlite_text(instant: dt.datetime) -> str:
     return instant.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
+def _day_tables(held: ColumnElement[bool]) -> Select:
+    return select(
+        CacheEntry.local_date, CacheEntry.checksum, CacheEntry.day_table.is_not(None),
+        case((held, null()), else_=CacheEntry.day_table),
+    ).where(CacheEntry.client_id == bindparam("client_id"), CacheEntry.report == bindparam("report"),
+            CacheEntry.local_date >= bindparam("first"), CacheEntry.local_date <= bindparam("last"))
+
+
 #: Every summary read runs it: built once. A table whose checksum the reader names as held is not sent
-#: (its row still says that it keeps one).
-_DAY_TABLES = select(
-    CacheEntry.local_date, CacheEntry.checksum, CacheEntry.day_table.is_not(None),
-    case((CacheEntry.checksum.in_(bindparam("held", expanding=True)), null()), else_=CacheEntry.day_table),
-).where(CacheEntry.client_id == bindparam("client_id"), CacheEntry.report == bindparam("report"),
-        CacheEntry.local_date >= bindparam("first"), CacheEntry.local_date <= bindparam("last"))
+#: (its row still says that it keeps one). On PostgreSQL the checksums are one array parameter
+#: (``= ANY``): an expanding ``IN`` of 30 is rewritten by SQLAlchemy at each execution (1.13-1.16x, in turns).
+_DAY_TABLES = _day_tables(CacheEntry.checksum.in_(bindparam("held", expanding=True)))
+_DAY_TABLES_PG = _day_tables(CacheEntry.checksum == func.any(bindparam("held", type_=postgresql.ARRAY(String))))
 
 
 class CacheManifestRepository:
@@ -579,9 +589,10 @@ class CacheManifestRepository:
         A table whose checksum is in ``held`` (the reader has it decoded) comes without its bytes. On
         ``conn`` when given (a caller's checkout: the read's validation and this in one)."""
         params = {"client_id": client_id, "report": report, "first": first, "last": last, "held": list(held)}
+        query = _DAY_TABLES_PG if self.engine.dialect.name == "postgresql" else _DAY_TABLES
         with contextlib.nullcontext(conn) if conn is not None else self.engine.connect() as conn:
             return {day: (KeptRow(checksum, bytes(blob) if blob is not None else None) if kept else None)
-                    for day, checksum, kept, blob in conn.execute(_DAY_TABLES, params)}
+                    for day, checksum, kept, blob in conn.execute(query, params)}
 
     def all_entries(self) -> list[CachedDay]:
         """Every row (the repair pass compares them with the files)."""
