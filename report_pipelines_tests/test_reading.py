@@ -129,19 +129,21 @@ def test_kept_day_tables_read_against_one_schema_are_what_each_stream_reader_giv
     reading each day's stream on its own gives, day by day."""
     import pyarrow as pa
 
-    from report_pipelines.services.extracts import kept_day, kept_days, kept_table
+    from report_pipelines.services.extracts import kept_table
+    from report_pipelines.services.read_memo import decode_kept
 
     t = pa.table({"queue": ["a", None, "c"], "offered": pa.array([1, 2, 3], pa.int64())})
     other = t.cast(pa.schema([("queue", pa.string()), ("offered", pa.int32())]))
     coded = pa.table({"queue": pa.array(["a", "a", "b"]).dictionary_encode(), "offered": pa.array([1, 2, 3])})
     blobs = [kept_table(t), kept_table(t.slice(0, 0)), kept_table(pa.concat_tables([t, t.slice(1)])),
              kept_table(other), kept_table(t.slice(2)), kept_table(coded)]
-    schema, days = kept_days(blobs)
-    assert schema.equals(t.schema)
-    assert [sum(b.num_rows for b in day) for day in days] == [3, 0, 5, 3, 1, 3]
-    for blob, batches in zip(blobs, days, strict=True):
-        alone = kept_day(blob)
-        got = pa.Table.from_batches(batches, alone.schema)
+    schemas: dict = {}
+    days = [decode_kept(blob, schemas) for blob in blobs]
+    assert days[0].schema.equals(t.schema)
+    assert [sum(b.num_rows for b in day.batches) for day in days] == [3, 0, 5, 3, 1, 3]
+    for blob, day in zip(blobs, days, strict=True):
+        alone = pa.ipc.open_stream(blob).read_all()
+        got = pa.Table.from_batches(day.batches, alone.schema)
         assert got.schema.equals(alone.schema) and got.equals(alone)
 
 

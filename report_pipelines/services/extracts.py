@@ -41,7 +41,6 @@ from report_pipelines.domain.errors import InvalidInput, ReportPipelinesError
 from report_pipelines.domain.reports import REPORTS, DayContext, get_report
 from report_pipelines.domain.reports.screening import screen_calls
 from report_pipelines.domain.timezones import UTC, local_day_window, parse_zone
-from report_pipelines.services.read_memo import decode_kept
 from report_pipelines.settings import Settings
 
 T = TypeVar("T")
@@ -254,18 +253,6 @@ def kept_table(table: pa.Table) -> bytes | None:
         writer.write_table(table)
     data = sink.getvalue().to_pybytes()
     return data if len(data) <= DAY_TABLE_MAX_BYTES else None
-
-
-def kept_day(data: bytes) -> pa.Table:
-    return pa.ipc.open_stream(data).read_all()
-
-
-def kept_days(blobs: Sequence[bytes]) -> tuple[pa.Schema | None, list[list[pa.RecordBatch]]]:
-    """The first day's schema and the record batches of each kept day table, in order (a day of no rows
-    has none), each schema message decoded once (:func:`~report_pipelines.services.read_memo.decode_kept`)."""
-    schemas: dict[bytes, pa.Schema] = {}
-    days = [decode_kept(blob, schemas) for blob in blobs]
-    return (days[0].schema if days else None), [list(day.batches) for day in days]
 
 
 def day_provenance(timezone: str, source_rows: int, source_checksum: str, watermark: dt.datetime | None,

@@ -15,8 +15,7 @@ from decimal import Decimal
 from functools import lru_cache
 from types import TracebackType
 
-from sqlalchemy import Connection, Engine, Integer, Select, String, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Connection, Engine, Integer, Select, String, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from report_pipelines.adapters.db.models import (
@@ -33,6 +32,7 @@ from report_pipelines.adapters.db.models import (
     ReportFile,
     ReportSchedule,
 )
+from report_pipelines.adapters.db.types import one_of
 from report_pipelines.domain.clients import ClientRecord, ClientSpec
 from report_pipelines.domain.commercial import (
     REPORTS_PRODUCT,
@@ -104,14 +104,6 @@ def _policy(row: PolicyRow) -> CommercialPolicy:
         stackable=row.stackable, active=row.active)
 
 
-def _one_of(column, name: str, item_type, arrays: bool):
-    """``column`` among the values of parameter ``name``: one array parameter (``= ANY``) on PostgreSQL,
-    which SQLAlchemy does not rewrite at each execution as it does an expanding ``IN``."""
-    if arrays:
-        return column == func.any(bindparam(name, type_=postgresql.ARRAY(item_type)))
-    return column.in_(bindparam(name, expanding=True))
-
-
 @lru_cache(maxsize=16)
 def _reports_licences_query(by_ids: bool, by_zone: bool, by_slugs: bool, arrays: bool = False) -> Select:
     """The clients-and-reports-licences query, built once per filter shape (every read validates through
@@ -122,11 +114,11 @@ def _reports_licences_query(by_ids: bool, by_zone: bool, by_slugs: bool, arrays:
              .select_from(Client.__table__.outerjoin(licences, (licences.c.client_id == Client.id)
                                                      & (licences.c.product_code == REPORTS_PRODUCT))))
     if by_ids:
-        query = query.where(_one_of(Client.id, "ids", Integer, arrays))
+        query = query.where(one_of(Client.id, "ids", Integer, arrays))
     if by_zone:
-        query = query.where(_one_of(Client.timezone, "zones", String, arrays))
+        query = query.where(one_of(Client.timezone, "zones", String, arrays))
     if by_slugs:
-        query = query.where(_one_of(Client.slug, "slugs", String, arrays))
+        query = query.where(one_of(Client.slug, "slugs", String, arrays))
     return query.order_by(Client.id, licences.c.id)
 
 

@@ -36,7 +36,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -44,7 +43,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA, libpq_uri
 from report_pipelines.adapters.db.models import CALL_EVENT_COLUMNS, CacheEntry, CallEvent, Client
-from report_pipelines.adapters.db.types import UTCDateTime
+from report_pipelines.adapters.db.types import UTCDateTime, one_of
 from report_pipelines.domain.cache import CachedDay, KeptRow, SourceState
 from report_pipelines.domain.clients import ClientRecord, ClientSpec
 from report_pipelines.domain.errors import Conflict, NotFound
@@ -517,8 +516,8 @@ def _day_tables(held: ColumnElement[bool]) -> Select:
 #: Every summary read runs it: built once. A table whose checksum the reader names as held is not sent
 #: (its row still says that it keeps one). On PostgreSQL the checksums are one array parameter
 #: (``= ANY``): an expanding ``IN`` of 30 is rewritten by SQLAlchemy at each execution (1.13-1.16x, in turns).
-_DAY_TABLES = _day_tables(CacheEntry.checksum.in_(bindparam("held", expanding=True)))
-_DAY_TABLES_PG = _day_tables(CacheEntry.checksum == func.any(bindparam("held", type_=postgresql.ARRAY(String))))
+_DAY_TABLES = _day_tables(one_of(CacheEntry.checksum, "held", String, arrays=False))
+_DAY_TABLES_PG = _day_tables(one_of(CacheEntry.checksum, "held", String, arrays=True))
 
 
 class CacheManifestRepository:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import DateTime, String
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import ColumnElement, DateTime, String, bindparam, func
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 UTC = dt.UTC
 
@@ -56,3 +57,12 @@ class ExactDecimal(TypeDecorator[Decimal]):
 
     def process_result_value(self, value: str | None, dialect) -> Decimal | None:
         return None if value is None else Decimal(value)
+
+
+def one_of(column: ColumnElement, name: str, item_type: type[TypeEngine], arrays: bool) -> ColumnElement[bool]:
+    """``column`` among the values of the list parameter ``name``: on PostgreSQL (``arrays``) one array
+    parameter (``= ANY``), which SQLAlchemy does not rewrite at each execution as it does an expanding
+    ``IN`` (an expanding ``IN`` elsewhere)."""
+    if arrays:
+        return column == func.any(bindparam(name, type_=postgresql.ARRAY(item_type)))
+    return column.in_(bindparam(name, expanding=True))
