@@ -32,10 +32,9 @@ import pyarrow as pa
 
 @dataclass(frozen=True, slots=True)
 class DecodedDay:
-    """A day table decoded: the schema message it was read against and its record batches."""
+    """A day table decoded: the schema it was read against and its record batches."""
 
     schema: pa.Schema
-    schema_bytes: bytes
     batches: tuple[pa.RecordBatch, ...]
 
 
@@ -60,9 +59,9 @@ def decode_kept(blob: bytes, schemas: dict[bytes, pa.Schema]) -> DecodedDay:
             break
         if message.type != "record batch":
             table = pa.ipc.open_stream(blob).read_all()
-            return DecodedDay(table.schema, schema_bytes, tuple(table.to_batches()))
+            return DecodedDay(table.schema, tuple(table.to_batches()))
         batches.append(pa.ipc.read_record_batch(message, schema))
-    return DecodedDay(schema, schema_bytes, tuple(batches))
+    return DecodedDay(schema, tuple(batches))
 
 
 class ReadMemo:
