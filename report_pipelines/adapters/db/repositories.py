@@ -21,6 +21,7 @@ import pyarrow.csv as pacsv
 from psycopg2.extras import execute_values
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Connection,
     Engine,
     Integer,
@@ -39,7 +40,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA, libpq_uri
 from report_pipelines.adapters.db.models import CALL_EVENT_COLUMNS, CacheEntry, CallEvent, Client
