@@ -233,7 +233,7 @@ def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeou
                    on_plan: Callable[[int, int], None] | None = None,
                    kept: KeptTables | None = None) -> PeriodDays:
     """Make every closed day of ``request`` cached: missing ones (and, with ``refresh_stale``, ones whose
-    calls changed since: one index-only count per cached day) are computed on the pool in date order,
+    calls changed since: one statement over the client's quarter-hours for the period) are computed on the pool in date order,
     under the client-day locks (a day another run is computing is waited for and reused, never computed
     twice). Past ``timeout_s``: :class:`PeriodTimeout`, and what finished stays cached. ``on_plan`` is told
     (days cached, days to compute) before any is computed, ``on_day`` each computed day's result.
@@ -263,9 +263,10 @@ def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeou
         zone = parse_zone(request.client.timezone)
         changes = (CallEventChanges(app.engine).latest([client_id], request.start, request.end)
                    if request.report.extra_inputs else {})
-        stale = [d for d in days if d not in missing and request.serving.serves(d)
-                 and not entries[d].is_fresh(events.day_source(client_id, *local_day_window(d, zone)),
-                                             changes.get((client_id, d)))]
+        cached = [d for d in days if d not in missing and request.serving.serves(d)]
+        sources = events.windows_sources(client_id, [local_day_window(d, zone) for d in cached])
+        stale = [d for d, source in zip(cached, sources, strict=True)
+                 if not entries[d].is_fresh(source, changes.get((client_id, d)))]
         missing = sorted(set(missing) | set(stale))
     results: list[ClientDayResult] = []
     if on_plan:

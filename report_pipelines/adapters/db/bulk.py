@@ -28,10 +28,14 @@ PostgreSQL has two paths, chosen by size (``benchmarks/bench_load_events.py`` me
   ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``.
 - **COPY of CSV text** on a pooled psycopg2 connection (:func:`load_call_events_csv`, the loader
   before the binary one) for small tables: opening an ADBC connection costs ~60 ms.
+
+Every path recomputes, in its transaction, the quarter-hours of ``call_event_quarters`` it wrote into
+(:mod:`report_pipelines.adapters.db.call_quarters`): the source states the freshness checks read.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from typing import Literal
 
@@ -40,6 +44,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Engine
 
+from report_pipelines.adapters.db import call_quarters
 from report_pipelines.adapters.db.models import CALL_EVENT_COLUMNS
 from report_pipelines.domain.calls import CALL_SCHEMA, INSTANT
 from report_pipelines.domain.errors import InvalidInput
@@ -61,6 +66,21 @@ def conform(table: pa.Table) -> pa.Table:
         if name not in table.column_names:
             table = table.append_column(name, pa.nulls(table.num_rows, CALL_EVENT_SCHEMA.field(name).type))
     return table.select(list(CALL_EVENT_COLUMNS)).cast(CALL_EVENT_SCHEMA)
+
+
+def _span(table: pa.Table) -> tuple[list[int], dt.datetime | None, dt.datetime | None]:
+    """What a load's quarter-hours refresh needs: the clients, the first and the last call start."""
+    span = pc.min_max(table.column("started_at"))
+    return pc.unique(table.column("client_id")).to_pylist(), span["min"].as_py(), span["max"].as_py()
+
+
+def _refresh_quarters(dialect: str, cursor, span) -> None:
+    """:func:`call_quarters.refresh` on a DB-API cursor (psycopg2, ADBC or sqlite3)."""
+    def query(sql: str) -> None:
+        cursor.execute(sql)
+        cursor.fetchall()
+
+    call_quarters.refresh(dialect, cursor.execute, query, *span)
 
 
 def _utc_wall_clock(table: pa.Table) -> pa.Table:
@@ -98,24 +118,27 @@ def load_call_events(engine: Engine, table: pa.Table, on_conflict: OnConflict = 
     table = conform(table)
     if table.num_rows == 0:
         return 0
-    client_ids = pc.unique(table.column("client_id")).to_pylist()
+    span = _span(table)
+    client_ids = span[0]
     if engine.dialect.name == "postgresql" and table.num_rows >= BINARY_MIN_ROWS:
-        return _load_postgresql_binary(engine, table, client_ids, on_conflict)
+        return _load_postgresql_binary(engine, table, span, on_conflict)
     if engine.dialect.name not in ("postgresql", "sqlite"):
         raise RuntimeError(f"no bulk loader for database dialect {engine.dialect.name!r}")
     with engine.connect() as conn:
         _require_clients(conn.exec_driver_sql(_clients_query(client_ids, lock=False)).all(), client_ids)
     if engine.dialect.name == "postgresql":
-        return _load_postgresql_csv(engine, _utc_wall_clock(table), on_conflict, chunk_rows)
-    return _load_sqlite(engine, _utc_wall_clock(table), on_conflict, chunk_rows)
+        return _load_postgresql_csv(engine, _utc_wall_clock(table), span, on_conflict, chunk_rows)
+    return _load_sqlite(engine, _utc_wall_clock(table), span, on_conflict, chunk_rows)
 
 
 def load_call_events_csv(engine: Engine, table: pa.Table, on_conflict: OnConflict = "error",
                          chunk_rows: int = 200_000) -> int:
     """The PostgreSQL loader before the binary one, whatever the size (COPY of CSV text, every
     constraint checked per row): the benchmark's baseline and the tests' reference."""
-    table = _utc_wall_clock(conform(table))
-    return _load_postgresql_csv(engine, table, on_conflict, chunk_rows) if table.num_rows else 0
+    table = conform(table)
+    if not table.num_rows:
+        return 0
+    return _load_postgresql_csv(engine, _utc_wall_clock(table), _span(table), on_conflict, chunk_rows)
 
 
 def _clients_query(client_ids: list[int], *, lock: bool) -> str:
@@ -135,11 +158,12 @@ def libpq_uri(engine: Engine) -> str:
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def _load_postgresql_binary(engine: Engine, table: pa.Table, client_ids: list[int], on_conflict: OnConflict) -> int:
+def _load_postgresql_binary(engine: Engine, table: pa.Table, span, on_conflict: OnConflict) -> int:
     import adbc_driver_postgresql.dbapi as adbc  # a native driver: loaded when first used
 
     with adbc.connect(libpq_uri(engine)) as conn, conn.cursor() as cursor:
         try:
+            client_ids = span[0]
             cursor.execute(_clients_query(client_ids, lock=True))
             _require_clients(cursor.fetchall(), client_ids)
             # clients.id is an integer; every id fits now that all of them were found.
@@ -163,6 +187,7 @@ def _load_postgresql_binary(engine: Engine, table: pa.Table, client_ids: list[in
                 inserted = cursor.adbc_ingest("call_events", table, mode="append")
             if dropped is not None:
                 _restore(cursor, dropped)
+            _refresh_quarters("postgresql", cursor, span)
             conn.commit()
             return inserted
         except BaseException:
@@ -238,7 +263,7 @@ def _may_set_replication_role(cursor) -> bool:
     return bool(granted)
 
 
-def _load_postgresql_csv(engine: Engine, table: pa.Table, on_conflict: OnConflict, chunk_rows: int) -> int:
+def _load_postgresql_csv(engine: Engine, table: pa.Table, span, on_conflict: OnConflict, chunk_rows: int) -> int:
     columns = ", ".join(CALL_EVENT_COLUMNS)
     raw = engine.raw_connection()
     try:
@@ -265,6 +290,7 @@ def _load_postgresql_csv(engine: Engine, table: pa.Table, on_conflict: OnConflic
             inserted = cursor.rowcount
         else:
             inserted = table.num_rows
+        _refresh_quarters("postgresql", cursor, span)
         raw.commit()
         return inserted
     except BaseException:
@@ -285,7 +311,7 @@ def _sqlite_rows(batch: pa.RecordBatch):
     return zip(*arrays, strict=True)
 
 
-def _load_sqlite(engine: Engine, table: pa.Table, on_conflict: OnConflict, chunk_rows: int) -> int:
+def _load_sqlite(engine: Engine, table: pa.Table, span, on_conflict: OnConflict, chunk_rows: int) -> int:
     verb = "INSERT OR IGNORE" if on_conflict == "ignore" else "INSERT"
     placeholders = ", ".join("?" for _ in CALL_EVENT_COLUMNS)
     sql = f"{verb} INTO call_events ({', '.join(CALL_EVENT_COLUMNS)}) VALUES ({placeholders})"
@@ -297,6 +323,7 @@ def _load_sqlite(engine: Engine, table: pa.Table, on_conflict: OnConflict, chunk
         for batch in table.to_batches(max_chunksize=chunk_rows):
             cursor.executemany(sql, _sqlite_rows(batch))
         inserted = dbapi.total_changes - before
+        _refresh_quarters("sqlite", cursor, span)
         raw.commit()
         return inserted
     except BaseException:

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
+from report_pipelines.adapters.db import call_quarters
 from report_pipelines.adapters.db.models import (
     CALL_EVENT_COLUMNS,
     CallEventChangeRow,
@@ -149,6 +150,10 @@ class CallImport:
                 f"INSERT OR IGNORE INTO call_events ({columns}) SELECT {columns} FROM _import_calls ORDER BY first_line")
         result.inserted = int(moved.rowcount)
         result.already_imported = result.distinct - result.inserted
+        # The quarter-hours of the file's time span, which hold what --replace deleted too.
+        call_quarters.refresh("postgresql" if self.postgresql else "sqlite", conn.exec_driver_sql,
+                              lambda sql: conn.exec_driver_sql(sql).all(), [self.client_id],
+                              result.earliest, result.latest)
         return result
 
     def _replace(self, low: dt.datetime, high: dt.datetime, zone: dt.tzinfo, now: dt.datetime,

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from report_pipelines.adapters.db.models import (
     CacheEntry,
     CallEvent,
+    CallEventQuarterRow,
     Client,
     ClientProductRow,
     PolicyRow,
@@ -378,6 +379,7 @@ class CommercialRepository:
             self.conn.execute(delete(table).where(table.proposal_id.in_(proposals)))
         self.conn.execute(delete(ProposalRow).where(ProposalRow.id.in_(proposals)))
         if ids:
+            self.conn.execute(delete(CallEventQuarterRow).where(CallEventQuarterRow.client_id.in_(ids)))
             self.conn.execute(delete(CallEvent).where(CallEvent.client_id.in_(ids)))
             self.conn.execute(delete(Client).where(Client.id.in_(ids)))
         return ids

@@ -111,6 +111,26 @@ class CallEvent(Base):
     ingested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
 
+class CallEventQuarterRow(Base):
+    """Each client's calls per UTC quarter-hour: how many, and the newest ``ingested_at`` among them
+    (``quarter`` is the epoch second of its start divided by 900). Every zone's offset and DST change
+    falls on a quarter-hour, so a client's local day is a run of whole quarters and its source state
+    (count, watermark) a sum over at most 100 rows, whatever its number of calls: what the freshness
+    checks read instead of counting the calls again.
+
+    Derived from ``call_events`` and kept by every writer in the writer's own transaction
+    (:func:`report_pipelines.adapters.db.call_quarters.refresh_statements`); a writer of ``call_events`` that does
+    not refresh the quarters it touched would leave days looking fresh that are not.
+    """
+
+    __tablename__ = "call_event_quarters"
+
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"), primary_key=True)
+    quarter: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    calls: Mapped[int] = mapped_column(Integer)
+    newest_ingest: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
 class CacheEntry(Base):
     """The cache manifest: one row per (report, client, local day) cached in the report store.
 

@@ -35,14 +35,17 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     update,
 )
+from sqlalchemy import column as sa_column
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA, libpq_uri
-from report_pipelines.adapters.db.models import CALL_EVENT_COLUMNS, CacheEntry, CallEvent, Client
+from report_pipelines.adapters.db.call_quarters import on_quarter, quarter_of, windows_query
+from report_pipelines.adapters.db.models import CALL_EVENT_COLUMNS, CacheEntry, CallEvent, CallEventQuarterRow, Client
 from report_pipelines.adapters.db.types import UTCDateTime, one_of
 from report_pipelines.domain.cache import CachedDay, KeptRow, SourceState
 from report_pipelines.domain.clients import ClientRecord, ClientSpec
@@ -414,18 +417,45 @@ class CallEventRepository:
         return {cid: rows.column("pbx_call_id").combine_chunks() for cid, rows in _by_client(table, ids) if rows.num_rows}
 
     def day_sources(self, client_ids: Sequence[int], start: dt.datetime, end: dt.datetime) -> dict[int, SourceState]:
-        """:meth:`day_source` of several clients of one zone-day, in one query (clients without calls absent)."""
+        """:meth:`day_source` of several clients of one zone-day, in one query (clients without calls
+        absent): from their quarter-hours (``call_event_quarters``) when the window is on quarter-hours,
+        as local days are, else from the calls."""
         if not client_ids:
             return {}
-        query = (select(CallEvent.client_id, func.count(), func.max(CallEvent.ingested_at))
-                 .where(CallEvent.client_id.in_(list(client_ids)), CallEvent.started_at >= start,
-                        CallEvent.started_at < end)
-                 .group_by(CallEvent.client_id))
+        if on_quarter(start) and on_quarter(end):
+            row = CallEventQuarterRow
+            query = (select(row.client_id, func.sum(row.calls), func.max(row.newest_ingest))
+                     .where(row.client_id.in_(list(client_ids)), row.quarter >= quarter_of(start),
+                            row.quarter < quarter_of(end))
+                     .group_by(row.client_id))
+        else:
+            query = (select(CallEvent.client_id, func.count(), func.max(CallEvent.ingested_at))
+                     .where(CallEvent.client_id.in_(list(client_ids)), CallEvent.started_at >= start,
+                            CallEvent.started_at < end)
+                     .group_by(CallEvent.client_id))
         with self.engine.connect() as conn:
             return {cid: SourceState(rows=int(n), watermark=_as_utc(newest)) for cid, n, newest in conn.execute(query)}
 
     def day_source(self, client_id: int, start: dt.datetime, end: dt.datetime) -> SourceState:
-        """Count and newest ingest of the client's calls started in ``[start, end)`` (index only)."""
+        """Count and newest ingest of the client's calls started in ``[start, end)``."""
+        return self.windows_sources(client_id, [(start, end)])[0]
+
+    def windows_sources(self, client_id: int, windows: Sequence[tuple[dt.datetime, dt.datetime]]) -> list[SourceState]:
+        """:meth:`day_source` of each window (a period's days), in one statement over the client's
+        quarter-hours when every window is on quarter-hours (local days are), else counted from the calls."""
+        if not windows:
+            return []
+        if not all(on_quarter(start) and on_quarter(end) for start, end in windows):
+            return [self.day_source_from_calls(client_id, start, end) for start, end in windows]
+        query = text(windows_query(client_id, windows)).columns(
+            sa_column("i", Integer), sa_column("calls", BigInteger), sa_column("newest", UTCDateTime()))
+        with self.engine.connect() as conn:
+            found = {int(i): SourceState(rows=int(n), watermark=_as_utc(newest)) for i, n, newest in conn.execute(query)}
+        return [found.get(i, SourceState(0, None)) for i in range(len(windows))]
+
+    def day_source_from_calls(self, client_id: int, start: dt.datetime, end: dt.datetime) -> SourceState:
+        """:meth:`day_source` counted from the calls themselves (index and heap): the reference the
+        quarter-hours are checked against, and the way for a window that is not on quarter-hours."""
         query = select(func.count(), func.max(CallEvent.ingested_at)).where(
             CallEvent.client_id == client_id, CallEvent.started_at >= start, CallEvent.started_at < end
         )
