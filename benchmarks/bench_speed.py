@@ -67,7 +67,13 @@ from report_pipelines.domain.timezones import local_day_window, parse_zone
 from report_pipelines.services.clients import list_clients
 from report_pipelines.services.demo import ensure_reports_product, seed_demo
 from report_pipelines.services.extracts import ClientDay, run_client_days
-from report_pipelines.services.reading import read_report_arrow, summarize_report, validate_request
+from report_pipelines.services.reading import (
+    open_request,
+    prepare_period,
+    read_report_arrow,
+    summarize_report,
+    validate_request,
+)
 from report_pipelines.services.serving import servings
 from report_pipelines.services.zone_days import ZoneDay, plan_zone_days
 from report_pipelines.settings import Settings
@@ -307,6 +313,7 @@ def summaries(app: App, client, days: int, repeat: int) -> None:
         figure(f"(b) {days}-day summary, client {client.slug}, summarize_report vs DuckDB on the day files",
                f"{duck[0][0] / ours_s:.2f}x read again, {duck[0][0] / cold_s:.2f}x a first read in a process "
                "(above 1: ours faster)")
+    freshness(app, client, first, last, sql, ours, repeat)
     part = ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive")
 
     def dataset() -> pa.Table:
@@ -319,6 +326,35 @@ def summaries(app: App, client, days: int, repeat: int) -> None:
         raise SystemExit("call_detail row counts differ")
     figure(f"(c) call_detail {days} days ({detail.num_rows:,} rows), read_report_arrow / pyarrow.dataset",
            f"{detail_s / base_s:.2f}x the time (target <= 1.2)")
+
+
+def freshness(app: App, client, first: dt.date, last: dt.date, sql: Callable[[], pd.DataFrame],
+              summary: pd.DataFrame, repeat: int) -> None:
+    """A period request's staleness check (the CLI's and the API's path: ``prepare_period(refresh_stale)``),
+    from the client's quarter-hours against counting each day's calls again (the check before), and the
+    whole request's summary against the ``GROUP BY``."""
+    events = CallEventRepository(app.engine)
+    zone = parse_zone(client.timezone)
+    windows = [local_day_window(first + dt.timedelta(days=d), zone) for d in range((last - first).days + 1)]
+    (quarters_s, quarters), (calls_s, counted) = medians_in_turns(
+        [lambda: events.windows_sources(client.id, windows),
+         lambda: [events.day_source_from_calls(client.id, *w) for w in windows]], repeat)
+    figure(f"(b) a period request's staleness check, {len(windows)} days, client {client.slug}",
+           f"{calls_s / quarters_s:.0f}x ({quarters_s * 1000:.2f} ms from the quarter-hours vs {calls_s * 1000:.1f} ms "
+           f"counting each day's calls; states {'agree' if quarters == counted else 'DIFFER'})")
+    if quarters != counted:
+        raise SystemExit("the quarter-hours and the calls disagree")
+
+    def request() -> pd.DataFrame:
+        period_request, kept = open_request(app, "queue_performance", client.id, first, last, NOW)
+        return prepare_period(app, period_request, now=NOW, refresh_stale=True, kept=kept).summary()
+
+    (request_s, answered), (sql_s, _) = medians_in_turns([request, sql], repeat)
+    figure(f"(b) a period request's summary (staleness checked), client {client.slug}, vs PostgreSQL GROUP BY",
+           f"{sql_s / request_s:.1f}x ({request_s * 1000:.1f} ms vs {sql_s * 1000:.1f} ms; "
+           f"{'equal to' if answered.equals(summary) else 'DIFFERENT from'} summarize_report)")
+    if not answered.equals(summary):
+        raise SystemExit("the period request's summary differs from summarize_report's")
 
 
 # --- (d) ---------------------------------------------------------------------------------------------
