@@ -50,6 +50,19 @@ class CachedDay:
     day_table: bytes | None = None  # the day table as Arrow IPC (summary reports), else None: read the file
 
     def is_fresh(self, source: SourceState, changed_at: dt.datetime | None = None) -> bool:
+        """:meth:`SourceStamp.is_fresh` of this row."""
+        return SourceStamp(self.source_rows, self.source_watermark, self.computed_at).is_fresh(source, changed_at)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStamp:
+    """What a manifest row recorded of its source when it was computed: all that freshness is decided on."""
+
+    source_rows: int
+    source_watermark: dt.datetime | None
+    computed_at: dt.datetime
+
+    def is_fresh(self, source: SourceState, changed_at: dt.datetime | None = None) -> bool:
         """Still what the source says: same number of events and no event ingested since, and not
         computed before the day's last recorded change (``changed_at``, from ``call_event_changes``).
 

@@ -24,7 +24,7 @@ from report_pipelines.adapters.db.cdr_imports import CallEventChanges
 from report_pipelines.adapters.db.engine import transaction_free
 from report_pipelines.adapters.db.repositories import CacheManifestRepository, CallEventRepository
 from report_pipelines.app import App, default_app
-from report_pipelines.domain.cache import KeptRow
+from report_pipelines.domain.cache import KeptRow, SourceStamp
 from report_pipelines.domain.clients import ClientRecord
 from report_pipelines.domain.errors import InvalidInput, NotFound
 from report_pipelines.domain.reports import ReportDefinition, get_report
@@ -111,6 +111,8 @@ class KeptTables:
 
     rows: dict[dt.date, KeptRow | None] = field(default_factory=dict)
     held: dict[str, DecodedDay] = field(default_factory=dict)
+    #: What each row recorded of its source (the staleness check's side), from the same statement.
+    stamps: dict[dt.date, SourceStamp] = field(default_factory=dict)
 
     @staticmethod
     def read(app: App, client_id: int, report: str, days: list[dt.date], *,
@@ -118,9 +120,9 @@ class KeptTables:
         if not days:
             return KeptTables()
         held = app.memo.held(client_id, report, days)
-        rows = CacheManifestRepository(app.engine).day_tables(client_id, days[0], days[-1], report, conn=conn,
-                                                              held=held.keys())
-        return KeptTables(rows, held)
+        rows, stamps = CacheManifestRepository(app.engine).day_tables_and_stamps(
+            client_id, days[0], days[-1], report, conn=conn, held=held.keys())
+        return KeptTables(rows, held, stamps)
 
 
 def open_request(app: App, report: str, client: str | int, start: dt.date | str, end: dt.date | str,
@@ -245,7 +247,6 @@ def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeou
     name, client_id = request.report.name, request.client.id
     store = app.store
     days = request.closed_days
-    manifest = CacheManifestRepository(app.engine)
     # One query: which days have a row, and the day tables kept with them. A day whose table is kept is
     # read from its row; any other needs its file (checked on disk).
     if kept is None:
@@ -258,7 +259,7 @@ def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeou
         raise InvalidInput("client", f"{request.client.slug!r} holds no reports licence for those days: its cached "
                                      f"days can be read, but {what} would need new work")
     if refresh_stale:
-        entries = {e.local_date: e for e in manifest.entries(client_id, request.start, request.end, (name,))}
+        stamps = kept.stamps
         events = CallEventRepository(app.engine)
         zone = parse_zone(request.client.timezone)
         changes = (CallEventChanges(app.engine).latest([client_id], request.start, request.end)
@@ -266,7 +267,7 @@ def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeou
         cached = [d for d in days if d not in missing and request.serving.serves(d)]
         sources = events.windows_sources(client_id, [local_day_window(d, zone) for d in cached])
         stale = [d for d, source in zip(cached, sources, strict=True)
-                 if not entries[d].is_fresh(source, changes.get((client_id, d)))]
+                 if not stamps[d].is_fresh(source, changes.get((client_id, d)))]
         missing = sorted(set(missing) | set(stale))
     results: list[ClientDayResult] = []
     if on_plan:

@@ -83,15 +83,15 @@ def refresh(dialect: str, execute: Callable[[str], object], query: Callable[[str
 
 
 def windows_query(client_id: int, windows: Sequence[tuple[dt.datetime, dt.datetime]]) -> str:
-    """One client's ``(window index, calls, newest ingest)`` of each window (on quarter-hours) holding
-    a call: one statement over at most ~100 rows per window (integers only, written into the SQL)."""
-    bounds = [(i, quarter_of(start), quarter_of(end)) for i, (start, end) in enumerate(windows)]
-    values = ", ".join(f"({i}, {low}, {high})" for i, low, high in bounds)
-    low, high = min(b[1] for b in bounds), max(b[2] for b in bounds)
+    """One client's ``(window index, calls, newest ingest)`` of each window (on quarter-hours; calls
+    NULL when none): two index range scans per window, of at most ~100 quarters each (a join on the
+    two bounds was a nested loop comparing every quarter with every window: 16 ms for 30 days).
+    Integers only, written into the SQL."""
+    client = int(client_id)
+    values = ", ".join(f"({i}, {quarter_of(start)}, {quarter_of(end)})" for i, (start, end) in enumerate(windows))
+    within = f"FROM call_event_quarters q WHERE q.client_id = {client} AND q.quarter >= w.low AND q.quarter < w.high"
     return (f"WITH w(i, low, high) AS (VALUES {values}) "
-            "SELECT w.i, sum(q.calls), max(q.newest_ingest) FROM call_event_quarters q"
-            " JOIN w ON q.quarter >= w.low AND q.quarter < w.high"
-            f" WHERE q.client_id = {int(client_id)} AND q.quarter >= {low} AND q.quarter < {high} GROUP BY w.i")
+            f"SELECT w.i, (SELECT sum(q.calls) {within}), (SELECT max(q.newest_ingest) {within}) FROM w")
 
 
 __all__ = ["QUARTER_SECONDS", "on_quarter", "quarter_of", "quarter_start", "refresh", "refresh_statements",

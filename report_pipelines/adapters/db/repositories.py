@@ -47,7 +47,7 @@ from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA, libpq_uri
 from report_pipelines.adapters.db.call_quarters import on_quarter, quarter_of, windows_query
 from report_pipelines.adapters.db.models import CALL_EVENT_COLUMNS, CacheEntry, CallEvent, CallEventQuarterRow, Client
 from report_pipelines.adapters.db.types import UTCDateTime, one_of
-from report_pipelines.domain.cache import CachedDay, KeptRow, SourceState
+from report_pipelines.domain.cache import CachedDay, KeptRow, SourceStamp, SourceState
 from report_pipelines.domain.clients import ClientRecord, ClientSpec
 from report_pipelines.domain.errors import Conflict, NotFound
 from report_pipelines.domain.timezones import local_date_of, parse_zone
@@ -450,8 +450,9 @@ class CallEventRepository:
         query = text(windows_query(client_id, windows)).columns(
             sa_column("i", Integer), sa_column("calls", BigInteger), sa_column("newest", UTCDateTime()))
         with self.engine.connect() as conn:
-            found = {int(i): SourceState(rows=int(n), watermark=_as_utc(newest)) for i, n, newest in conn.execute(query)}
-        return [found.get(i, SourceState(0, None)) for i in range(len(windows))]
+            found = {int(i): SourceState(rows=int(n or 0), watermark=_as_utc(newest))
+                     for i, n, newest in conn.execute(query)}
+        return [found[i] for i in range(len(windows))]
 
     def day_source_from_calls(self, client_id: int, start: dt.datetime, end: dt.datetime) -> SourceState:
         """:meth:`day_source` counted from the calls themselves (index and heap): the reference the
@@ -539,6 +540,7 @@ def _day_tables(held: ColumnElement[bool]) -> Select:
     return select(
         CacheEntry.local_date, CacheEntry.checksum, CacheEntry.day_table.is_not(None),
         case((held, null()), else_=CacheEntry.day_table),
+        CacheEntry.source_rows, CacheEntry.source_watermark, CacheEntry.computed_at,
     ).where(CacheEntry.client_id == bindparam("client_id"), CacheEntry.report == bindparam("report"),
             CacheEntry.local_date >= bindparam("first"), CacheEntry.local_date <= bindparam("last"))
 
@@ -617,11 +619,22 @@ class CacheManifestRepository:
         their checksums (None for a row that holds none: read its file); dates without a row are absent.
         A table whose checksum is in ``held`` (the reader has it decoded) comes without its bytes. On
         ``conn`` when given (a caller's checkout: the read's validation and this in one)."""
+        return self.day_tables_and_stamps(client_id, first, last, report, conn=conn, held=held)[0]
+
+    def day_tables_and_stamps(self, client_id: int, first: dt.date, last: dt.date, report: str, *,
+                              conn: Connection | None = None, held: Collection[str] = ()
+                              ) -> tuple[dict[dt.date, KeptRow | None], dict[dt.date, SourceStamp]]:
+        """:meth:`day_tables`, and what each of those rows recorded of its source (a period request's
+        staleness check), from the same statement."""
         params = {"client_id": client_id, "report": report, "first": first, "last": last, "held": list(held)}
         query = _DAY_TABLES_PG if self.engine.dialect.name == "postgresql" else _DAY_TABLES
+        tables: dict[dt.date, KeptRow | None] = {}
+        stamps: dict[dt.date, SourceStamp] = {}
         with contextlib.nullcontext(conn) if conn is not None else self.engine.connect() as conn:
-            return {day: (KeptRow(checksum, bytes(blob) if blob is not None else None) if kept else None)
-                    for day, checksum, kept, blob in conn.execute(query, params)}
+            for day, checksum, kept, blob, rows, watermark, computed in conn.execute(query, params):
+                tables[day] = KeptRow(checksum, bytes(blob) if blob is not None else None) if kept else None
+                stamps[day] = SourceStamp(rows, watermark, computed)
+        return tables, stamps
 
     def all_entries(self) -> list[CachedDay]:
         """Every row (the repair pass compares them with the files)."""
