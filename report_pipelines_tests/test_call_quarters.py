@@ -107,6 +107,11 @@ def test_the_binary_loads_keep_the_quarters_equal_to_the_calls(pg_engine: Engine
     starts = [dt.datetime(2024, 3, 9, 23, 59, 59, tzinfo=UTC), dt.datetime(2024, 3, 10, 0, 0, tzinfo=UTC),
               dt.datetime(2024, 3, 10, 0, 14, tzinfo=UTC)]
     table = pa.concat_tables([late_call(lisbon.id, f"bin-{i}", s, NOW) for i, s in enumerate(starts)])
+    if path == "binary-ignore":  # and a call stored already, ingested again later: skipped, its quarter unchanged
+        with pg_engine.connect() as conn:
+            stored_id, stored_start = conn.execute(select(CallEvent.pbx_call_id, CallEvent.started_at).where(
+                CallEvent.client_id == lisbon.id).limit(1)).one()
+        table = pa.concat_tables([table, late_call(lisbon.id, stored_id, stored_start, NOW + dt.timedelta(days=1))])
     if path == "binary-rebuild":  # a rebuild needs the table to bring at least what call_events holds
         monkeypatch.setattr(bulk, "_MIN_ROW_BYTES", 10**9)
     loaded = load_call_events(pg_engine, table, on_conflict="ignore" if path == "binary-ignore" else "error")

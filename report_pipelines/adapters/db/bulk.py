@@ -29,8 +29,10 @@ PostgreSQL has two paths, chosen by size (``benchmarks/bench_load_events.py`` me
 - **COPY of CSV text** on a pooled psycopg2 connection (:func:`load_call_events_csv`, the loader
   before the binary one) for small tables: opening an ADBC connection costs ~60 ms.
 
-Every path recomputes, in its transaction, the quarter-hours of ``call_event_quarters`` it wrote into
-(:mod:`report_pipelines.adapters.db.call_quarters`): the source states the freshness checks read.
+Every path updates, in its transaction, the quarter-hours of ``call_event_quarters`` it wrote into
+(:mod:`report_pipelines.adapters.db.call_quarters`), the source states the freshness checks read: on
+PostgreSQL by increments (the table's own, aggregated in Arrow, when every row is inserted; those an
+``ON CONFLICT DO NOTHING`` returns otherwise), on SQLite recomputed over the span loaded.
 """
 
 from __future__ import annotations
@@ -74,13 +76,31 @@ def _span(table: pa.Table) -> tuple[list[int], dt.datetime | None, dt.datetime |
     return pc.unique(table.column("client_id")).to_pylist(), span["min"].as_py(), span["max"].as_py()
 
 
+def _query(cursor, sql: str) -> list:
+    cursor.execute(sql)
+    return cursor.fetchall()
+
+
 def _refresh_quarters(dialect: str, cursor, span) -> None:
     """:func:`call_quarters.refresh` on a DB-API cursor (psycopg2, ADBC or sqlite3)."""
-    def query(sql: str) -> None:
-        cursor.execute(sql)
-        cursor.fetchall()
+    call_quarters.refresh(dialect, cursor.execute, lambda sql: _query(cursor, sql), *span)
 
-    call_quarters.refresh(dialect, cursor.execute, query, *span)
+
+def _insert_ignoring(cursor, client_ids: list[int]) -> int:
+    """PostgreSQL: ``_incoming_calls`` moved into ``call_events`` (ids stored already skipped) and the
+    calls inserted added to their quarters; how many were inserted."""
+    columns = ", ".join(CALL_EVENT_COLUMNS)
+    _query(cursor, call_quarters.lock_statement(client_ids))
+    [(inserted,)] = _query(cursor, call_quarters.inserting(
+        f"INSERT INTO call_events ({columns}) SELECT {columns} FROM _incoming_calls "
+        "ON CONFLICT (client_id, pbx_call_id) DO NOTHING"))
+    return int(inserted)
+
+
+def _add_quarters(cursor, table: pa.Table, client_ids: list[int]) -> None:
+    """PostgreSQL: every call of ``table``, all inserted, added to its quarter."""
+    _query(cursor, call_quarters.lock_statement(client_ids))
+    cursor.execute(call_quarters.add_table_statement(table))
 
 
 def _utc_wall_clock(table: pa.Table) -> pa.Table:
@@ -179,15 +199,13 @@ def _load_postgresql_binary(engine: Engine, table: pa.Table, span, on_conflict: 
                 cursor.execute("CREATE TEMP TABLE _incoming_calls AS SELECT "
                                f"{columns} FROM call_events WITH NO DATA")
                 cursor.adbc_ingest("_incoming_calls", table, mode="append", temporary=True)
-                cursor.execute(f"INSERT INTO call_events ({columns}) SELECT {columns} FROM _incoming_calls "
-                               "ON CONFLICT (client_id, pbx_call_id) DO NOTHING")
-                inserted = cursor.rowcount
+                inserted = _insert_ignoring(cursor, client_ids)
                 cursor.execute("DROP TABLE _incoming_calls")
             else:
                 inserted = cursor.adbc_ingest("call_events", table, mode="append")
+                _add_quarters(cursor, table, client_ids)
             if dropped is not None:
                 _restore(cursor, dropped)
-            _refresh_quarters("postgresql", cursor, span)
             conn.commit()
             return inserted
         except BaseException:
@@ -283,14 +301,10 @@ def _load_postgresql_csv(engine: Engine, table: pa.Table, span, on_conflict: OnC
             buffer.seek(0)
             cursor.copy_expert(copy_sql, buffer)
         if on_conflict == "ignore":
-            cursor.execute(
-                f"INSERT INTO call_events ({columns}) SELECT {columns} FROM _incoming_calls "
-                "ON CONFLICT (client_id, pbx_call_id) DO NOTHING"
-            )
-            inserted = cursor.rowcount
+            inserted = _insert_ignoring(cursor, span[0])
         else:
             inserted = table.num_rows
-        _refresh_quarters("postgresql", cursor, span)
+            _add_quarters(cursor, table, span[0])
         raw.commit()
         return inserted
     except BaseException:

@@ -7,17 +7,29 @@ than the ``GROUP BY`` its cached summary replaces (272 ms for the largest client
 zone's offset and DST change falls on a quarter-hour, so a local day is a run of whole quarters (96,
 92 or 100) and its state a sum over that many rows, whatever the number of calls.
 
-Kept by the writers, in the writer's own transaction: after a write, :func:`refresh` recomputes from
-``call_events`` every quarter of the written clients between the first and the last call written, so
-inserts, conflicts skipped and ``--replace`` deletes all come out right. It first locks the clients'
-rows (``FOR NO KEY UPDATE``, which the foreign key's ``FOR KEY SHARE`` does not block): two writes of
-one client then recompute one after the other, the second in a snapshot that sees the first's calls.
+Kept by the writers, in the writer's own transaction, in one of two ways:
+
+* **increments**, when the writer knows which calls it inserted (PostgreSQL): a load that fails on any
+  conflict inserted every row of its table (:func:`add_table`, aggregated in Arrow); an
+  ``INSERT ... ON CONFLICT DO NOTHING`` names what it inserted by ``RETURNING`` (:func:`inserting`).
+  Each quarter gets ``calls + n`` and the later of the two newest ingests;
+* **recomputed** from ``call_events`` (:func:`refresh`) over every quarter of the written clients
+  between the first and the last call written, when calls were deleted (``--replace``) or the writer
+  cannot tell what it inserted (SQLite's ``INSERT OR IGNORE``). A load into a table that already holds
+  the same period re-aggregates all of it (2.24M calls: ~0.4 s), hence the increments.
+
+Either first locks the clients' rows (``FOR NO KEY UPDATE``, which the foreign key's ``FOR KEY SHARE``
+does not block): two writes of one client then update their quarters one after the other, a
+recomputation in a snapshot that sees the other's committed calls.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
 
 UTC = dt.UTC
 QUARTER_SECONDS = 900
@@ -50,8 +62,8 @@ def refresh_statements(dialect: str, client_ids: Sequence[int], first: dt.dateti
     ids, low, high = _ids(client_ids), quarter_of(first), quarter_of(last)
     begin, end = quarter_start(low), quarter_start(high + 1)
     if dialect == "postgresql":
-        lock = f"SELECT id FROM clients WHERE id IN ({ids}) ORDER BY id FOR NO KEY UPDATE"
-        quarter = "floor(extract(epoch FROM started_at) / 900)::bigint"
+        lock = lock_statement(client_ids)
+        quarter = _PG_QUARTER
         window = f"started_at >= '{begin.isoformat()}'::timestamptz AND started_at < '{end.isoformat()}'::timestamptz"
     elif dialect == "sqlite":
         lock = None
@@ -66,6 +78,51 @@ def refresh_statements(dialect: str, client_ids: Sequence[int], first: dt.dateti
         f" SELECT client_id, {quarter}, count(*), max(ingested_at) FROM call_events"
         f" WHERE client_id IN ({ids}) AND {window} GROUP BY client_id, {quarter}",
     ]
+
+
+def lock_statement(client_ids: Sequence[int]) -> str:
+    """PostgreSQL: the clients' rows locked, in id order, before their quarters are written."""
+    return f"SELECT id FROM clients WHERE id IN ({_ids(client_ids)}) ORDER BY id FOR NO KEY UPDATE"
+
+
+_PG_QUARTER = "floor(extract(epoch FROM started_at) / 900)::bigint"
+_PG_ADD = ("ON CONFLICT (client_id, quarter) DO UPDATE SET calls = call_event_quarters.calls + excluded.calls,"
+           " newest_ingest = greatest(call_event_quarters.newest_ingest, excluded.newest_ingest)")
+
+
+def inserting(insert_sql: str) -> str:
+    """PostgreSQL: ``insert_sql`` (an ``INSERT INTO call_events ... ON CONFLICT DO NOTHING``) with the
+    quarters of the calls it inserted added, in one statement whose one row is how many it inserted."""
+    return (f"WITH inserted AS ({insert_sql} RETURNING client_id, started_at, ingested_at), "
+            "added AS (INSERT INTO call_event_quarters (client_id, quarter, calls, newest_ingest)"
+            f" SELECT client_id, {_PG_QUARTER}, count(*), max(ingested_at) FROM inserted"
+            f" GROUP BY client_id, {_PG_QUARTER} {_PG_ADD}) "
+            "SELECT count(*) FROM inserted")
+
+
+def table_increments(table: pa.Table) -> pa.Table:
+    """Per (client, quarter) of a call table: its calls and newest ingest, as epoch microseconds."""
+    started = table.column("started_at").cast(pa.timestamp("us")).cast(pa.int64()).to_numpy()
+    ingested = table.column("ingested_at").cast(pa.timestamp("us")).cast(pa.int64())
+    calls = pa.table({"client_id": table.column("client_id").cast(pa.int64()),
+                      "quarter": pa.array(np.floor_divide(started, QUARTER_SECONDS * 1_000_000)),
+                      "ingested": ingested})
+    return calls.group_by(["client_id", "quarter"], use_threads=False).aggregate(
+        [("ingested", "count"), ("ingested", "max")])
+
+
+def add_table_statement(table: pa.Table) -> str:
+    """PostgreSQL: every call of ``table`` (all of them inserted) added to its quarter, in one statement
+    (the increments as four array literals: integers only)."""
+    increments = table_increments(table)
+
+    def array(name: str) -> str:
+        return "{" + ",".join(str(v) for v in increments.column(name).to_numpy()) + "}"
+    return ("INSERT INTO call_event_quarters (client_id, quarter, calls, newest_ingest)"
+            " SELECT client_id, quarter, calls, timestamptz 'epoch' + newest * interval '1 microsecond'"
+            f" FROM unnest('{array('client_id')}'::int[], '{array('quarter')}'::bigint[],"
+            f" '{array('ingested_count')}'::int[], '{array('ingested_max')}'::bigint[])"
+            f" AS t(client_id, quarter, calls, newest) {_PG_ADD}")
 
 
 def refresh(dialect: str, execute: Callable[[str], object], query: Callable[[str], object],
@@ -94,5 +151,5 @@ def windows_query(client_id: int, windows: Sequence[tuple[dt.datetime, dt.dateti
             f"SELECT w.i, (SELECT sum(q.calls) {within}), (SELECT max(q.newest_ingest) {within}) FROM w")
 
 
-__all__ = ["QUARTER_SECONDS", "on_quarter", "quarter_of", "quarter_start", "refresh", "refresh_statements",
-           "windows_query"]
+__all__ = ["QUARTER_SECONDS", "add_table_statement", "inserting", "lock_statement", "on_quarter", "quarter_of",
+           "quarter_start", "refresh", "refresh_statements", "table_increments", "windows_query"]

@@ -142,18 +142,23 @@ class CallImport:
         if self.postgresql:
             source = ("(SELECT DISTINCT ON (pbx_call_id) * FROM _import_calls ORDER BY pbx_call_id, first_line) AS firsts"
                       if result.repeated_in_file else "_import_calls")  # the first copy of a repeated id wins
-            moved = conn.exec_driver_sql(
-                f"INSERT INTO call_events ({columns}) SELECT {columns} FROM {source} "
-                "ON CONFLICT (client_id, pbx_call_id) DO NOTHING")
+            move = (f"INSERT INTO call_events ({columns}) SELECT {columns} FROM {source} "
+                    "ON CONFLICT (client_id, pbx_call_id) DO NOTHING")
+            if replace:  # the quarters recomputed below (calls were deleted)
+                result.inserted = int(conn.exec_driver_sql(move).rowcount)
+            else:  # the calls inserted added to their quarters in the same statement
+                conn.exec_driver_sql(call_quarters.lock_statement([self.client_id])).all()
+                result.inserted = int(conn.exec_driver_sql(call_quarters.inserting(move)).scalar_one())
         else:
             moved = conn.exec_driver_sql(
                 f"INSERT OR IGNORE INTO call_events ({columns}) SELECT {columns} FROM _import_calls ORDER BY first_line")
-        result.inserted = int(moved.rowcount)
+            result.inserted = int(moved.rowcount)
         result.already_imported = result.distinct - result.inserted
-        # The quarter-hours of the file's time span, which hold what --replace deleted too.
-        call_quarters.refresh("postgresql" if self.postgresql else "sqlite", conn.exec_driver_sql,
-                              lambda sql: conn.exec_driver_sql(sql).all(), [self.client_id],
-                              result.earliest, result.latest)
+        if replace or not self.postgresql:
+            # The quarter-hours of the file's time span, which hold what --replace deleted too.
+            call_quarters.refresh("postgresql" if self.postgresql else "sqlite", conn.exec_driver_sql,
+                                  lambda sql: conn.exec_driver_sql(sql).all(), [self.client_id],
+                                  result.earliest, result.latest)
         return result
 
     def _replace(self, low: dt.datetime, high: dt.datetime, zone: dt.tzinfo, now: dt.datetime,

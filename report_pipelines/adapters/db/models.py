@@ -118,9 +118,9 @@ class CallEventQuarterRow(Base):
     (count, watermark) a sum over at most 100 rows, whatever its number of calls: what the freshness
     checks read instead of counting the calls again.
 
-    Derived from ``call_events`` and kept by every writer in the writer's own transaction
-    (:func:`report_pipelines.adapters.db.call_quarters.refresh_statements`); a writer of ``call_events`` that does
-    not refresh the quarters it touched would leave days looking fresh that are not.
+    Derived from ``call_events`` and kept by every writer in the writer's own transaction, by increments
+    or recomputed (:mod:`report_pipelines.adapters.db.call_quarters`); a writer of ``call_events`` that
+    did not update the quarters it wrote into would leave days looking fresh that are not.
     """
 
     __tablename__ = "call_event_quarters"
