@@ -10,7 +10,7 @@ zone's offset and DST change falls on a quarter-hour, so a local day is a run of
 Kept by the writers, in the writer's own transaction, in one of two ways:
 
 * **increments**, when the writer knows which calls it inserted (PostgreSQL): a load that fails on any
-  conflict inserted every row of its table (:func:`add_table`, aggregated in Arrow); an
+  conflict inserted every row of its table (:func:`add_table_statement`, aggregated in Arrow); an
   ``INSERT ... ON CONFLICT DO NOTHING`` names what it inserted by ``RETURNING`` (:func:`inserting`).
   Each quarter gets ``calls + n`` and the later of the two newest ingests;
 * **recomputed** from ``call_events`` (:func:`refresh`) over every quarter of the written clients
@@ -19,8 +19,9 @@ Kept by the writers, in the writer's own transaction, in one of two ways:
   the same period re-aggregates all of it (2.24M calls: ~0.4 s), hence the increments.
 
 Either first locks the clients' rows (``FOR NO KEY UPDATE``, which the foreign key's ``FOR KEY SHARE``
-does not block): two writes of one client then update their quarters one after the other, a
-recomputation in a snapshot that sees the other's committed calls.
+does not block), after its calls are written and until it commits: two writes of one client then
+update their quarters one after the other, a recomputation in a snapshot that sees the other's
+committed calls. An update of those clients' own rows (name, zone, ``active_from``) waits meanwhile.
 """
 
 from __future__ import annotations
