@@ -236,3 +236,32 @@ def test_a_period_check_reads_the_quarters_not_the_calls_and_finds_the_late_day(
     before_plan = statements[:planned[0]]
     assert not [s for s in before_plan if re.search(r"\bcall_events\b", s)]  # no call counted to decide
     assert sum("call_event_quarters" in s for s in before_plan) == 1  # one statement for the four days
+
+
+def test_check_quarters_finds_a_hand_made_insert_and_fix_recomputes_it(engine: Engine, tmp_path: Path) -> None:
+    """A call written into call_events by hand (as with psql), bypassing the writers: the command names
+    the client and its one differing quarter, exits 1, and with --fix recomputes them."""
+    from click.testing import CliRunner
+
+    from report_pipelines.cli import main
+
+    seeded = seed(engine, tmp_path)
+    sydney = seeded.clients["Australia/Sydney"]
+    env = {"REPORT_PIPELINES_DATABASE_URL": engine.url.render_as_string(hide_password=False),
+           "REPORT_PIPELINES_DATA_DIR": str(tmp_path / "data")}
+    runner = CliRunner()
+    clean = runner.invoke(main, ["db", "check-quarters"], env=env)
+    assert clean.exit_code == 0 and clean.stdout == "call_event_quarters agrees with call_events\n"
+    with engine.begin() as conn:  # through the ORM, not a writer that keeps the quarters
+        conn.execute(CallEvent.__table__.insert().values(
+            client_id=sydney.id, pbx_call_id="by-hand-1", direction="inbound", started_at=dt.datetime(
+                2024, 3, 9, 14, 7, tzinfo=UTC), ended_at=dt.datetime(2024, 3, 9, 14, 9, tzinfo=UTC),
+            disposition="NO ANSWER", ingested_at=NOW))
+    found = runner.invoke(main, ["db", "check-quarters"], env=env)
+    assert found.exit_code == 1
+    assert found.stdout == f"1 quarter-hours of 1 client(s) differ from their calls (client {sydney.id}: 1)\n"
+    assert "--fix" in found.stderr
+    fixed = runner.invoke(main, ["db", "check-quarters", "--fix"], env=env)
+    assert fixed.exit_code == 0 and fixed.stdout.endswith("recomputed the quarters of 1 client(s): they agree now\n")
+    assert _kept(engine) == _truth(engine)
+    assert _kept(engine)[(sydney.id, 1_899_992)][1] == NOW

@@ -33,6 +33,32 @@ def db_current() -> None:
     click.echo(f"current: {current_revision(engine)}  head: {head_revision()}")
 
 
+@db.command("check-quarters")
+@click.option("--fix", is_flag=True, help="Recompute the quarters of every client found to differ.")
+def db_check_quarters(fix: bool) -> None:
+    """Compare call_event_quarters (what the freshness checks read) with the calls themselves.
+
+    They differ only if something wrote call_events without keeping them (a hand-made INSERT): a day
+    may then look fresh that is not. Exits 1 when they differ and --fix was not given."""
+    from report_pipelines.adapters.db.repositories import CallEventRepository
+
+    events = CallEventRepository(_app().engine)
+    drift = events.quarter_drift()
+    if not drift:
+        click.echo("call_event_quarters agrees with call_events")
+        return
+    shown = ", ".join(f"client {cid}: {n}" for cid, n in sorted(drift.items())[:10])
+    click.echo(f"{sum(drift.values())} quarter-hours of {len(drift)} client(s) differ from their calls ({shown}"
+               f"{', ...' if len(drift) > 10 else ''})")
+    if not fix:
+        click.echo("run `report-pipelines db check-quarters --fix` to recompute them", err=True)
+        raise SystemExit(1)
+    events.rebuild_quarters(sorted(drift))
+    left = events.quarter_drift()
+    click.echo(f"recomputed the quarters of {len(drift)} client(s): "
+               + ("they agree now" if not left else f"{sum(left.values())} still differ (written meanwhile?)"))
+
+
 # --- clients --------------------------------------------------------------------------------------
 @main.group()
 def clients() -> None:

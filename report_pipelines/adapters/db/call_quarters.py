@@ -68,7 +68,7 @@ def refresh_statements(dialect: str, client_ids: Sequence[int], first: dt.dateti
         window = f"started_at >= '{begin.isoformat()}'::timestamptz AND started_at < '{end.isoformat()}'::timestamptz"
     elif dialect == "sqlite":
         lock = None
-        quarter = "CAST(strftime('%s', started_at) AS INTEGER) / 900"  # calls start after 1970: truncation is floor
+        quarter = _SQLITE_QUARTER
         naive = "%Y-%m-%d %H:%M:%S"  # the stored text is 'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC): sorts as instants
         window = f"started_at >= '{begin.strftime(naive)}' AND started_at < '{end.strftime(naive)}'"
     else:
@@ -87,6 +87,7 @@ def lock_statement(client_ids: Sequence[int]) -> str:
 
 
 _PG_QUARTER = "floor(extract(epoch FROM started_at) / 900)::bigint"
+_SQLITE_QUARTER = "CAST(strftime('%s', started_at) AS INTEGER) / 900"  # calls start after 1970: truncation is floor
 _PG_ADD = ("ON CONFLICT (client_id, quarter) DO UPDATE SET calls = call_event_quarters.calls + excluded.calls,"
            " newest_ingest = greatest(call_event_quarters.newest_ingest, excluded.newest_ingest)")
 
@@ -140,6 +141,29 @@ def refresh(dialect: str, execute: Callable[[str], object], query: Callable[[str
         execute(statement)
 
 
+def drift_statement(dialect: str) -> str:
+    """``(client_id, quarter)`` of every quarter whose row differs from its calls (or is missing, or has
+    no calls left): the calls aggregated again, compared both ways by ``EXCEPT``."""
+    quarter = _PG_QUARTER if dialect == "postgresql" else _SQLITE_QUARTER
+    actual = (f"SELECT client_id, {quarter} AS quarter, count(*) AS calls, max(ingested_at) AS newest_ingest"
+              f" FROM call_events GROUP BY client_id, {quarter}")
+    kept = "SELECT client_id, quarter, calls, newest_ingest FROM call_event_quarters"
+    return (f"SELECT DISTINCT client_id, quarter FROM (SELECT * FROM ({actual} EXCEPT {kept}) AS missing"
+            f" UNION ALL SELECT * FROM ({kept} EXCEPT {actual}) AS extra) AS differ")
+
+
+def rebuild_statements(dialect: str, client_ids: Sequence[int]) -> tuple[str | None, list[str]]:
+    """The lock (PostgreSQL) and the statements that recompute every quarter of ``client_ids``."""
+    ids = _ids(client_ids)
+    quarter = _PG_QUARTER if dialect == "postgresql" else _SQLITE_QUARTER
+    return (lock_statement(client_ids) if dialect == "postgresql" else None), [
+        f"DELETE FROM call_event_quarters WHERE client_id IN ({ids})",
+        "INSERT INTO call_event_quarters (client_id, quarter, calls, newest_ingest)"
+        f" SELECT client_id, {quarter}, count(*), max(ingested_at) FROM call_events"
+        f" WHERE client_id IN ({ids}) GROUP BY client_id, {quarter}",
+    ]
+
+
 def windows_query(client_id: int, windows: Sequence[tuple[dt.datetime, dt.datetime]]) -> str:
     """One client's ``(window index, calls, newest ingest)`` of each window (on quarter-hours; calls
     NULL when none): two index range scans per window, of at most ~100 quarters each (a join on the
@@ -152,5 +176,6 @@ def windows_query(client_id: int, windows: Sequence[tuple[dt.datetime, dt.dateti
             f"SELECT w.i, (SELECT sum(q.calls) {within}), (SELECT max(q.newest_ingest) {within}) FROM w")
 
 
-__all__ = ["QUARTER_SECONDS", "add_table_statement", "inserting", "lock_statement", "on_quarter", "quarter_of",
-           "quarter_start", "refresh", "refresh_statements", "table_increments", "windows_query"]
+__all__ = ["QUARTER_SECONDS", "add_table_statement", "drift_statement", "inserting", "lock_statement", "on_quarter",
+           "quarter_of", "quarter_start", "rebuild_statements", "refresh", "refresh_statements", "table_increments",
+           "windows_query"]

@@ -43,6 +43,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from report_pipelines.adapters.db import call_quarters
 from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA, libpq_uri
 from report_pipelines.adapters.db.call_quarters import on_quarter, quarter_of, windows_query
 from report_pipelines.adapters.db.models import CALL_EVENT_COLUMNS, CacheEntry, CallEvent, CallEventQuarterRow, Client
@@ -453,6 +454,28 @@ class CallEventRepository:
             found = {int(i): SourceState(rows=int(n or 0), watermark=_as_utc(newest))
                      for i, n, newest in conn.execute(query)}
         return [found[i] for i in range(len(windows))]
+
+    def quarter_drift(self) -> dict[int, int]:
+        """Per client, how many of its quarter-hours (``call_event_quarters``) differ from its calls: none
+        unless something wrote ``call_events`` without keeping them (a hand-made ``INSERT``). One pass over
+        every call: an operator's check (``db check-quarters``), not a request path."""
+        with self.engine.connect() as conn:
+            rows = conn.exec_driver_sql(call_quarters.drift_statement(self.engine.dialect.name)).all()
+        drift: dict[int, int] = {}
+        for client_id, _ in rows:
+            drift[int(client_id)] = drift.get(int(client_id), 0) + 1
+        return drift
+
+    def rebuild_quarters(self, client_ids: Sequence[int]) -> None:
+        """Every quarter-hour of these clients recomputed from their calls, in one transaction."""
+        if not client_ids:
+            return
+        lock, statements = call_quarters.rebuild_statements(self.engine.dialect.name, client_ids)
+        with self.engine.begin() as conn:
+            if lock is not None:
+                conn.exec_driver_sql(lock).all()
+            for statement in statements:
+                conn.exec_driver_sql(statement)
 
     def day_source_from_calls(self, client_id: int, start: dt.datetime, end: dt.datetime) -> SourceState:
         """:meth:`day_source` counted from the calls themselves (index and heap): the reference the
