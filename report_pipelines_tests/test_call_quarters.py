@@ -216,6 +216,11 @@ def test_a_period_check_reads_the_quarters_not_the_calls_and_finds_the_late_day(
     # The quarters give each day what counting its calls gives (the 10th is New York's 23-hour day).
     assert events.windows_sources(ny.id, windows) == [events.day_source_from_calls(ny.id, *w) for w in windows]
     assert events.day_sources([ny.id], *windows[2]) == {ny.id: events.day_source_from_calls(ny.id, *windows[2])}
+    assert events.window_counts([ny.id], *windows[2]) == {ny.id: events.day_source_from_calls(ny.id, *windows[2]).rows}
+    # A window off the quarter-hours (a day cut at now) is counted from the calls.
+    cut = (windows[2][0], windows[2][0] + dt.timedelta(hours=13, minutes=7))
+    assert events.windows_sources(ny.id, [cut]) == [events.day_source_from_calls(ny.id, *cut)]
+    assert events.window_counts([ny.id], *cut) == {ny.id: events.day_source_from_calls(ny.id, *cut).rows}
 
     start, _ = local_day_window(DAYS[1], zone)
     load_call_events(engine, late_call(ny.id, "late-period-1", start + dt.timedelta(hours=9), NOW))
