@@ -346,7 +346,7 @@ def freshness(app: App, client, first: dt.date, last: dt.date, sql: Callable[[],
         raise SystemExit("the quarter-hours and the calls disagree")
 
     def request() -> pd.DataFrame:
-        period_request, kept = open_request(app, "queue_performance", client.id, first, last, NOW)
+        period_request, kept = open_request(app, "queue_performance", client.id, first, last, NOW, stamps=True)
         return prepare_period(app, period_request, now=NOW, refresh_stale=True, kept=kept).summary()
 
     (request_s, answered), (sql_s, _) = medians_in_turns([request, sql], repeat)

@@ -232,7 +232,7 @@ def test_a_period_check_reads_the_quarters_not_the_calls_and_finds_the_late_day(
 
     event.listen(app.engine, "before_cursor_execute", seen)
     try:
-        request, kept = reading.open_request(app, "call_detail", ny.slug, DAYS[0], DAYS[-1], NOW)
+        request, kept = reading.open_request(app, "call_detail", ny.slug, DAYS[0], DAYS[-1], NOW, stamps=True)
         period = reading.prepare_period(app, request, now=NOW, refresh_stale=True, kept=kept,
                                         on_plan=lambda cached, missing: planned.append(len(statements)))
     finally:
@@ -241,6 +241,7 @@ def test_a_period_check_reads_the_quarters_not_the_calls_and_finds_the_late_day(
     before_plan = statements[:planned[0]]
     assert not [s for s in before_plan if re.search(r"\bcall_events\b", s)]  # no call counted to decide
     assert sum("call_event_quarters" in s for s in before_plan) == 1  # one statement for the four days
+    assert sum("report_cache_manifest" in s for s in before_plan) == 1  # the day tables and stamps together
 
 
 def test_check_quarters_finds_a_hand_made_insert_and_fix_recomputes_it(engine: Engine, tmp_path: Path) -> None:

@@ -292,7 +292,8 @@ def extract_period(client: str | int, report: str, start: dt.date | str, end: dt
                    str(fmt), now)
     try:
         _validate_options(shape, fmt, channel, deadline_s)
-        request, kept = open_request(app, report, client, start, end, now, check=lambda r: _check_length(app, r))
+        request, kept = open_request(app, report, client, start, end, now, check=lambda r: _check_length(app, r),
+                                     stamps=True)
         _taking(entry, request)
         target = _output((folder or Path.cwd()) / default_name(request, shape, fmt) if out is None else out, fmt, force)
         deadline = deadline_s or app.settings.periods.deadline_s

@@ -111,32 +111,34 @@ class KeptTables:
 
     rows: dict[dt.date, KeptRow | None] = field(default_factory=dict)
     held: dict[str, DecodedDay] = field(default_factory=dict)
-    #: What each row recorded of its source (the staleness check's side), from the same statement.
-    stamps: dict[dt.date, SourceStamp] = field(default_factory=dict)
+    #: What each row recorded of its source (the staleness check's side), from the same statement, when
+    #: asked for (``stamps``); else None.
+    stamps: dict[dt.date, SourceStamp] | None = None
 
     @staticmethod
     def read(app: App, client_id: int, report: str, days: list[dt.date], *,
-             conn: Connection | None = None) -> KeptTables:
+             conn: Connection | None = None, stamps: bool = False) -> KeptTables:
         if not days:
-            return KeptTables()
+            return KeptTables(stamps={} if stamps else None)
         held = app.memo.held(client_id, report, days)
-        rows, stamps = CacheManifestRepository(app.engine).day_tables_and_stamps(
-            client_id, days[0], days[-1], report, conn=conn, held=held.keys())
-        return KeptTables(rows, held, stamps)
+        rows, recorded = CacheManifestRepository(app.engine).day_tables_and_stamps(
+            client_id, days[0], days[-1], report, conn=conn, held=held.keys(), stamps=stamps)
+        return KeptTables(rows, held, recorded)
 
 
 def open_request(app: App, report: str, client: str | int, start: dt.date | str, end: dt.date | str,
-                 now: dt.datetime, *, check: Callable[[PeriodRequest], None] | None = None
+                 now: dt.datetime, *, check: Callable[[PeriodRequest], None] | None = None, stamps: bool = False
                  ) -> tuple[PeriodRequest, KeptTables]:
     """:func:`validate_request` (then ``check``, a front door's own rules) and the manifest's day tables of
     the request's closed days, on one connection: a cached summary's whole database part is one checkout
     and two indexed statements, without a transaction around them. Pass the tables to :func:`prepare_period`
-    (``kept``)."""
+    (``kept``); with ``stamps`` for a ``refresh_stale`` one."""
     with transaction_free(app.engine) as conn:
         request = validate_request(app, report, client, start, end, now, conn=conn)
         if check is not None:
             check(request)
-        kept = KeptTables.read(app, request.client.id, request.report.name, request.closed_days, conn=conn)
+        kept = KeptTables.read(app, request.client.id, request.report.name, request.closed_days, conn=conn,
+                               stamps=stamps)
     return request, kept
 
 
@@ -235,9 +237,9 @@ def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeou
                    on_plan: Callable[[int, int], None] | None = None,
                    kept: KeptTables | None = None) -> PeriodDays:
     """Make every closed day of ``request`` cached: missing ones (and, with ``refresh_stale``, ones whose
-    calls changed since: one statement over the client's quarter-hours for the period) are computed on the pool in date order,
-    under the client-day locks (a day another run is computing is waited for and reused, never computed
-    twice). Past ``timeout_s``: :class:`PeriodTimeout`, and what finished stays cached. ``on_plan`` is told
+    calls changed since: one statement over the client's quarter-hours for the period, against what the
+    manifest rows ``kept`` read recorded) are computed on the pool in date order, under the client-day
+    locks (a day another run is computing is waited for and reused, never computed twice). Past ``timeout_s``: :class:`PeriodTimeout`, and what finished stays cached. ``on_plan`` is told
     (days cached, days to compute) before any is computed, ``on_day`` each computed day's result.
 
     A client whose licence ended may read its cached days; a day that would need new work is refused
@@ -259,7 +261,8 @@ def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeou
         raise InvalidInput("client", f"{request.client.slug!r} holds no reports licence for those days: its cached "
                                      f"days can be read, but {what} would need new work")
     if refresh_stale:
-        stamps = kept.stamps
+        if kept.stamps is None:  # read without them: read again with them
+            kept = KeptTables.read(app, client_id, name, days, stamps=True)
         events = CallEventRepository(app.engine)
         zone = parse_zone(request.client.timezone)
         changes = (CallEventChanges(app.engine).latest([client_id], request.start, request.end)
@@ -267,7 +270,7 @@ def prepare_period(app: App, request: PeriodRequest, *, now: dt.datetime, timeou
         cached = [d for d in days if d not in missing and request.serving.serves(d)]
         sources = events.windows_sources(client_id, [local_day_window(d, zone) for d in cached])
         stale = [d for d, source in zip(cached, sources, strict=True)
-                 if not stamps[d].is_fresh(source, changes.get((client_id, d)))]
+                 if not kept.stamps[d].is_fresh(source, changes.get((client_id, d)))]
         missing = sorted(set(missing) | set(stale))
     results: list[ClientDayResult] = []
     if on_plan:
