@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, func, select
 
 from report_pipelines.adapters.db import bulk, call_quarters
 from report_pipelines.adapters.db.bulk import load_call_events
@@ -90,6 +90,16 @@ def test_the_seed_a_late_call_and_an_ignored_repeat_keep_the_quarters_equal_to_t
     assert load_call_events(engine, late_call(ny.id, "late-q-1", started, ingested)) == 1
     assert _kept(engine)[(ny.id, 1_899_992)] == (before + 1, ingested)
     assert _kept(engine) == _truth(engine)
+    # The source observation's per-client figures come from the quarters: what the calls say.
+    by_client: dict[int, tuple[int, dt.datetime]] = {}
+    for (client_id, _), (calls, newest) in _truth(engine).items():
+        n, latest = by_client.get(client_id, (0, newest))
+        by_client[client_id] = (n + calls, max(latest, newest))
+    marks = CallEventRepository(engine).watermarks()
+    assert {m.client_id: (m.events, m.ingest_watermark) for m in marks} == by_client
+    with engine.connect() as conn:
+        newest_start = conn.execute(select(func.max(CallEvent.started_at)).where(CallEvent.client_id == ny.id)).scalar()
+    assert [m.latest_started_at for m in marks if m.client_id == ny.id] == [newest_start]
     # The same call again, ingested later, ignored as a repeat: the quarter keeps its first ingest.
     again = late_call(ny.id, "late-q-1", started, ingested + dt.timedelta(days=1))
     assert load_call_events(engine, again, on_conflict="ignore") == 0

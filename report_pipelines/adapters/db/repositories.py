@@ -275,19 +275,22 @@ class CallEventRepository:
         self.engine = engine
 
     def watermarks(self) -> list[ClientWatermark]:
-        """Per client: event count, latest call start and newest ingest instant (the watermark)."""
+        """Per client: event count, latest call start and newest ingest instant (the watermark). The count
+        and the watermark from the clients' quarter-hours, the latest start by one backward step of the
+        ``(client_id, started_at)`` index per client: no pass over the calls (it was one, ~0.2 s a million)."""
+        quarter = CallEventQuarterRow
         stats = (
             select(
-                CallEvent.client_id,
-                func.count().label("events"),
-                func.max(CallEvent.started_at).label("latest"),
-                func.max(CallEvent.ingested_at).label("watermark"),
+                quarter.client_id,
+                func.sum(quarter.calls).label("events"),
+                func.max(quarter.newest_ingest).label("watermark"),
             )
-            .group_by(CallEvent.client_id)
+            .group_by(quarter.client_id)
             .subquery()
         )
+        latest = select(func.max(CallEvent.started_at)).where(CallEvent.client_id == Client.id).scalar_subquery()
         query = (
-            select(Client.id, Client.slug, Client.timezone, stats.c.events, stats.c.latest, stats.c.watermark)
+            select(Client.id, Client.slug, Client.timezone, stats.c.events, latest.label("latest"), stats.c.watermark)
             .outerjoin(stats, stats.c.client_id == Client.id)
             .order_by(Client.slug)
         )
