@@ -70,10 +70,10 @@ def conform(table: pa.Table) -> pa.Table:
     return table.select(list(CALL_EVENT_COLUMNS)).cast(CALL_EVENT_SCHEMA)
 
 
-def _span(table: pa.Table) -> tuple[list[int], dt.datetime | None, dt.datetime | None]:
-    """What a load's quarter-hours refresh needs: the clients, the first and the last call start."""
+def _span(table: pa.Table, client_ids: list[int]) -> tuple[list[int], dt.datetime | None, dt.datetime | None]:
+    """What recomputing a load's quarter-hours needs (SQLite): the clients, the first and the last call start."""
     span = pc.min_max(table.column("started_at"))
-    return pc.unique(table.column("client_id")).to_pylist(), span["min"].as_py(), span["max"].as_py()
+    return client_ids, span["min"].as_py(), span["max"].as_py()
 
 
 def _query(cursor, sql: str) -> list:
@@ -138,27 +138,26 @@ def load_call_events(engine: Engine, table: pa.Table, on_conflict: OnConflict = 
     table = conform(table)
     if table.num_rows == 0:
         return 0
-    span = _span(table)
-    client_ids = span[0]
+    client_ids = pc.unique(table.column("client_id")).to_pylist()
     if engine.dialect.name == "postgresql" and table.num_rows >= BINARY_MIN_ROWS:
-        return _load_postgresql_binary(engine, table, span, on_conflict)
+        return _load_postgresql_binary(engine, table, client_ids, on_conflict)
     if engine.dialect.name not in ("postgresql", "sqlite"):
         raise RuntimeError(f"no bulk loader for database dialect {engine.dialect.name!r}")
     with engine.connect() as conn:
         _require_clients(conn.exec_driver_sql(_clients_query(client_ids, lock=False)).all(), client_ids)
     if engine.dialect.name == "postgresql":
-        return _load_postgresql_csv(engine, _utc_wall_clock(table), span, on_conflict, chunk_rows)
-    return _load_sqlite(engine, _utc_wall_clock(table), span, on_conflict, chunk_rows)
+        return _load_postgresql_csv(engine, _utc_wall_clock(table), client_ids, on_conflict, chunk_rows)
+    return _load_sqlite(engine, _utc_wall_clock(table), _span(table, client_ids), on_conflict, chunk_rows)
 
 
 def load_call_events_csv(engine: Engine, table: pa.Table, on_conflict: OnConflict = "error",
                          chunk_rows: int = 200_000) -> int:
     """The PostgreSQL loader before the binary one, whatever the size (COPY of CSV text, every
     constraint checked per row): the benchmark's baseline and the tests' reference."""
-    table = conform(table)
+    table = _utc_wall_clock(conform(table))
     if not table.num_rows:
         return 0
-    return _load_postgresql_csv(engine, _utc_wall_clock(table), _span(table), on_conflict, chunk_rows)
+    return _load_postgresql_csv(engine, table, pc.unique(table.column("client_id")).to_pylist(), on_conflict, chunk_rows)
 
 
 def _clients_query(client_ids: list[int], *, lock: bool) -> str:
@@ -178,12 +177,11 @@ def libpq_uri(engine: Engine) -> str:
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def _load_postgresql_binary(engine: Engine, table: pa.Table, span, on_conflict: OnConflict) -> int:
+def _load_postgresql_binary(engine: Engine, table: pa.Table, client_ids: list[int], on_conflict: OnConflict) -> int:
     import adbc_driver_postgresql.dbapi as adbc  # a native driver: loaded when first used
 
     with adbc.connect(libpq_uri(engine)) as conn, conn.cursor() as cursor:
         try:
-            client_ids = span[0]
             cursor.execute(_clients_query(client_ids, lock=True))
             _require_clients(cursor.fetchall(), client_ids)
             # clients.id is an integer; every id fits now that all of them were found.
@@ -281,7 +279,8 @@ def _may_set_replication_role(cursor) -> bool:
     return bool(granted)
 
 
-def _load_postgresql_csv(engine: Engine, table: pa.Table, span, on_conflict: OnConflict, chunk_rows: int) -> int:
+def _load_postgresql_csv(engine: Engine, table: pa.Table, client_ids: list[int], on_conflict: OnConflict,
+                         chunk_rows: int) -> int:
     columns = ", ".join(CALL_EVENT_COLUMNS)
     raw = engine.raw_connection()
     try:
@@ -301,10 +300,10 @@ def _load_postgresql_csv(engine: Engine, table: pa.Table, span, on_conflict: OnC
             buffer.seek(0)
             cursor.copy_expert(copy_sql, buffer)
         if on_conflict == "ignore":
-            inserted = _insert_ignoring(cursor, span[0])
+            inserted = _insert_ignoring(cursor, client_ids)
         else:
             inserted = table.num_rows
-            _add_quarters(cursor, table, span[0])
+            _add_quarters(cursor, table, client_ids)
         raw.commit()
         return inserted
     except BaseException:

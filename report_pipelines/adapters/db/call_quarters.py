@@ -56,28 +56,27 @@ def _ids(client_ids: Sequence[int]) -> str:
     return ", ".join(str(int(i)) for i in sorted(set(client_ids)))  # integers: nothing to quote
 
 
-def refresh_statements(dialect: str, client_ids: Sequence[int], first: dt.datetime, last: dt.datetime
-                       ) -> tuple[str | None, list[str]]:
+def refresh_statements(dialect: str, client_ids: Sequence[int], first: dt.datetime | None = None,
+                       last: dt.datetime | None = None) -> tuple[str | None, list[str]]:
     """The lock (PostgreSQL; ``None`` on SQLite, whose writers are serialised) and the statements that
-    recompute the quarters of ``client_ids`` from the one ``first`` falls in to the one ``last`` falls in."""
-    ids, low, high = _ids(client_ids), quarter_of(first), quarter_of(last)
-    begin, end = quarter_start(low), quarter_start(high + 1)
-    if dialect == "postgresql":
-        lock = lock_statement(client_ids)
-        quarter = _PG_QUARTER
-        window = f"started_at >= '{begin.isoformat()}'::timestamptz AND started_at < '{end.isoformat()}'::timestamptz"
-    elif dialect == "sqlite":
-        lock = None
-        quarter = _SQLITE_QUARTER
-        naive = "%Y-%m-%d %H:%M:%S"  # the stored text is 'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC): sorts as instants
-        window = f"started_at >= '{begin.strftime(naive)}' AND started_at < '{end.strftime(naive)}'"
-    else:
-        raise RuntimeError(f"no call quarters for database dialect {dialect!r}")
-    return lock, [
-        f"DELETE FROM call_event_quarters WHERE client_id IN ({ids}) AND quarter >= {low} AND quarter <= {high}",
+    recompute the quarters of ``client_ids`` from the one ``first`` falls in to the one ``last`` falls in
+    (every quarter of theirs without ``first`` and ``last``)."""
+    ids, quarter = _ids(client_ids), _quarter_sql(dialect)
+    quarters = window = ""
+    if first is not None and last is not None:
+        low, high = quarter_of(first), quarter_of(last)
+        begin, end = quarter_start(low), quarter_start(high + 1)
+        quarters = f" AND quarter >= {low} AND quarter <= {high}"
+        if dialect == "postgresql":
+            window = f" AND started_at >= '{begin.isoformat()}'::timestamptz AND started_at < '{end.isoformat()}'::timestamptz"
+        else:  # the stored text is 'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC): it sorts as the instants do
+            naive = "%Y-%m-%d %H:%M:%S"
+            window = f" AND started_at >= '{begin.strftime(naive)}' AND started_at < '{end.strftime(naive)}'"
+    return (lock_statement(client_ids) if dialect == "postgresql" else None), [
+        f"DELETE FROM call_event_quarters WHERE client_id IN ({ids}){quarters}",
         "INSERT INTO call_event_quarters (client_id, quarter, calls, newest_ingest)"
         f" SELECT client_id, {quarter}, count(*), max(ingested_at) FROM call_events"
-        f" WHERE client_id IN ({ids}) AND {window} GROUP BY client_id, {quarter}",
+        f" WHERE client_id IN ({ids}){window} GROUP BY client_id, {quarter}",
     ]
 
 
@@ -88,6 +87,13 @@ def lock_statement(client_ids: Sequence[int]) -> str:
 
 _PG_QUARTER = "floor(extract(epoch FROM started_at) / 900)::bigint"
 _SQLITE_QUARTER = "CAST(strftime('%s', started_at) AS INTEGER) / 900"  # calls start after 1970: truncation is floor
+
+
+def _quarter_sql(dialect: str) -> str:
+    """A call's quarter-hour in SQL."""
+    if dialect not in ("postgresql", "sqlite"):
+        raise RuntimeError(f"no call quarters for database dialect {dialect!r}")
+    return _PG_QUARTER if dialect == "postgresql" else _SQLITE_QUARTER
 _PG_ADD = ("ON CONFLICT (client_id, quarter) DO UPDATE SET calls = call_event_quarters.calls + excluded.calls,"
            " newest_ingest = greatest(call_event_quarters.newest_ingest, excluded.newest_ingest)")
 
@@ -144,24 +150,12 @@ def refresh(dialect: str, execute: Callable[[str], object], query: Callable[[str
 def drift_statement(dialect: str) -> str:
     """``(client_id, quarter)`` of every quarter whose row differs from its calls (or is missing, or has
     no calls left): the calls aggregated again, compared both ways by ``EXCEPT``."""
-    quarter = _PG_QUARTER if dialect == "postgresql" else _SQLITE_QUARTER
+    quarter = _quarter_sql(dialect)
     actual = (f"SELECT client_id, {quarter} AS quarter, count(*) AS calls, max(ingested_at) AS newest_ingest"
               f" FROM call_events GROUP BY client_id, {quarter}")
     kept = "SELECT client_id, quarter, calls, newest_ingest FROM call_event_quarters"
     return (f"SELECT DISTINCT client_id, quarter FROM (SELECT * FROM ({actual} EXCEPT {kept}) AS missing"
             f" UNION ALL SELECT * FROM ({kept} EXCEPT {actual}) AS extra) AS differ")
-
-
-def rebuild_statements(dialect: str, client_ids: Sequence[int]) -> tuple[str | None, list[str]]:
-    """The lock (PostgreSQL) and the statements that recompute every quarter of ``client_ids``."""
-    ids = _ids(client_ids)
-    quarter = _PG_QUARTER if dialect == "postgresql" else _SQLITE_QUARTER
-    return (lock_statement(client_ids) if dialect == "postgresql" else None), [
-        f"DELETE FROM call_event_quarters WHERE client_id IN ({ids})",
-        "INSERT INTO call_event_quarters (client_id, quarter, calls, newest_ingest)"
-        f" SELECT client_id, {quarter}, count(*), max(ingested_at) FROM call_events"
-        f" WHERE client_id IN ({ids}) GROUP BY client_id, {quarter}",
-    ]
 
 
 def windows_query(client_id: int, windows: Sequence[tuple[dt.datetime, dt.datetime]]) -> str:
@@ -177,5 +171,5 @@ def windows_query(client_id: int, windows: Sequence[tuple[dt.datetime, dt.dateti
 
 
 __all__ = ["QUARTER_SECONDS", "add_table_statement", "drift_statement", "inserting", "lock_statement", "on_quarter",
-           "quarter_of", "quarter_start", "rebuild_statements", "refresh", "refresh_statements", "table_increments",
+           "quarter_of", "quarter_start", "refresh", "refresh_statements", "table_increments",
            "windows_query"]

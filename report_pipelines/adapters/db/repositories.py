@@ -476,7 +476,7 @@ class CallEventRepository:
         """Every quarter-hour of these clients recomputed from their calls, in one transaction."""
         if not client_ids:
             return
-        lock, statements = call_quarters.rebuild_statements(self.engine.dialect.name, client_ids)
+        lock, statements = call_quarters.refresh_statements(self.engine.dialect.name, client_ids)
         with self.engine.begin() as conn:
             if lock is not None:
                 conn.exec_driver_sql(lock).all()
