@@ -90,11 +90,9 @@ def _insert_ignoring(cursor, client_ids: list[int]) -> int:
     """PostgreSQL: ``_incoming_calls`` moved into ``call_events`` (ids stored already skipped) and the
     calls inserted added to their quarters; how many were inserted."""
     columns = ", ".join(CALL_EVENT_COLUMNS)
-    _query(cursor, call_quarters.lock_statement(client_ids))
-    [(inserted,)] = _query(cursor, call_quarters.inserting(
-        f"INSERT INTO call_events ({columns}) SELECT {columns} FROM _incoming_calls "
-        "ON CONFLICT (client_id, pbx_call_id) DO NOTHING"))
-    return int(inserted)
+    return call_quarters.insert_adding(lambda sql: _query(cursor, sql), client_ids,
+                                       f"INSERT INTO call_events ({columns}) SELECT {columns} FROM _incoming_calls "
+                                       "ON CONFLICT (client_id, pbx_call_id) DO NOTHING")
 
 
 def _add_quarters(cursor, table: pa.Table, client_ids: list[int]) -> None:

@@ -140,11 +140,25 @@ def refresh(dialect: str, execute: Callable[[str], object], query: Callable[[str
     write brought no call (``first`` is None)."""
     if first is None or last is None or not client_ids:
         return
+    recompute(dialect, execute, query, client_ids, first, last)
+
+
+def recompute(dialect: str, execute: Callable[[str], object], query: Callable[[str], object],
+              client_ids: Sequence[int], first: dt.datetime | None = None, last: dt.datetime | None = None) -> None:
+    """:func:`refresh_statements` run on a connection (see :func:`refresh`), the lock first."""
     lock, statements = refresh_statements(dialect, client_ids, first, last)
     if lock is not None:
         query(lock)
     for statement in statements:
         execute(statement)
+
+
+def insert_adding(query: Callable[[str], Sequence], client_ids: Sequence[int], insert_sql: str) -> int:
+    """PostgreSQL: the clients locked, then ``insert_sql`` run by :func:`inserting` (its calls added to
+    their quarters in the same statement); how many calls it inserted."""
+    query(lock_statement(client_ids))
+    [(inserted,)] = query(inserting(insert_sql))
+    return int(inserted)
 
 
 def drift_statement(dialect: str) -> str:
@@ -170,6 +184,6 @@ def windows_query(client_id: int, windows: Sequence[tuple[dt.datetime, dt.dateti
             f"SELECT w.i, (SELECT sum(q.calls) {within}), (SELECT max(q.newest_ingest) {within}) FROM w")
 
 
-__all__ = ["QUARTER_SECONDS", "add_table_statement", "drift_statement", "inserting", "lock_statement", "on_quarter",
-           "quarter_of", "quarter_start", "refresh", "refresh_statements", "table_increments",
+__all__ = ["QUARTER_SECONDS", "add_table_statement", "drift_statement", "insert_adding", "inserting", "lock_statement", "on_quarter",
+           "quarter_of", "quarter_start", "recompute", "refresh", "refresh_statements", "table_increments",
            "windows_query"]

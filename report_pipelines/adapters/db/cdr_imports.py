@@ -147,8 +147,8 @@ class CallImport:
             if replace:  # the quarters recomputed below (calls were deleted)
                 result.inserted = int(conn.exec_driver_sql(move).rowcount)
             else:  # the calls inserted added to their quarters in the same statement
-                conn.exec_driver_sql(call_quarters.lock_statement([self.client_id])).all()
-                result.inserted = int(conn.exec_driver_sql(call_quarters.inserting(move)).scalar_one())
+                result.inserted = call_quarters.insert_adding(lambda sql: conn.exec_driver_sql(sql).all(),
+                                                              [self.client_id], move)
         else:
             moved = conn.exec_driver_sql(
                 f"INSERT OR IGNORE INTO call_events ({columns}) SELECT {columns} FROM _import_calls ORDER BY first_line")

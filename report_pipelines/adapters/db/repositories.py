@@ -476,12 +476,9 @@ class CallEventRepository:
         """Every quarter-hour of these clients recomputed from their calls, in one transaction."""
         if not client_ids:
             return
-        lock, statements = call_quarters.refresh_statements(self.engine.dialect.name, client_ids)
         with self.engine.begin() as conn:
-            if lock is not None:
-                conn.exec_driver_sql(lock).all()
-            for statement in statements:
-                conn.exec_driver_sql(statement)
+            call_quarters.recompute(self.engine.dialect.name, conn.exec_driver_sql,
+                                    lambda sql: conn.exec_driver_sql(sql).all(), client_ids)
 
     def day_source_from_calls(self, client_id: int, start: dt.datetime, end: dt.datetime) -> SourceState:
         """:meth:`day_source` counted from the calls themselves (index and heap): the reference the
