@@ -161,8 +161,8 @@ def test_rebuild_only_when_the_load_outweighs_the_table(pg_engine: Engine, monke
     client = add_client(pg_engine, "acme", "Acme", "Europe/Lisbon")
     load_call_events(pg_engine, _calls(client.id, [f"old-{i}" for i in range(2_000)]))
     chosen: list[bool] = []
-    decide = bulk._rebuild_pays
-    monkeypatch.setattr(bulk, "_rebuild_pays", lambda cursor, rows: chosen.append(decide(cursor, rows)) or chosen[-1])
+    decide = bulk.rebuild_pays
+    monkeypatch.setattr(bulk, "rebuild_pays", lambda cursor, rows: chosen.append(decide(cursor, rows)) or chosen[-1])
     load_call_events(pg_engine, _calls(client.id, ["one-more"]))
     load_call_events(pg_engine, _calls(client.id, [f"new-{i}" for i in range(20_000)]))
     assert chosen == [False, True]
@@ -204,9 +204,9 @@ def test_a_role_that_may_not_skip_the_trigger_rebuilds_with_the_foreign_key_reva
         monkeypatch.setattr(bulk, "REBUILD_MIN_ROWS", 1)
         skipped: list[bool] = []
         restored: list[str] = []
-        skip, drop = bulk._skip_foreign_key_trigger, bulk._drop_for_rebuild
-        monkeypatch.setattr(bulk, "_skip_foreign_key_trigger", lambda cursor: skipped.append(skip(cursor)) or skipped[-1])
-        monkeypatch.setattr(bulk, "_drop_for_rebuild", lambda cursor, **kw: restored.extend(drop(cursor, **kw)) or restored)
+        skip, drop = bulk.skip_foreign_key_trigger, bulk.drop_for_rebuild
+        monkeypatch.setattr(bulk, "skip_foreign_key_trigger", lambda cursor: skipped.append(skip(cursor)) or skipped[-1])
+        monkeypatch.setattr(bulk, "drop_for_rebuild", lambda cursor, **kw: restored.extend(drop(cursor, **kw)) or restored)
         client = add_client(engine, "acme", "Acme", "Europe/Lisbon")
         load_call_events(engine, _calls(client.id, [f"a-{i}" for i in range(300)]))  # the table is empty: rebuild
         load_call_events(engine, _calls(client.id, ["one-more"]))  # 1 row into 300: incremental
@@ -243,8 +243,8 @@ def test_as_a_superuser_the_rebuild_keeps_the_foreign_key_and_skips_its_trigger(
     monkeypatch.setattr(bulk, "BINARY_MIN_ROWS", 1)
     monkeypatch.setattr(bulk, "REBUILD_MIN_ROWS", 1)
     restored: list[str] = []
-    drop = bulk._drop_for_rebuild
-    monkeypatch.setattr(bulk, "_drop_for_rebuild", lambda cursor, **kw: restored.extend(drop(cursor, **kw)) or restored)
+    drop = bulk.drop_for_rebuild
+    monkeypatch.setattr(bulk, "drop_for_rebuild", lambda cursor, **kw: restored.extend(drop(cursor, **kw)) or restored)
     client = add_client(pg_engine, "acme", "Acme", "Europe/Lisbon")
     load_call_events(pg_engine, _calls(client.id, [f"a-{i}" for i in range(300)]))
     assert restored and not [s for s in restored if "FOREIGN KEY" in s]

@@ -520,3 +520,39 @@ def test_the_cli_imports_and_explains_errors(sqlite_engine: Engine, tmp_path: Pa
     for failed in (unknown, missing):
         assert failed.exception is None or isinstance(failed.exception, SystemExit)
         assert "Traceback" not in failed.output
+
+
+def test_an_import_that_outweighs_the_table_rebuilds_its_indexes_and_leaves_every_constraint_valid(
+        pg_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL, an import at least as large as ``call_events``: the secondary indexes dropped and
+    rebuilt, the calls moved by an anti-join (the first copy of a repeated id kept, ids stored already
+    skipped), the foreign key's trigger skipped for the move only; the calls, the quarters and every
+    index and constraint as an ordinary import leaves them."""
+    from report_pipelines.adapters.db import bulk
+    from report_pipelines.adapters.db.cdr_imports import CallImport
+    from report_pipelines_tests.test_call_quarters import _kept, _truth
+
+    client = add_client(pg_engine, "ny-support", "NY Support", "America/New_York")
+    before = bulk.call_event_constraints(pg_engine)
+    monkeypatch.setattr(bulk, "REBUILD_MIN_ROWS", 1)
+    monkeypatch.setattr(bulk, "_MIN_ROW_BYTES", 10**9)  # any table counts as smaller than the import
+    rebuilt, skipped, roles = [], [], []
+    decide, skip, extend = bulk.rebuild_pays, bulk.skip_foreign_key_trigger, CallImport.extend_active_from
+    monkeypatch.setattr(bulk, "rebuild_pays", lambda cursor, rows: rebuilt.append(decide(cursor, rows)) or rebuilt[-1])
+    monkeypatch.setattr(bulk, "skip_foreign_key_trigger", lambda cursor: skipped.append(skip(cursor)) or skipped[-1])
+
+    def extend_after_the_move(self, day, now):  # runs after the move, in the import's transaction
+        roles.append(self.conn.exec_driver_sql("SHOW session_replication_role").scalar())
+        return extend(self, day, now)
+    monkeypatch.setattr(CallImport, "extend_active_from", extend_after_the_move)
+
+    summary = import_cdr(pg_engine, "ny-support", "asterisk-csv", MASTER, data_dir=tmp_path)
+    # The same 16 calls as any import of Master.csv: 1709998200.170 twice in the file (lines 13 and 37), stored once.
+    assert (summary.calls, summary.imported, summary.duplicates, summary.repeated_in_file) == (17, 16, 0, 1)
+    assert stored(pg_engine, client.id) == MASTER_CALLS
+    assert (rebuilt, skipped, roles) == ([True], [True], ["origin"])
+    again = import_cdr(pg_engine, "ny-support", "asterisk-csv", MASTER, data_dir=tmp_path)
+    assert (again.imported, again.duplicates, rebuilt) == (0, 16, [True, True])
+    assert stored(pg_engine, client.id) == MASTER_CALLS
+    assert bulk.call_event_constraints(pg_engine) == before and all(before.values())
+    assert _kept(pg_engine) == _truth(pg_engine) and sum(n for n, _ in _kept(pg_engine).values()) == 16

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
-from report_pipelines.adapters.db import call_quarters
+from report_pipelines.adapters.db import bulk, call_quarters
 from report_pipelines.adapters.db.models import (
     CALL_EVENT_COLUMNS,
     CallEventChangeRow,
@@ -40,6 +40,7 @@ from report_pipelines.domain.queue_log import AgentInterval, OrphanEnd
 UTC = dt.UTC
 STAGED = (*CALL_EVENT_COLUMNS, "first_line")
 _TIMESTAMPS = ("started_at", "answered_at", "ended_at", "queued_at", "ingested_at")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -70,10 +71,12 @@ class CallImport:
         self.transaction = self.conn.begin()
         if self.postgresql:
             self.conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+            # Instants staged as epoch microseconds: PostgreSQL reads an integer in about half the time it
+            # parses a timestamp (0.76 vs 1.38 s for 625k calls); the move turns them into instants.
             self.conn.exec_driver_sql(
                 "CREATE TEMP TABLE _import_calls (client_id integer, pbx_call_id text, direction text, queue text,"
-                " agent text, caller text, callee text, started_at timestamptz, answered_at timestamptz,"
-                " ended_at timestamptz, disposition text, queued_at timestamptz, ingested_at timestamptz,"
+                " agent text, caller text, callee text, started_at bigint, answered_at bigint,"
+                " ended_at bigint, disposition text, queued_at bigint, ingested_at bigint,"
                 " first_line bigint) ON COMMIT DROP")
         else:
             self.conn.exec_driver_sql("DROP TABLE IF EXISTS temp._import_calls")
@@ -104,9 +107,10 @@ class CallImport:
         if calls.num_rows == 0:
             return
         table = calls.select(list(STAGED))
-        for name in _TIMESTAMPS:  # naive UTC wall clock: fast to format, read back as UTC
+        for name in _TIMESTAMPS:  # PostgreSQL: epoch microseconds; SQLite: naive UTC wall clock, read back as UTC
             index = table.schema.get_field_index(name)
-            table = table.set_column(index, name, table.column(name).cast(pa.timestamp("us")))
+            column = table.column(name).cast(pa.timestamp("us"))
+            table = table.set_column(index, name, column.cast(pa.int64()) if self.postgresql else column)
         if self.postgresql:
             buffer = io.BytesIO()
             pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False))
@@ -128,6 +132,8 @@ class CallImport:
             "SELECT count(*), count(DISTINCT pbx_call_id), min(started_at), max(started_at) FROM _import_calls").one()
         result.staged, result.distinct = int(staged), int(distinct)
         result.repeated_in_file = result.staged - result.distinct
+        if self.postgresql:
+            low, high = (None if v is None else _EPOCH + dt.timedelta(microseconds=int(v)) for v in (low, high))
         result.earliest, result.latest = _as_utc(low), _as_utc(high)
         if result.repeated_in_file:
             result.repeated_examples = [
@@ -138,18 +144,11 @@ class CallImport:
             return result
         if replace:
             result.replaced = self._replace(result.earliest, result.latest, zone, now, result)
-        columns = ", ".join(CALL_EVENT_COLUMNS)
         if self.postgresql:
-            source = ("(SELECT DISTINCT ON (pbx_call_id) * FROM _import_calls ORDER BY pbx_call_id, first_line) AS firsts"
-                      if result.repeated_in_file else "_import_calls")  # the first copy of a repeated id wins
-            move = (f"INSERT INTO call_events ({columns}) SELECT {columns} FROM {source} "
-                    "ON CONFLICT (client_id, pbx_call_id) DO NOTHING")
-            if replace:  # the quarters recomputed below (calls were deleted)
-                result.inserted = int(conn.exec_driver_sql(move).rowcount)
-            else:  # the calls inserted added to their quarters in the same statement
-                result.inserted = call_quarters.insert_adding(lambda sql: conn.exec_driver_sql(sql).all(),
-                                                              [self.client_id], move)
+            result.inserted = self._move_postgresql(result.staged, repeated=bool(result.repeated_in_file),
+                                                    replace=replace)
         else:
+            columns = ", ".join(CALL_EVENT_COLUMNS)
             moved = conn.exec_driver_sql(
                 f"INSERT OR IGNORE INTO call_events ({columns}) SELECT {columns} FROM _import_calls ORDER BY first_line")
             result.inserted = int(moved.rowcount)
@@ -160,6 +159,43 @@ class CallImport:
                                   lambda sql: conn.exec_driver_sql(sql).all(), [self.client_id],
                                   result.earliest, result.latest)
         return result
+
+    def _move_postgresql(self, staged: int, *, repeated: bool, replace: bool) -> int:
+        """The staged calls into ``call_events`` (the first copy of a repeated id; ids stored already left
+        as they are); how many were inserted. Without ``replace``, their quarters are added in the same
+        statement (with it, :meth:`merge` recomputes the span's).
+
+        As the bulk loader does (:mod:`report_pipelines.adapters.db.bulk`): the foreign key's per-row
+        trigger is skipped when the role may (the client's row is locked by this import, so it cannot
+        go), and when the import outweighs the table its secondary indexes are dropped and rebuilt by
+        one sort each. The drop holds ``call_events`` exclusively, so no other writer can insert an id
+        meanwhile: the calls go in by a plain insert of the ids not stored (an anti-join), without the
+        per-row speculative insertion of ``ON CONFLICT``, which needs the unique key as its arbiter.
+        """
+        cursor = self.conn.connection.dbapi_connection.cursor()
+        dropped = (bulk.drop_for_rebuild(cursor, unique_keys=False, foreign_keys=False)
+                   if bulk.rebuild_pays(cursor, staged) else None)
+        skipped = bulk.skip_foreign_key_trigger(cursor)
+        columns = ", ".join(CALL_EVENT_COLUMNS)
+        values = ", ".join(f"timestamptz 'epoch' + s.{c} * interval '1 microsecond'" if c in _TIMESTAMPS else f"s.{c}"
+                           for c in CALL_EVENT_COLUMNS)
+        source = ("(SELECT DISTINCT ON (pbx_call_id) * FROM _import_calls ORDER BY pbx_call_id, first_line) AS s"
+                  if repeated else "_import_calls AS s")  # the first copy of a repeated id wins
+        move = f"INSERT INTO call_events ({columns}) SELECT {values} FROM {source}"
+        move += (" WHERE NOT EXISTS (SELECT 1 FROM call_events e WHERE e.client_id = s.client_id"
+                 " AND e.pbx_call_id = s.pbx_call_id)" if dropped is not None
+                 else " ON CONFLICT (client_id, pbx_call_id) DO NOTHING")
+        if replace:  # the quarters recomputed by merge (calls were deleted)
+            self.conn.exec_driver_sql(call_quarters.lock_statement([self.client_id]))
+            inserted = int(self.conn.exec_driver_sql(move).rowcount)
+        else:  # the calls inserted added to their quarters in the same statement
+            inserted = call_quarters.insert_adding(lambda sql: self.conn.exec_driver_sql(sql).all(),
+                                                   [self.client_id], move)
+        if skipped:  # only for the move: the queue_log's rows keep their triggers
+            cursor.execute("SET LOCAL session_replication_role = origin")
+        if dropped is not None:
+            bulk.restore_dropped(cursor, dropped)
+        return inserted
 
     def _replace(self, low: dt.datetime, high: dt.datetime, zone: dt.tzinfo, now: dt.datetime,
                  result: MergeResult) -> int:
