@@ -539,7 +539,7 @@ def test_an_import_that_outweighs_the_table_rebuilds_its_indexes_and_leaves_ever
     rebuilt, skipped, roles = [], [], []
     decide, skip, extend = bulk.rebuild_pays, bulk.skip_foreign_key_trigger, CallImport.extend_active_from
     monkeypatch.setattr(bulk, "rebuild_pays", lambda cursor, rows: rebuilt.append(decide(cursor, rows)) or rebuilt[-1])
-    monkeypatch.setattr(bulk, "skip_foreign_key_trigger", lambda cursor: skipped.append(skip(cursor)) or skipped[-1])
+    monkeypatch.setattr(bulk, "skip_foreign_key_trigger", lambda cursor, *table: skipped.append(skip(cursor, *table)) or skipped[-1])
 
     def extend_after_the_move(self, day, now):  # runs after the move, in the import's transaction
         roles.append(self.conn.exec_driver_sql("SHOW session_replication_role").scalar())

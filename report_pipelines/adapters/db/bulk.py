@@ -251,13 +251,17 @@ def restore_dropped(cursor, statements: list[str]) -> None:
         cursor.execute(statement)
 
 
-def skip_foreign_key_trigger(cursor) -> bool:
-    """``SET LOCAL session_replication_role = replica`` if this role may and no trigger of our own
-    would be skipped with the foreign key's (True); nothing otherwise (False: the trigger then checks
-    each row, or a rebuild drops the key and re-adds it)."""
-    cursor.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'call_events'::regclass AND NOT tgisinternal")
-    [(own_triggers,)] = cursor.fetchall()
-    if own_triggers or not _may_set_replication_role(cursor):
+def skip_foreign_key_trigger(cursor, table: str = "call_events") -> bool:
+    """``SET LOCAL session_replication_role = replica`` if this role may, no trigger of our own on
+    ``table`` would be skipped with its foreign keys', and every foreign key of ``table`` is to
+    ``clients``, whose rows the caller checked and locked (True); nothing otherwise (False: the trigger
+    then checks each row, or a rebuild drops the key and re-adds it). The caller sets the role back to
+    ``origin`` when its write is done, if more of its transaction should keep the triggers."""
+    cursor.execute(f"SELECT (SELECT count(*) FROM pg_trigger WHERE tgrelid = '{table}'::regclass AND NOT tgisinternal)"
+                   f" + (SELECT count(*) FROM pg_constraint WHERE conrelid = '{table}'::regclass AND contype = 'f'"
+                   " AND confrelid <> 'clients'::regclass)")
+    [(others,)] = cursor.fetchall()
+    if others or not _may_set_replication_role(cursor):
         return False
     cursor.execute("SET LOCAL session_replication_role = replica")
     return True

@@ -7,6 +7,11 @@ An import stages its calls in a temporary table as the file streams (PostgreSQL 
 deletes what ``--replace`` replaces, and moves the calls into ``call_events`` (the first copy of a
 repeated id wins; ids already stored are left as they are). Nothing is visible to anyone until the
 commit, and a refused import (too many rejects or repeated ids) rolls back everything.
+
+On PostgreSQL the move is the bulk loader's (:mod:`report_pipelines.adapters.db.bulk`): the instants
+staged as epoch microseconds, the client's row locked and the foreign key's per-row trigger skipped,
+and an import that outweighs ``call_events`` moved with the secondary indexes dropped and rebuilt
+(:meth:`CallImport._move_postgresql`; ``benchmarks/bench_cdr_import.py`` measures both).
 """
 
 from __future__ import annotations
@@ -317,8 +322,14 @@ class CallImport:
             pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False))
             buffer.seek(0)
             cursor.copy_expert(f"COPY _import_{table} ({names}) FROM STDIN WITH (FORMAT csv)", buffer)
+            # The client's row locked (held already after the calls' move), so its foreign key's trigger
+            # may be skipped for this insert, as for the calls'.
+            self.conn.exec_driver_sql(call_quarters.lock_statement([self.client_id]))
+            skipped = bulk.skip_foreign_key_trigger(cursor, table)
             moved = self.conn.exec_driver_sql(f"INSERT INTO {table} ({names}) SELECT {names} FROM _import_{table} "
                                               f"ON CONFLICT ({', '.join(keys)}) DO NOTHING")
+            if skipped:
+                cursor.execute("SET LOCAL session_replication_role = origin")
             return int(moved.rowcount)
         values = [data.column(n).cast(pa.string()).to_pylist() if pa.types.is_timestamp(data.schema.field(n).type)
                   else data.column(n).to_pylist() for n in data.column_names]
