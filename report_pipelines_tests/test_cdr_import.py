@@ -556,3 +556,24 @@ def test_an_import_that_outweighs_the_table_rebuilds_its_indexes_and_leaves_ever
     assert stored(pg_engine, client.id) == MASTER_CALLS
     assert bulk.call_event_constraints(pg_engine) == before and all(before.values())
     assert _kept(pg_engine) == _truth(pg_engine) and sum(n for n, _ in _kept(pg_engine).values()) == 16
+
+
+def test_a_client_deleted_during_the_import_stops_it_before_an_unchecked_insert(pg_engine: Engine, tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: the calls are inserted with the foreign key's trigger skipped, so the import locks
+    the client's row first and finds it gone: a clear error naming the client, and no call without a client."""
+    from report_pipelines.adapters.db.cdr_imports import CallImport
+
+    client = add_client(pg_engine, "gone", "Gone", "UTC")
+    merge = CallImport.merge
+
+    def deleted_meanwhile(self, **kwargs):  # another session deletes the client after the file was staged
+        with pg_engine.begin() as conn:
+            conn.exec_driver_sql(f"DELETE FROM clients WHERE id = {client.id}")
+        return merge(self, **kwargs)
+    monkeypatch.setattr(CallImport, "merge", deleted_meanwhile)
+    with pytest.raises(NotFound) as caught:
+        import_cdr(pg_engine, "gone", "asterisk-csv", MASTER, data_dir=tmp_path)
+    assert caught.value.field == "CLIENT" and f"client {client.id} was deleted during the import" in str(caught.value)
+    with pg_engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM call_events").scalar() == 0

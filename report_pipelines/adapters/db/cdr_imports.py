@@ -39,6 +39,7 @@ from report_pipelines.adapters.db.models import (
     QueueCallRow,
 )
 from report_pipelines.adapters.db.repositories import _as_utc
+from report_pipelines.domain.errors import NotFound
 from report_pipelines.domain.pbx import PbxConfig, config_from_json
 from report_pipelines.domain.queue_log import AgentInterval, OrphanEnd
 
@@ -190,8 +191,8 @@ class CallImport:
         move += (" WHERE NOT EXISTS (SELECT 1 FROM call_events e WHERE e.client_id = s.client_id"
                  " AND e.pbx_call_id = s.pbx_call_id)" if dropped is not None
                  else " ON CONFLICT (client_id, pbx_call_id) DO NOTHING")
+        self._lock_client()  # before the insert whose trigger is skipped
         if replace:  # the quarters recomputed by merge (calls were deleted)
-            self.conn.exec_driver_sql(call_quarters.lock_statement([self.client_id]))
             inserted = int(self.conn.exec_driver_sql(move).rowcount)
         else:  # the calls inserted added to their quarters in the same statement
             inserted = call_quarters.insert_adding(lambda sql: self.conn.exec_driver_sql(sql).all(),
@@ -201,6 +202,13 @@ class CallImport:
         if dropped is not None:
             bulk.restore_dropped(cursor, dropped)
         return inserted
+
+    def _lock_client(self) -> None:
+        """PostgreSQL: the client's row locked until the commit (``FOR NO KEY UPDATE``, as the quarters'
+        writers lock it), so it cannot be deleted under an insert whose foreign-key trigger is skipped;
+        an import whose client was deleted since it was looked up stops here, nothing stored."""
+        if not self.conn.exec_driver_sql(call_quarters.lock_statement([self.client_id])).all():
+            raise NotFound("CLIENT", f"client {self.client_id} was deleted during the import; nothing was imported")
 
     def _replace(self, low: dt.datetime, high: dt.datetime, zone: dt.tzinfo, now: dt.datetime,
                  result: MergeResult) -> int:
@@ -324,7 +332,7 @@ class CallImport:
             cursor.copy_expert(f"COPY _import_{table} ({names}) FROM STDIN WITH (FORMAT csv)", buffer)
             # The client's row locked (held already after the calls' move), so its foreign key's trigger
             # may be skipped for this insert, as for the calls'.
-            self.conn.exec_driver_sql(call_quarters.lock_statement([self.client_id]))
+            self._lock_client()
             skipped = bulk.skip_foreign_key_trigger(cursor, table)
             moved = self.conn.exec_driver_sql(f"INSERT INTO {table} ({names}) SELECT {names} FROM _import_{table} "
                                               f"ON CONFLICT ({', '.join(keys)}) DO NOTHING")
