@@ -49,6 +49,12 @@ _TIMESTAMPS = ("started_at", "answered_at", "ended_at", "queued_at", "ingested_a
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _instant_sql(column: str) -> str:
+    """PostgreSQL: a staged column of epoch microseconds as an instant (exact: the factor is an integer
+    below 2^53, and one microsecond times it is computed in whole microseconds)."""
+    return f"timestamptz 'epoch' + {column} * interval '1 microsecond'"
+
+
 @dataclass
 class MergeResult:
     staged: int = 0  # calls staged (copies of a repeated id included)
@@ -183,8 +189,7 @@ class CallImport:
                    if bulk.rebuild_pays(cursor, staged) else None)
         skipped = bulk.skip_foreign_key_trigger(cursor)
         columns = ", ".join(CALL_EVENT_COLUMNS)
-        values = ", ".join(f"timestamptz 'epoch' + s.{c} * interval '1 microsecond'" if c in _TIMESTAMPS else f"s.{c}"
-                           for c in CALL_EVENT_COLUMNS)
+        values = ", ".join(_instant_sql(f"s.{c}") if c in _TIMESTAMPS else f"s.{c}" for c in CALL_EVENT_COLUMNS)
         source = ("(SELECT DISTINCT ON (pbx_call_id) * FROM _import_calls ORDER BY pbx_call_id, first_line) AS s"
                   if repeated else "_import_calls AS s")  # the first copy of a repeated id wins
         move = f"INSERT INTO call_events ({columns}) SELECT {values} FROM {source}"
@@ -319,13 +324,15 @@ class CallImport:
         data = pa.table({"client_id": pa.array(np.full(count, self.client_id, dtype=np.int64)),
                          **{name: column(name, kind) for name, kind in columns.items()}})
         names = ", ".join(data.column_names)
-        for name, kind in columns.items():
-            if pa.types.is_timestamp(kind):  # naive UTC wall clock, read back as UTC
-                data = data.set_column(data.schema.get_field_index(name), name, data.column(name).cast(pa.timestamp("us")))
+        instants = {name for name, kind in columns.items() if pa.types.is_timestamp(kind)}
+        for name in instants:  # PostgreSQL: epoch microseconds (as the calls); SQLite: naive UTC, read back as UTC
+            column = data.column(name).cast(pa.timestamp("us"))
+            data = data.set_column(data.schema.get_field_index(name), name,
+                                   column.cast(pa.int64()) if self.postgresql else column)
         cursor = self.conn.connection.dbapi_connection.cursor()
         if self.postgresql:
-            self.conn.exec_driver_sql(f"CREATE TEMP TABLE _import_{table} ON COMMIT DROP AS "
-                                      f"SELECT {names} FROM {table} WITH NO DATA")
+            self.conn.exec_driver_sql(f"CREATE TEMP TABLE _import_{table} ON COMMIT DROP AS SELECT " + ", ".join(
+                f"NULL::bigint AS {n}" if n in instants else n for n in data.column_names) + f" FROM {table} WITH NO DATA")
             buffer = io.BytesIO()
             pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False))
             buffer.seek(0)
@@ -334,7 +341,8 @@ class CallImport:
             # may be skipped for this insert, as for the calls'.
             self._lock_client()
             skipped = bulk.skip_foreign_key_trigger(cursor, table)
-            moved = self.conn.exec_driver_sql(f"INSERT INTO {table} ({names}) SELECT {names} FROM _import_{table} "
+            values = ", ".join(_instant_sql(n) if n in instants else n for n in data.column_names)
+            moved = self.conn.exec_driver_sql(f"INSERT INTO {table} ({names}) SELECT {values} FROM _import_{table} "
                                               f"ON CONFLICT ({', '.join(keys)}) DO NOTHING")
             if skipped:
                 cursor.execute("SET LOCAL session_replication_role = origin")
