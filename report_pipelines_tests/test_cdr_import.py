@@ -574,6 +574,6 @@ def test_a_client_deleted_during_the_import_stops_it_before_an_unchecked_insert(
     monkeypatch.setattr(CallImport, "merge", deleted_meanwhile)
     with pytest.raises(NotFound) as caught:
         import_cdr(pg_engine, "gone", "asterisk-csv", MASTER, data_dir=tmp_path)
-    assert caught.value.field == "CLIENT" and f"client {client.id} was deleted during the import" in str(caught.value)
+    assert caught.value.field == "--client" and f"client {client.id} was deleted during the import" in str(caught.value)
     with pg_engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM call_events").scalar() == 0

@@ -213,7 +213,7 @@ class CallImport:
         writers lock it), so it cannot be deleted under an insert whose foreign-key trigger is skipped;
         an import whose client was deleted since it was looked up stops here, nothing stored."""
         if not self.conn.exec_driver_sql(call_quarters.lock_statement([self.client_id])).all():
-            raise NotFound("CLIENT", f"client {self.client_id} was deleted during the import; nothing was imported")
+            raise NotFound("--client", f"client {self.client_id} was deleted during the import; nothing was imported")
 
     def _replace(self, low: dt.datetime, high: dt.datetime, zone: dt.tzinfo, now: dt.datetime,
                  result: MergeResult) -> int:
