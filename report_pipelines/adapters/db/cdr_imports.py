@@ -16,10 +16,11 @@ and an import that outweighs ``call_events`` moved with the secondary indexes dr
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -187,7 +188,6 @@ class CallImport:
         cursor = self.conn.connection.dbapi_connection.cursor()
         dropped = (bulk.drop_for_rebuild(cursor, unique_keys=False, foreign_keys=False)
                    if bulk.rebuild_pays(cursor, staged) else None)
-        skipped = bulk.skip_foreign_key_trigger(cursor)
         columns = ", ".join(CALL_EVENT_COLUMNS)
         values = ", ".join(_instant_sql(f"s.{c}") if c in _TIMESTAMPS else f"s.{c}" for c in CALL_EVENT_COLUMNS)
         source = ("(SELECT DISTINCT ON (pbx_call_id) * FROM _import_calls ORDER BY pbx_call_id, first_line) AS s"
@@ -196,24 +196,28 @@ class CallImport:
         move += (" WHERE NOT EXISTS (SELECT 1 FROM call_events e WHERE e.client_id = s.client_id"
                  " AND e.pbx_call_id = s.pbx_call_id)" if dropped is not None
                  else " ON CONFLICT (client_id, pbx_call_id) DO NOTHING")
-        self._lock_client()  # before the insert whose trigger is skipped
-        if replace:  # the quarters recomputed by merge (calls were deleted)
-            inserted = int(self.conn.exec_driver_sql(move).rowcount)
-        else:  # the calls inserted added to their quarters in the same statement
-            inserted = call_quarters.insert_adding(lambda sql: self.conn.exec_driver_sql(sql).all(),
-                                                   [self.client_id], move)
-        if skipped:  # only for the move: the queue_log's rows keep their triggers
-            cursor.execute("SET LOCAL session_replication_role = origin")
+        with self._client_locked_unchecked(cursor, "call_events"):
+            if replace:  # the quarters recomputed by merge (calls were deleted)
+                inserted = int(self.conn.exec_driver_sql(move).rowcount)
+            else:  # the calls inserted added to their quarters in the same statement (the lock is held)
+                [(inserted,)] = self.conn.exec_driver_sql(call_quarters.inserting(move)).all()
         if dropped is not None:
             bulk.restore_dropped(cursor, dropped)
         return inserted
 
-    def _lock_client(self) -> None:
-        """PostgreSQL: the client's row locked until the commit (``FOR NO KEY UPDATE``, as the quarters'
-        writers lock it), so it cannot be deleted under an insert whose foreign-key trigger is skipped;
-        an import whose client was deleted since it was looked up stops here, nothing stored."""
+    @contextlib.contextmanager
+    def _client_locked_unchecked(self, cursor, table: str) -> Iterator[None]:
+        """PostgreSQL: an insert into ``table`` with its foreign-key trigger skipped where
+        :func:`bulk.skip_foreign_key_trigger` allows it, and the triggers back on after it (the rest of
+        the import keeps them). First the client's row is locked until the commit (``FOR NO KEY UPDATE``,
+        as the quarters' writers lock it), so it cannot be deleted under the insert; an import whose
+        client was deleted since it was looked up stops here, nothing stored."""
         if not self.conn.exec_driver_sql(call_quarters.lock_statement([self.client_id])).all():
             raise NotFound("--client", f"client {self.client_id} was deleted during the import; nothing was imported")
+        skipped = bulk.skip_foreign_key_trigger(cursor, table)
+        yield
+        if skipped:
+            cursor.execute("SET LOCAL session_replication_role = origin")
 
     def _replace(self, low: dt.datetime, high: dt.datetime, zone: dt.tzinfo, now: dt.datetime,
                  result: MergeResult) -> int:
@@ -337,15 +341,10 @@ class CallImport:
             pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False))
             buffer.seek(0)
             cursor.copy_expert(f"COPY _import_{table} ({names}) FROM STDIN WITH (FORMAT csv)", buffer)
-            # The client's row locked (held already after the calls' move), so its foreign key's trigger
-            # may be skipped for this insert, as for the calls'.
-            self._lock_client()
-            skipped = bulk.skip_foreign_key_trigger(cursor, table)
             values = ", ".join(_instant_sql(n) if n in instants else n for n in data.column_names)
-            moved = self.conn.exec_driver_sql(f"INSERT INTO {table} ({names}) SELECT {values} FROM _import_{table} "
-                                              f"ON CONFLICT ({', '.join(keys)}) DO NOTHING")
-            if skipped:
-                cursor.execute("SET LOCAL session_replication_role = origin")
+            with self._client_locked_unchecked(cursor, table):  # as the calls' move
+                moved = self.conn.exec_driver_sql(f"INSERT INTO {table} ({names}) SELECT {values} FROM _import_{table} "
+                                                  f"ON CONFLICT ({', '.join(keys)}) DO NOTHING")
             return int(moved.rowcount)
         values = [data.column(n).cast(pa.string()).to_pylist() if pa.types.is_timestamp(data.schema.field(n).type)
                   else data.column(n).to_pylist() for n in data.column_names]
