@@ -183,3 +183,49 @@ def test_a_summary_read_again_decodes_nothing_and_sees_a_late_call_and_a_licence
         summary()
     assert err.value.field == "client" and "not licensed" in str(err.value)
     never_kept.dispose()
+
+
+def test_the_validation_names_the_period_kept_and_a_period_not_all_kept_is_read_from_its_files(
+        engine: Engine, tmp_path: Path) -> None:
+    """On PostgreSQL the validation's statement also says how many of the period's days keep their table
+    and the SHA-256 of their checksums in date order (worked out here from the manifest's rows); a read
+    again of a period held in the memo is answered from that alone, and one with a day that keeps no
+    table is read as before (never from the memo, whatever it holds)."""
+    import hashlib
+
+    from report_pipelines.services.serving import servings
+
+    seeded = seed(engine, tmp_path)
+    ny = seeded.clients["America/New_York"]
+    app = seeded.app
+    run_client_days(app, [ClientDay(ny.id, ny.timezone, d) for d in DAYS], workers=1, now=NOW)
+    entries = CacheManifestRepository(engine).entries(ny.id, DAYS[0], DAYS[-1], ("queue_performance",))
+    checksums = [e.checksum for e in sorted(entries, key=lambda e: e.local_date)]
+    assert len(checksums) == len(DAYS)
+    [serving] = servings(engine, NOW, client_ids=[ny.id], kept=("queue_performance", DAYS[0], DAYS[-1])).values()
+    [nothing] = servings(engine, NOW, client_ids=[ny.id],
+                         kept=("queue_performance", dt.date(2020, 1, 1), dt.date(2020, 1, 31))).values()
+    if engine.dialect.name == "postgresql":
+        assert serving.kept.kept_days == len(DAYS)
+        assert serving.kept.digest == hashlib.sha256("".join(checksums).encode()).hexdigest()
+        assert serving.kept.complete(DAYS[0], DAYS[-1]) and not serving.kept.complete(DAYS[0], DAYS[-1] + dt.timedelta(1))
+        assert (nothing.kept.kept_days, nothing.kept.digest) == (0, None)
+    else:  # SQLite: the read takes the manifest's rows (no round trip to save)
+        assert serving.kept is None and nothing.kept is None
+
+    def summary() -> pd.DataFrame:
+        return reading.summarize_report("queue_performance", ny.slug, DAYS[0], DAYS[-1], app=app, now=NOW)
+
+    first = summary()
+    again = summary()
+    assert app.memo.hits == 1
+    pd.testing.assert_frame_equal(again, first)
+    with engine.begin() as conn:  # the second day's row keeps no table any more: its file is read
+        conn.execute(update(CacheEntry).where(CacheEntry.client_id == ny.id, CacheEntry.local_date == DAYS[1],
+                                              CacheEntry.report == "queue_performance").values(day_table=None))
+    opened: list[list[dt.date]] = []
+    original = app.store.read_days
+    app.store.read_days = lambda *a, **k: opened.append(list(a[2])) or original(*a, **k)
+    from_files = summary()
+    assert opened == [DAYS] and app.memo.hits == 1  # every day from its file, nothing from the memo
+    pd.testing.assert_frame_equal(from_files, first)

@@ -149,14 +149,24 @@ def test_kept_day_tables_read_against_one_schema_are_what_each_stream_reader_giv
 
 def test_a_cached_summary_is_one_connection_and_two_statements(engine: Engine, tmp_path: Path) -> None:
     """The read's validation (the client with its licences) and the manifest's day tables share one
-    checkout of the pool: two statements, no day file opened, the events table untouched."""
+    checkout of the pool: two statements, no day file opened, the events table untouched. On PostgreSQL
+    both are prepared once per connection, and a period this process presented already is one statement:
+    the validation's own, which also names the digest of the period's checksums."""
     from report_pipelines.services import reading
 
     seeded = seed(engine, tmp_path)
     ny = seeded.clients["America/New_York"]
     days = [SMALL.start + dt.timedelta(days=d) for d in range(SMALL.days)]
     run_client_days(seeded.app, [ClientDay(ny.id, ny.timezone, d) for d in days], workers=1, now=NOW)
-    reading.summarize_report("queue_performance", ny.slug, SMALL.start, SMALL.end, app=seeded.app, now=NOW)  # warm
+    seen_first = _statements(seeded.app.engine)
+    first = reading.summarize_report("queue_performance", ny.slug, SMALL.start, SMALL.end, app=seeded.app, now=NOW)
+    for _ in range(10):  # every pooled connection the reads take in turn prepares its statements once
+        seen_first.append("-- read")
+        reading.summarize_report("queue_performance", ny.slug, SMALL.start, SMALL.end, app=seeded.app, now=NOW)
+        if not seen_first[-1].startswith("PREPARE "):
+            break
+    prepares = {s.split()[1]: s for s in seen_first if s.startswith("PREPARE ")}
+    postgresql = engine.dialect.name == "postgresql"
     checkouts: list[object] = []
     event.listen(seeded.app.engine, "checkout", lambda *args: checkouts.append(args[1]))
     statements = _statements(seeded.app.engine)
@@ -169,8 +179,26 @@ def test_a_cached_summary_is_one_connection_and_two_statements(engine: Engine, t
     summary = reading.summarize_report("queue_performance", ny.slug, SMALL.start, SMALL.end, app=seeded.app, now=NOW)
     ours = [s for s in statements if s.strip().lower() != "select 1"]  # a ping after idle time aside
     assert len(checkouts) == 1
-    if engine.dialect.name == "postgresql":
+    if postgresql:
         assert autocommit == [True] * len(statements)
-    assert len(ours) == 2 and "client_products" in ours[0] and "cache_manifest" in ours[1], ours
+        assert len(ours) == 1 and ours[0].startswith("EXECUTE rp_"), ours
+        assert len(prepares) == 2, seen_first  # the validation and the day tables, prepared per connection
+        prepared_sql = prepares[ours[0].split("(")[0].split()[1]]
+        assert "client_products" in prepared_sql and "report_cache_manifest" in prepared_sql, prepared_sql
+    else:
+        assert len(ours) == 2 and "client_products" in ours[0] and "cache_manifest" in ours[1], ours
+    assert summary.equals(first)
+    # A first read in a process (nothing held): the validation, then the day tables (prepared on this
+    # connection first, if it had not run them: the reads before were answered by the validation alone).
+    seeded.app.memo.clear()
+    statements.clear()
+    again = reading.summarize_report("queue_performance", ny.slug, SMALL.start, SMALL.end, app=seeded.app, now=NOW)
+    ours = [s for s in statements if s.strip().lower() != "select 1" and not s.startswith("PREPARE ")]
+    if postgresql:
+        assert len(ours) == 2 and all(s.startswith("EXECUTE rp_") for s in ours), ours
+        assert set(prepares) == {s.split("(")[0].split()[1] for s in ours}
+    else:
+        assert len(ours) == 2 and "client_products" in ours[0] and "cache_manifest" in ours[1], ours
+    assert again.equals(first)
     assert not [s for s in ours if "call_events" in s]
     assert not opened and len(summary) > 0

@@ -30,6 +30,27 @@ class KeptRow:
 
 
 @dataclass(frozen=True, slots=True)
+class KeptPeriod:
+    """What the manifest holds of one report's days ``first..last`` for a client: how many of them keep
+    their table with the row, and :func:`period_digest` of every row's checksum (None: no row)."""
+
+    kept_days: int
+    digest: str | None
+
+    def complete(self, first: dt.date, last: dt.date) -> bool:
+        """Every day of ``first..last`` keeps its table (one row per day: the manifest's unique key)."""
+        return self.digest is not None and self.kept_days == (last - first).days + 1
+
+
+def period_digest(checksums: Iterable[str]) -> str:
+    """The SHA-256 (hex) of the days' checksums (hex, fixed length) concatenated in date order: the same
+    days as they are give the same digest, a day recomputed since another. The licences query computes
+    the same in SQL (``report_pipelines.adapters.db.commercial``), so a read can name a period held in
+    its memo without the manifest's rows."""
+    return hashlib.sha256("".join(checksums).encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
 class CachedDay:
     """One manifest row: a report's day table for one client-day, and the source it came from."""
 

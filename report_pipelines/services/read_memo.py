@@ -126,14 +126,15 @@ class ReadMemo:
                 self._owners.setdefault(key, set()).add(owner)
                 self._days.setdefault((client_id, report), {})[day] = checksum
 
-    def summary(self, key: _Key) -> pd.DataFrame | None:
-        """A copy of the presented period kept under ``key`` (the caller may change it), or None."""
+    def summary(self, key: _Key, *, count_miss: bool = True) -> pd.DataFrame | None:
+        """A copy of the presented period kept under ``key`` (the caller may change it), or None (counted
+        as a miss unless ``count_miss`` is false: a look ahead whose miss the read counts later)."""
         if not self.enabled:
             return None
         with self._lock:
             item = self._items.get(("summary", key))
             if item is None:
-                self.misses += 1
+                self.misses += count_miss
                 return None
             self._items.move_to_end(("summary", key))
             self.hits += 1

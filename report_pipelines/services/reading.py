@@ -11,6 +11,7 @@ client whose licence ended reads its cached days, and a missing day is computed 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from report_pipelines.adapters.db.cdr_imports import CallEventChanges
 from report_pipelines.adapters.db.engine import transaction_free
 from report_pipelines.adapters.db.repositories import CacheManifestRepository, CallEventRepository
 from report_pipelines.app import App, default_app
-from report_pipelines.domain.cache import KeptRow, SourceStamp
+from report_pipelines.domain.cache import KeptRow, SourceStamp, period_digest
 from report_pipelines.domain.clients import ClientRecord
 from report_pipelines.domain.errors import InvalidInput, NotFound
 from report_pipelines.domain.reports import ReportDefinition, get_report
@@ -78,14 +79,19 @@ def _date(value: dt.date | str, field: str) -> dt.date:
 
 
 def validate_request(app: App, report: str, client: str | int, start: dt.date | str, end: dt.date | str,
-                     now: dt.datetime, *, conn: Connection | None = None) -> PeriodRequest:
+                     now: dt.datetime, *, conn: Connection | None = None, kept: bool = False) -> PeriodRequest:
     """Check every argument, naming the one that is wrong, before anything is read or computed (on
-    ``conn`` when given: a caller's checkout)."""
+    ``conn`` when given: a caller's checkout). ``kept``: the serving's :class:`KeptPeriod` of the report's
+    days ``start..end`` too, from the same query (PostgreSQL; None elsewhere or for dates that are wrong)."""
     definition = get_report(report)
     by_id = isinstance(client, int) and not isinstance(client, bool)
+    period = None
+    if kept:
+        with contextlib.suppress(InvalidInput):  # a wrong date is named below, after the client
+            period = (definition.name, _date(start, "start"), _date(end, "end"))
     # One query for the client and its licences, by id or slug, whatever the size of the fleet.
-    found = (servings(app.engine, now, client_ids=[client], conn=conn) if by_id
-             else servings(app.engine, now, slugs=[str(client)], conn=conn))
+    found = (servings(app.engine, now, client_ids=[client], conn=conn, kept=period) if by_id
+             else servings(app.engine, now, slugs=[str(client)], conn=conn, kept=period))
     if not found:
         raise NotFound("client", f"no client {str(client)[:80]!r} (see: report-pipelines clients list)")
     [serving] = found.values()
@@ -114,6 +120,9 @@ class KeptTables:
     #: What each row recorded of its source (the staleness check's side), from the same statement, when
     #: asked for (``stamps``); else None.
     stamps: dict[dt.date, SourceStamp] | None = None
+    #: The presented period this process held under the key the validation's :class:`KeptPeriod` named
+    #: (:func:`open_request` with ``summary``): then nothing else was read.
+    summary: pd.DataFrame | None = None
 
     @staticmethod
     def read(app: App, client_id: int, report: str, days: list[dt.date], *,
@@ -123,23 +132,42 @@ class KeptTables:
         held = app.memo.held(client_id, report, days)
         rows, recorded = CacheManifestRepository(app.engine).day_tables_and_stamps(
             client_id, days[0], days[-1], report, conn=conn, held=held.keys(), stamps=stamps)
-        return KeptTables(rows, held, recorded)
+        return KeptTables(rows, held, stamps=recorded)
 
 
 def open_request(app: App, report: str, client: str | int, start: dt.date | str, end: dt.date | str,
-                 now: dt.datetime, *, check: Callable[[PeriodRequest], None] | None = None, stamps: bool = False
-                 ) -> tuple[PeriodRequest, KeptTables]:
+                 now: dt.datetime, *, check: Callable[[PeriodRequest], None] | None = None, stamps: bool = False,
+                 summary: bool = False) -> tuple[PeriodRequest, KeptTables]:
     """:func:`validate_request` (then ``check``, a front door's own rules) and the manifest's day tables of
     the request's closed days, on one connection: a cached summary's whole database part is one checkout
     and two indexed statements, without a transaction around them. Pass the tables to :func:`prepare_period`
-    (``kept``); with ``stamps`` for a ``refresh_stale`` one."""
+    (``kept``); with ``stamps`` for a ``refresh_stale`` one.
+
+    ``summary``: a caller about to present the period. When the validation's statement says every day is
+    kept with the manifest (and none is today) and this process holds the presented period under the
+    digest of their checksums, the tables come back with only that frame (``KeptTables.summary``): one
+    statement in all, and no :func:`prepare_period` needed (every day is cached, so it has nothing to do)."""
     with transaction_free(app.engine) as conn:
-        request = validate_request(app, report, client, start, end, now, conn=conn)
+        request = validate_request(app, report, client, start, end, now, conn=conn, kept=summary)
         if check is not None:
             check(request)
+        if summary and (frame := _held_summary(app, request)) is not None:
+            return request, KeptTables(summary=frame)
         kept = KeptTables.read(app, request.client.id, request.report.name, request.closed_days, conn=conn,
                                stamps=stamps)
     return request, kept
+
+
+def _summary_key(request: PeriodRequest, digest: str) -> tuple:
+    """A presented period's key in the memo: the report, the client, the days and their checksums' digest."""
+    return (request.report.name, request.client.id, request.start, request.end, digest)
+
+
+def _held_summary(app: App, request: PeriodRequest) -> pd.DataFrame | None:
+    period = request.serving.kept
+    if period is None or request.end >= request.today or not period.complete(request.start, request.end):
+        return None
+    return app.memo.summary(_summary_key(request, period.digest), count_miss=False)  # the read counts a miss
 
 
 class PeriodTimeout(ExtractTimeout):
@@ -218,8 +246,7 @@ class PeriodDays:
         rows, days = self.kept.rows, self.days
         if self.live or not days or any(rows.get(day) is None for day in days):
             return None
-        return (self.request.report.name, self.request.client.id, days[0], days[-1],
-                tuple(rows[day].checksum for day in days))
+        return _summary_key(self.request, period_digest(rows[day].checksum for day in days))
 
     def table(self) -> pa.Table:
         request, store = self.request, self.app.store
@@ -358,5 +385,7 @@ def summarize_report(report: str, client: str | int, start: dt.date | str, end: 
     """The period as people read it: the days re-aggregated (sums over sums), then presented."""
     app = options.pop("app", None) or default_app()
     now = options.pop("now", None) or app.now()
-    request, kept = open_request(app, report, client, start, end, now)
+    request, kept = open_request(app, report, client, start, end, now, summary=not options.get("refresh_stale"))
+    if kept.summary is not None:  # held by this process under the checksums the validation named
+        return kept.summary
     return prepare_period(app, request, now=now, kept=kept, **options).summary()

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine
 
 from report_pipelines.adapters.db.commercial import CommercialRepository
 from report_pipelines.adapters.db.engine import gc_paused
+from report_pipelines.domain.cache import KeptPeriod
 from report_pipelines.domain.clients import ClientRecord
 from report_pipelines.domain.commercial import Licence, reports_covered_through, served_on
 from report_pipelines.domain.errors import NotFound
@@ -36,6 +37,8 @@ class Serving:
     client: ClientRecord
     licences: tuple[Licence, ...]
     today: dt.date
+    #: What the manifest keeps of the period :func:`servings` was asked about (``kept``), else None.
+    kept: KeptPeriod | None = None
 
     def serves(self, day: dt.date) -> bool:
         return served_on(self.licences, active_from=self.client.active_from, day=day, today=self.today)
@@ -55,21 +58,23 @@ class Serving:
 
 def servings(engine: Engine, now: dt.datetime, *, client_ids: Iterable[int] | None = None,
              zone: str | None = None, slugs: Iterable[str] | None = None, zones: Iterable[str] | None = None,
-             conn: Connection | None = None) -> dict[int, Serving]:
+             conn: Connection | None = None, kept: tuple[str, dt.date, dt.date] | None = None) -> dict[int, Serving]:
     """The serving state of every client (or of these ids or slugs, or of one zone's clients or several
     zones'), as of ``now``: one query, whatever the size of the fleet (on ``conn`` when given: a caller's
-    checkout)."""
+    checkout). ``kept`` (a report, its first and last day): each serving's :class:`KeptPeriod` of them, from
+    the same query, on PostgreSQL (a summary's memo key; None elsewhere)."""
     with gc_paused():  # a fleet of 20,000 becomes ~120,000 objects: 1.4x faster without the collector's walks
         with contextlib.nullcontext(conn) if conn is not None else engine.connect() as conn:  # a read: no commit
             found = CommercialRepository(conn).reports_licences(
                 client_ids=None if client_ids is None else list(client_ids), slugs=None if slugs is None else list(slugs),
-                zones=None if zone is None and zones is None else [*([zone] if zone is not None else []), *(zones or ())])
+                zones=None if zone is None and zones is None else [*([zone] if zone is not None else []), *(zones or ())],
+                kept=kept)
         today: dict[str, dt.date] = {}  # by zone: a fleet has thousands of clients and tens of zones
-        for client, _ in found.values():
+        for client, _, _ in found.values():
             if client.timezone not in today:
                 today[client.timezone] = local_date_of(now, parse_zone(client.timezone))
-        return {client_id: Serving(client, tuple(licences), today[client.timezone])
-                for client_id, (client, licences) in found.items()}
+        return {client_id: Serving(client, tuple(licences), today[client.timezone], period)
+                for client_id, (client, licences, period) in found.items()}
 
 
 def serving_of(engine: Engine, client_id: int, now: dt.datetime) -> Serving:

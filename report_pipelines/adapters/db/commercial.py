@@ -15,7 +15,23 @@ from decimal import Decimal
 from functools import lru_cache
 from types import TracebackType
 
-from sqlalchemy import Connection, Engine, Integer, Select, String, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Date,
+    Engine,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 
 from report_pipelines.adapters.db.models import (
@@ -33,7 +49,9 @@ from report_pipelines.adapters.db.models import (
     ReportFile,
     ReportSchedule,
 )
+from report_pipelines.adapters.db.prepared import prepared
 from report_pipelines.adapters.db.types import one_of
+from report_pipelines.domain.cache import KeptPeriod
 from report_pipelines.domain.clients import ClientRecord, ClientSpec
 from report_pipelines.domain.commercial import (
     REPORTS_PRODUCT,
@@ -106,14 +124,22 @@ def _policy(row: PolicyRow) -> CommercialPolicy:
 
 
 @lru_cache(maxsize=16)
-def _reports_licences_query(by_ids: bool, by_zone: bool, by_slugs: bool, arrays: bool = False) -> Select:
+def _reports_licences_query(by_ids: bool, by_zone: bool, by_slugs: bool, arrays: bool = False,
+                            kept: bool = False) -> Select:
     """The clients-and-reports-licences query, built once per filter shape (every read validates through
-    it: building a statement costs more than the indexed lookup it runs); ``arrays``: PostgreSQL's."""
+    it: building a statement costs more than the indexed lookup it runs); ``arrays``: PostgreSQL's.
+    ``kept`` (PostgreSQL): each client's :class:`KeptPeriod` of the report and days given as parameters
+    ``kept_report``, ``kept_first``, ``kept_last``, from the same statement (a lateral aggregate: one row
+    per client whatever the manifest holds)."""
     licences = ClientProductRow.__table__
+    clients = Client.__table__
+    if kept:
+        clients = clients.join(_KEPT, true())
     query = (select(Client.id, Client.slug, Client.name, Client.timezone, Client.active_from,
-                    *[licences.c[name] for name in _LICENCE_COLUMNS])
-             .select_from(Client.__table__.outerjoin(licences, (licences.c.client_id == Client.id)
-                                                     & (licences.c.product_code == REPORTS_PRODUCT))))
+                    *[licences.c[name] for name in _LICENCE_COLUMNS], *((_KEPT.c.kept_days, _KEPT.c.kept_digest)
+                                                                       if kept else ()))
+             .select_from(clients.outerjoin(licences, (licences.c.client_id == Client.id)
+                                            & (licences.c.product_code == REPORTS_PRODUCT))))
     if by_ids:
         query = query.where(one_of(Client.id, "ids", Integer, arrays))
     if by_zone:
@@ -121,6 +147,24 @@ def _reports_licences_query(by_ids: bool, by_zone: bool, by_slugs: bool, arrays:
     if by_slugs:
         query = query.where(one_of(Client.slug, "slugs", String, arrays))
     return query.order_by(Client.id, licences.c.id)
+
+
+def _kept_period():
+    """How many of the period's days keep their table with the manifest row, and the digest of every
+    row's checksum in date order: :func:`report_pipelines.domain.cache.period_digest` in SQL
+    (SHA-256 of the concatenated hex checksums, in hex)."""
+    m = CacheEntry.__table__
+    ordered = func.string_agg(m.c.checksum, aggregate_order_by(literal_column("''"), m.c.local_date))
+    return (select(func.count(m.c.day_table).label("kept_days"),
+                   func.encode(func.sha256(func.convert_to(ordered, literal_column("'UTF8'"))),
+                               literal_column("'hex'")).label("kept_digest"))
+            .where(m.c.client_id == Client.id, m.c.report == bindparam("kept_report"),
+                   m.c.local_date >= bindparam("kept_first", type_=Date),
+                   m.c.local_date <= bindparam("kept_last", type_=Date))
+            .lateral("kept"))
+
+
+_KEPT = _kept_period()
 
 
 _LICENCE_COLUMNS = ("product_code", "quantity", "unit_price", "discount", "currency", "valid_from", "valid_to",
@@ -328,22 +372,29 @@ class CommercialRepository:
         return [_licence(r) for r in rows]
 
     def reports_licences(self, *, client_ids: Sequence[int] | None = None, zones: Sequence[str] | None = None,
-                         slugs: Sequence[str] | None = None) -> dict[int, tuple[ClientRecord, list[Licence]]]:
-        """Clients (all, these ids or slugs, or those of these zones) with their reports licences (possibly none)."""
+                         slugs: Sequence[str] | None = None, kept: tuple[str, dt.date, dt.date] | None = None,
+                         ) -> dict[int, tuple[ClientRecord, list[Licence], KeptPeriod | None]]:
+        """Clients (all, these ids or slugs, or those of these zones) with their reports licences (possibly
+        none), and (``kept``: a report and its days, on PostgreSQL; else None) the :class:`KeptPeriod` of
+        that report's days, from the same statement."""
+        with_kept = kept is not None and self.conn.dialect.name == "postgresql"
         query = _reports_licences_query(client_ids is not None, zones is not None, slugs is not None,
-                                        self.conn.dialect.name == "postgresql")
-        params: dict[str, list] = {}
+                                        self.conn.dialect.name == "postgresql", with_kept)
+        params: dict[str, object] = {}
         if client_ids is not None:
             params["ids"] = list(client_ids)
         if zones is not None:
             params["zones"] = list(zones)
         if slugs is not None:
             params["slugs"] = list(slugs)
-        found: dict[int, tuple[ClientRecord, list[Licence]]] = {}
-        for row in self.conn.execute(query, params):  # one query, clients and licences
+        if with_kept:
+            params["kept_report"], params["kept_first"], params["kept_last"] = kept
+        found: dict[int, tuple[ClientRecord, list[Licence], KeptPeriod | None]] = {}
+        for row in prepared(query).execute(self.conn, params):  # one query, clients and licences
             if row.id not in found:
                 found[row.id] = (ClientRecord(id=row.id, slug=row.slug, name=row.name, timezone=row.timezone,
-                                              active_from=row.active_from), [])
+                                              active_from=row.active_from), [],
+                                 KeptPeriod(row.kept_days, row.kept_digest) if with_kept else None)
             if row.product_code is not None:
                 found[row.id][1].append(_licence(row))
         return found

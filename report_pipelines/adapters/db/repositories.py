@@ -47,6 +47,7 @@ from report_pipelines.adapters.db import call_quarters
 from report_pipelines.adapters.db.bulk import CALL_EVENT_SCHEMA, libpq_uri
 from report_pipelines.adapters.db.call_quarters import on_quarter, quarter_of, windows_query
 from report_pipelines.adapters.db.models import CALL_EVENT_COLUMNS, CacheEntry, CallEvent, CallEventQuarterRow, Client
+from report_pipelines.adapters.db.prepared import prepared
 from report_pipelines.adapters.db.types import UTCDateTime, one_of
 from report_pipelines.domain.cache import CachedDay, KeptRow, SourceStamp, SourceState
 from report_pipelines.domain.clients import ClientRecord, ClientSpec
@@ -659,7 +660,7 @@ class CacheManifestRepository:
         tables: dict[dt.date, KeptRow | None] = {}
         recorded: dict[dt.date, SourceStamp] = {}
         with contextlib.nullcontext(conn) if conn is not None else self.engine.connect() as conn:
-            for day, checksum, kept, blob, *source in conn.execute(query, params):
+            for day, checksum, kept, blob, *source in prepared(query).execute(conn, params):
                 tables[day] = KeptRow(checksum, bytes(blob) if blob is not None else None) if kept else None
                 if stamps:
                     recorded[day] = SourceStamp(*source)
