@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, event, select, text
 
 from report_pipelines.adapters.db.bulk import load_call_events
 from report_pipelines.adapters.db.models import ClientProductRow, ReportRequestRow
@@ -20,6 +20,8 @@ from report_pipelines.adapters.db.repositories import CacheManifestRepository
 from report_pipelines.adapters.exports import write_table
 from report_pipelines.app import App, FixedClock
 from report_pipelines.domain.errors import InvalidInput, NotFound
+from report_pipelines.domain.timezones import local_day_window, parse_zone
+from report_pipelines.services.extracts import ANY_TIME, ClientDay, run_client_days
 from report_pipelines.services.periods import extract_period, read_report, summarize_report
 from report_pipelines.services.reading import PeriodTimeout, read_report_arrow
 from report_pipelines.settings import PeriodSettings
@@ -207,6 +209,37 @@ def test_each_request_is_one_row_of_the_usage_log(engine: Engine, tmp_path: Path
     assert cli.requested_at == NOW and cli.duration_s > 0
     assert (python.channel, python.format, python.asks_yesterday) == ("python", "pandas", True)
     assert (python.days_cached, python.days_computed, python.rows) == (1, 2, len(frame))
+
+
+def test_a_summary_read_again_is_logged_as_its_cached_days_and_sees_a_late_call(engine: Engine,
+                                                                                tmp_path: Path) -> None:
+    """The logged summary read again (every day kept, none live, the period held by this process) is
+    answered by the validation's statement alone, and still logged: its days as cached, its rows. A late
+    call recomputed since changes a day's checksum: the next read presents the new figures."""
+    seeded = seed(engine, tmp_path)
+    app = app_at(seeded)
+    ny = seeded.clients["America/New_York"]
+    first = summarize_report("queue_performance", ny.slug, FIRST, LAST_CLOSED, app=app, now=NOW)
+    statements: list[str] = []
+    event.listen(app.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    again = summarize_report("queue_performance", ny.slug, FIRST, LAST_CLOSED, app=app, now=NOW)
+    assert again.equals(first) and app.memo.hits == 1
+    if engine.dialect.name == "postgresql":  # the validation, then the usage log's row (its own transaction)
+        reads = [s for s in statements if s.lstrip().upper().startswith(("EXECUTE", "SELECT"))
+                 and s.strip().lower() != "select 1"]
+        assert len(reads) == 1 and reads[0].startswith("EXECUTE rp_"), reads
+    one, two = logged(engine)
+    assert (one.days_cached, one.days_computed, one.days_live) == (0, 3, 0)
+    assert (two.days_cached, two.days_computed, two.days_live, two.rows, two.status) == (3, 0, 0, len(first), "ok")
+    # One late answered call in queue "support" on the 9th (local 10:00): that day's table changes.
+    start, _ = local_day_window(dt.date(2024, 3, 9), parse_zone(ny.timezone))
+    load_call_events(engine, late_call(ny.id, "late-periods-1", start + dt.timedelta(hours=10), NOW))
+    run_client_days(app, [ClientDay(ny.id, ny.timezone, dt.date(2024, 3, 9))], workers=1, now=NOW, reuse_since=ANY_TIME)
+    late = summarize_report("queue_performance", ny.slug, FIRST, LAST_CLOSED, app=app, now=NOW)
+    offered = {q: int(v) for q, v in zip(first["queue"], first["offered"], strict=True)}
+    assert {q: int(v) for q, v in zip(late["queue"], late["offered"], strict=True)} == {
+        q: v + (q == "support") for q, v in offered.items()} | ({} if "support" in offered else {"support": 1})
+    assert app.memo.hits == 1
 
 
 def test_a_usage_log_that_cannot_be_written_never_fails_the_request(sqlite_engine: Engine, tmp_path: Path,
