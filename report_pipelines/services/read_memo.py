@@ -9,11 +9,14 @@ were made from:
 * a **day table**, by its manifest row's ``checksum`` (the SHA-256 of the day's Parquet file, written in
   the same statement as the kept table): the manifest read names the checksums this process holds, and
   the database sends a table only for the others (a recomputed day has a new checksum, so it is sent);
-* a **presented period**, by the report, the client, the dates and every day's checksum: the same days
-  give the same frame (``combine`` and ``present`` are pure), a day recomputed since gives another key.
+* a **presented period**, by the report, the client, the dates and the digest of every day's checksum
+  (:func:`report_pipelines.domain.cache.period_digest`): the same days give the same frame (``combine``
+  and ``present`` are pure), a day recomputed since gives another key.
 
-Nothing here decides what a read may see: every read still validates the client and its licences and
-reads the manifest's rows, and only the bytes those rows name are reused. A period with today in it, or
+Nothing here decides what a read may see: every read still validates the client and its licences, and
+only what the manifest names is reused: the rows' checksums, or (PostgreSQL, a period whose days all keep
+their table) the digest the validation's own statement computed from them, so a period read again is
+one statement. A period with today in it, or
 with a day kept in its file only, is not kept. Bounded by bytes (least recently used first out);
 ``REPORT_PIPELINES_READ_MEMO_MB`` sets the bound, 0 keeps nothing. Thread-safe; one per :class:`App`.
 """
