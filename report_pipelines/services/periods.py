@@ -319,12 +319,15 @@ def extract_period(client: str | int, report: str, start: dt.date | str, end: dt
                          days_live=entry.days_live, duration_s=time.perf_counter() - entry.started)
 
 
-def _summary_frame(period: PeriodDays) -> pd.DataFrame:
-    return period.summary().reset_index(drop=True)  # what a round trip through Arrow gave before
-
-
 def _summary_table(period: PeriodDays) -> pa.Table:
-    return pa.Table.from_pandas(_summary_frame(period), preserve_index=False)
+    return _presented(period.summary(), "arrow")
+
+
+def _presented(summary: pd.DataFrame, fmt: str) -> pd.DataFrame | pa.Table:
+    """A presented period as a pandas caller gets it (``fmt`` "pandas": no round trip through Arrow),
+    else as an Arrow table."""
+    frame = summary.reset_index(drop=True)  # what a round trip through Arrow gave before
+    return frame if fmt == "pandas" else pa.Table.from_pandas(frame, preserve_index=False)
 
 
 def _shaped(period: PeriodDays, shape: str):
@@ -348,15 +351,11 @@ def _read(report: str, client: str | int, start: dt.date | str, end: dt.date | s
         _taking(entry, request)
         if kept.summary is not None:  # every day cached, none live, and this process presented them already
             entry.days_cached = len(request.closed_days)
-            frame = kept.summary.reset_index(drop=True)
-            table = frame if fmt == "pandas" else pa.Table.from_pandas(frame, preserve_index=False)
+            table = _presented(kept.summary, fmt)
         else:
             period = prepare_period(app, request, now=now, timeout_s=timeout_s, workers=workers, kept=kept)
             _filled(entry, period)
-            if shape == "days":
-                table = period.table()
-            else:  # the presented frame as it is for pandas callers: no round trip through Arrow
-                table = _summary_frame(period) if fmt == "pandas" else _summary_table(period)
+            table = period.table() if shape == "days" else _presented(period.summary(), fmt)
         entry.rows = len(table)
     except Exception as exc:
         _record(app, entry, _status_of(exc), _first_line(exc))

@@ -16,9 +16,9 @@ were made from:
 Nothing here decides what a read may see: every read still validates the client and its licences, and
 only what the manifest names is reused: the rows' checksums, or (PostgreSQL, a period whose days all keep
 their table) the digest the validation's own statement computed from them, so a period read again is
-one statement. A period with today in it, or
-with a day kept in its file only, is not kept. Bounded by bytes (least recently used first out);
-``REPORT_PIPELINES_READ_MEMO_MB`` sets the bound, 0 keeps nothing. Thread-safe; one per :class:`App`.
+one statement. A period with today in it, or with a day kept in its file only, is not kept. Bounded by
+bytes (least recently used first out); ``REPORT_PIPELINES_READ_MEMO_MB`` sets the bound, 0 keeps
+nothing. Thread-safe; one per :class:`App`.
 """
 
 from __future__ import annotations
