@@ -165,7 +165,7 @@ def _summary_key(request: PeriodRequest, digest: str) -> tuple:
 
 def _held_summary(app: App, request: PeriodRequest) -> pd.DataFrame | None:
     period = request.serving.kept
-    if period is None or request.end >= request.today or not period.complete(request.start, request.end):
+    if period is None or request.includes_today or not period.complete(request.start, request.end):
         return None
     return app.memo.summary(_summary_key(request, period.digest), count_miss=False)  # the read counts a miss
 
